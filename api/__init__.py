@@ -1,0 +1,13 @@
+"""The HTTP layer: flask-smorest blueprints and marshmallow schemas only. Domain logic lives elsewhere."""
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from api import auth, me, ops
+    from handbook.extensions import api
+
+    for module in (auth, me):
+        api.register_blueprint(module.blp, url_prefix=f"/api/v1{module.PREFIX}")
+    api.register_blueprint(ops.blp, url_prefix="/")

@@ -1,0 +1,128 @@
+"""Configuration classes, read from environment variables.
+
+`Config` holds the production-safe defaults; `DevConfig`, `TestConfig` and `ProdConfig` adjust them.
+`create_app()` picks one by `HANDBOOK_ENV` (development | test | production, default development)
+unless a class or mapping is passed in. Every variable in ../shared/API.md is read here.
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env(name)
+    return int(value) if value is not None else default
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    return [part.strip() for part in (_env(name, default) or "").split(",") if part.strip()]
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the usual `postgresql://` / `postgres://` spellings and use psycopg 3 for them."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+class Config:
+    ENV_NAME = "production"
+    # Secrets: required in production; generated into instance/ for development (see handbook.config).
+    SECRET_KEY = _env("SECRET_KEY")
+    JWT_SECRET_KEY = _env("JWT_SECRET_KEY")
+
+    SQLALCHEMY_DATABASE_URI = normalise_database_url(_env("DATABASE_URL", "") or "")
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    REDIS_URL = _env("REDIS_URL")
+
+    # Auth (API.md: 15-minute access tokens, 30-day rotating refresh tokens).
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=15)
+    JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=30)
+    JWT_TOKEN_LOCATION = ["headers"]
+    JWT_ALGORITHM = "HS256"
+    JWT_DECODE_LEEWAY = 10
+    # argon2id cost (RFC 9106 "second recommended option": t=3, m=64 MiB, p=4).
+    ARGON2_TIME_COST = _env_int("ARGON2_TIME_COST", 3)
+    ARGON2_MEMORY_COST = _env_int("ARGON2_MEMORY_COST", 65536)
+    ARGON2_PARALLELISM = _env_int("ARGON2_PARALLELISM", 4)
+    PASSWORD_MIN_LENGTH = 8
+
+    # Login throttling (Flask-Limiter). Failed attempts per account; all attempts per client IP.
+    LOGIN_LIMIT_PER_ACCOUNT = _env("LOGIN_LIMIT_PER_ACCOUNT", "5 per minute;20 per hour")
+    LOGIN_LIMIT_PER_IP = _env("LOGIN_LIMIT_PER_IP", "60 per minute;600 per hour")
+    RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_STRATEGY = "moving-window"
+    # With Redis down, keep limiting in process memory rather than failing every request.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_KEY_PREFIX = "handbook-rl"
+    # Number of reverse proxies in front of the app whose X-Forwarded-For is trusted (0: none).
+    TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
+
+    # Requests
+    MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 20 * 1024 * 1024)
+
+    # Time
+    HANDBOOK_TIMEZONE = _env("HANDBOOK_TIMEZONE", "Asia/Ho_Chi_Minh")
+    QUIET_HOURS = os.environ.get("QUIET_HOURS", "21:00-07:00")
+    REMINDER_DAYS = [int(d) for d in _env_list("REMINDER_DAYS", "7,12,14")]
+    ESCALATION_DAYS = [int(d) for d in _env_list("ESCALATION_DAYS", "12,15")]
+
+    # Push (used by push/)
+    PUSH_BACKEND = _env("PUSH_BACKEND", "log")
+    FCM_PROJECT_ID = _env("FCM_PROJECT_ID")
+    FCM_ENDPOINT = _env("FCM_ENDPOINT")
+    FCM_RATE_PER_MINUTE = _env_int("FCM_RATE_PER_MINUTE", 600000)
+    GOOGLE_APPLICATION_CREDENTIALS = _env("GOOGLE_APPLICATION_CREDENTIALS")
+
+    # OpenAPI (flask-smorest)
+    API_TITLE = "Sổ tay đảng viên điện tử — API"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/"
+    OPENAPI_JSON_PATH = "api/v1/openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "docs"
+    OPENAPI_SWAGGER_UI_URL = _env("OPENAPI_SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/")
+
+    # Logging: "json" (one JSON object a line) or "text".
+    LOG_FORMAT = _env("LOG_FORMAT", "json")
+    LOG_LEVEL = _env("LOG_LEVEL", "INFO")
+    # Seconds a client should wait before retrying when the database is unavailable.
+    DB_UNAVAILABLE_RETRY_AFTER = _env_int("DB_UNAVAILABLE_RETRY_AFTER", 5)
+
+
+class DevConfig(Config):
+    ENV_NAME = "development"
+    LOG_FORMAT = _env("LOG_FORMAT", "text")
+
+
+class TestConfig(Config):
+    ENV_NAME = "test"
+    TESTING = True
+    SECRET_KEY = "test-secret-key-not-for-production"
+    JWT_SECRET_KEY = "test-jwt-secret-key-not-for-production-0123456789"
+    SQLALCHEMY_DATABASE_URI = normalise_database_url(_env("TEST_DATABASE_URL", "sqlite://") or "sqlite://")
+    REDIS_URL = None
+    # Cheap hashes keep the suite fast; the algorithm (argon2id) is the same.
+    ARGON2_TIME_COST = 1
+    ARGON2_MEMORY_COST = 1024
+    ARGON2_PARALLELISM = 1
+    LOG_FORMAT = "json"
+    LOG_LEVEL = "INFO"
+
+
+class ProdConfig(Config):
+    ENV_NAME = "production"
+
+
+CONFIGS = {"development": DevConfig, "test": TestConfig, "production": ProdConfig}
+
+
+def config_from_env() -> type[Config]:
+    return CONFIGS[os.environ.get("HANDBOOK_ENV", "development")]

@@ -1,0 +1,102 @@
+"""The handbook service: app factory and wiring.
+
+`create_app()` is the composition root: it loads configuration, binds the extensions, registers the
+error envelope, logging and metrics, the CLI, and the HTTP layer (`api`). It is the only module of the
+domain packages that imports `api`; everything else in handbook/, content/ and push/ stays HTTP-free.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import Config, config_from_env
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_config(app: Flask, config: type[Config] | Mapping | None) -> None:
+    base = config_from_env() if config is None or isinstance(config, Mapping) else config
+    app.config.from_object(base)
+    if isinstance(config, Mapping):
+        app.config.update(config)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        os.makedirs(app.instance_path, exist_ok=True)
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'handbook.db'}"
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # SQLite: one writer at a time; wait for the lock instead of failing at once.
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 30}}
+    missing = [k for k in ("SECRET_KEY", "JWT_SECRET_KEY") if not app.config.get(k)]
+    if missing:
+        if app.config["ENV_NAME"] == "production":
+            raise RuntimeError(f"{', '.join(missing)} must be set in production")
+        app.config.update(_development_secrets(Path(app.instance_path), missing))
+    if app.config.get("REDIS_URL"):
+        app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["REDIS_URL"])
+    else:
+        app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
+
+
+def _development_secrets(instance: Path, names: list[str]) -> dict:
+    """Generate secrets once and keep them in instance/ (development only, never committed)."""
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "secrets.json"
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    for name in names:
+        stored.setdefault(name, secrets.token_urlsafe(48))
+    path.write_text(json.dumps(stored, indent=2))
+    path.chmod(0o600)
+    return {name: stored[name] for name in names}
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record):
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
+def create_app(config: type[Config] | Mapping | None = None) -> Flask:
+    app = Flask(__name__, instance_path=str(PROJECT_ROOT / "instance"))
+    _load_config(app, config)
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+    if app.config["TRUSTED_PROXIES"]:
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    from handbook import errors, observability
+    from handbook.extensions import api, db, jwt, limiter, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True,
+                     compare_type=True)
+    jwt.init_app(app)
+    limiter.init_app(app)
+    api.init_app(app, spec_kwargs={"info": {"description": "Sổ tay đảng viên điện tử: public API v1."}})
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    errors.register(app)
+    observability.init_app(app)
+
+    # Models and JWT hooks register themselves on import.
+    from handbook import audit, auth, members, orgunits  # noqa: F401
+
+    from handbook.cli import register_cli
+
+    register_cli(app)
+
+    import api as http_layer
+
+    http_layer.init_app(app)
+    return app

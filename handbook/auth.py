@@ -1,0 +1,207 @@
+"""Authentication: argon2id passwords, login sessions, rotating refresh tokens with reuse detection.
+
+A login opens an `AuthSession`; every token issued in it carries the session id (`sid`). Refresh tokens
+are single use: refreshing marks the presented token used and issues a new pair in the same session.
+Presenting a used refresh token again means it was stolen or replayed, so the whole session is revoked.
+Logout revokes the session; a password change revokes the member's other sessions. Every authenticated
+request checks its session with one primary-key join (see `load_principal`), so revocation takes effect
+at once on every API instance, with PostgreSQL as the single source of truth.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app, g
+from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
+from sqlalchemy import ForeignKey, String, select, update
+from sqlalchemy.orm import Mapped, mapped_column
+
+from handbook import audit
+from handbook.errors import ProblemError
+from handbook.extensions import db, jwt
+from handbook.members import Member, find_by_login
+from handbook.timeutil import utcnow
+
+
+class AuthSession(db.Model):
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    refreshed_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class RefreshToken(db.Model):
+    __tablename__ = "refresh_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("auth_sessions.id"), index=True)
+    issued_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+
+
+# --- passwords -------------------------------------------------------------------------------------
+
+def _hasher() -> PasswordHasher:
+    ext = current_app.extensions
+    if "handbook.hasher" not in ext:
+        cfg = current_app.config
+        ext["handbook.hasher"] = PasswordHasher(
+            time_cost=cfg["ARGON2_TIME_COST"], memory_cost=cfg["ARGON2_MEMORY_COST"],
+            parallelism=cfg["ARGON2_PARALLELISM"],
+        )
+    return ext["handbook.hasher"]
+
+
+def hash_password(password: str) -> str:
+    return _hasher().hash(password)
+
+
+def check_password(member: Member | None, password: str) -> bool:
+    """Verify in constant work whether or not the member exists; upgrade an outdated hash."""
+    hasher = _hasher()
+    if member is None or not member.active or not member.password_hash:
+        ext = current_app.extensions
+        ext.setdefault("handbook.dummy_hash", hasher.hash(secrets.token_hex(16)))
+        try:
+            hasher.verify(ext["handbook.dummy_hash"], password)
+        except VerificationError:
+            pass
+        return False
+    try:
+        hasher.verify(member.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    if hasher.check_needs_rehash(member.password_hash):
+        member.password_hash = hasher.hash(password)
+    return True
+
+
+def validate_new_password(password: str) -> None:
+    minimum = current_app.config["PASSWORD_MIN_LENGTH"]
+    if len(password) < minimum:
+        raise ProblemError("weak_password", 422, errors={"new_password": ["password_too_short"]},
+                           min_length=minimum)
+
+
+# --- sessions and tokens ---------------------------------------------------------------------------
+
+@dataclass
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+def _issue(member: Member, session: AuthSession) -> TokenPair:
+    claims = {"sid": session.id}
+    identity = str(member.id)
+    access = create_access_token(identity=identity, additional_claims=claims)
+    refresh = create_refresh_token(identity=identity, additional_claims=claims)
+    decoded = decode_token(refresh)
+    db.session.add(RefreshToken(
+        jti=decoded["jti"], session_id=session.id,
+        expires_at=datetime.fromtimestamp(decoded["exp"], tz=utcnow().tzinfo),
+    ))
+    return TokenPair(access, refresh, int(current_app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()))
+
+
+def login(username: str, password: str, *, user_agent: str | None, ip: str | None) -> tuple[Member, TokenPair]:
+    member = find_by_login(username)
+    if not check_password(member, password):
+        raise ProblemError("invalid_credentials", 401)
+    session = AuthSession(id=secrets.token_hex(16), member_id=member.id,
+                          user_agent=(user_agent or "")[:255] or None, ip=ip)
+    db.session.add(session)
+    pair = _issue(member, session)
+    db.session.commit()
+    return member, pair
+
+
+def refresh(jwt_data: dict) -> TokenPair:
+    """Rotate the presented refresh token; a second use of it revokes the whole session."""
+    token = db.session.get(RefreshToken, jwt_data["jti"])
+    if token is None or token.session_id != jwt_data.get("sid"):
+        raise ProblemError("invalid_token", 401)
+    now = utcnow()
+    claimed = db.session.execute(
+        update(RefreshToken).where(RefreshToken.jti == token.jti, RefreshToken.used_at.is_(None))
+        .values(used_at=now).execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        revoke_session(token.session_id, "refresh_reuse")
+        audit.record("auth.refresh_reuse", actor_id=int(jwt_data["sub"]), target_type="session",
+                     target_id=token.session_id)
+        db.session.commit()
+        raise ProblemError("token_reused", 401)
+    session = db.session.get(AuthSession, token.session_id)
+    session.refreshed_at = now
+    member = db.session.get(Member, int(jwt_data["sub"]))
+    pair = _issue(member, session)
+    db.session.commit()
+    return pair
+
+
+def revoke_session(session_id: str, reason: str) -> None:
+    db.session.execute(
+        update(AuthSession).where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason).execution_options(synchronize_session=False)
+    )
+
+
+def revoke_member_sessions(member_id: int, reason: str, *, keep: str | None = None) -> None:
+    """Revoke every open session of a member (all but `keep`): password change, removal, role change."""
+    stmt = update(AuthSession).where(AuthSession.member_id == member_id, AuthSession.revoked_at.is_(None))
+    if keep is not None:
+        stmt = stmt.where(AuthSession.id != keep)
+    db.session.execute(stmt.values(revoked_at=utcnow(), revoked_reason=reason)
+                       .execution_options(synchronize_session=False))
+
+
+def change_password(member: Member, session_id: str, current: str, new: str) -> None:
+    if not check_password(member, current):
+        raise ProblemError("invalid_credentials", 401)
+    validate_new_password(new)
+    member.password_hash = hash_password(new)
+    revoke_member_sessions(member.id, "password_change", keep=session_id)
+    audit.record("auth.password_change", actor_id=member.id, target_type="member", target_id=member.id)
+    db.session.commit()
+
+
+# --- flask-jwt-extended hooks ----------------------------------------------------------------------
+
+def load_principal(jwt_data: dict) -> Member | None:
+    """The member behind a token, if its session is still open and the member active (one query)."""
+    cached = g.get("_principal")
+    if cached is not None and cached[0] == jwt_data.get("jti"):
+        return cached[1]
+    member = None
+    sid, sub = jwt_data.get("sid"), jwt_data.get("sub")
+    if sid and sub and sub.isdigit():
+        member = db.session.scalar(
+            select(Member).join(AuthSession, AuthSession.member_id == Member.id)
+            .where(AuthSession.id == sid, Member.id == int(sub), AuthSession.revoked_at.is_(None),
+                   Member.active.is_(True))
+        )
+    g._principal = (jwt_data.get("jti"), member)
+    return member
+
+
+@jwt.token_in_blocklist_loader
+def _is_revoked(jwt_header, jwt_data) -> bool:
+    return load_principal(jwt_data) is None
+
+
+@jwt.user_lookup_loader
+def _lookup(jwt_header, jwt_data) -> Member | None:
+    return load_principal(jwt_data)

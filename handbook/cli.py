@@ -1,0 +1,62 @@
+"""`flask --app wsgi handbook ...` commands."""
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+handbook_cli = AppGroup("handbook", help="Sổ tay đảng viên: imports, demo data and operations.")
+
+
+def _print_import_report(report) -> None:
+    for line in report.summary_lines():
+        click.echo(line)
+    for error in report.errors:
+        click.echo(f"  line {error.line}, column {error.column}: {error.reason}", err=True)
+
+
+@handbook_cli.command("import-org-units")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def import_org_units_command(file):
+    """Import org units (CSV or XLSX: code,name,kind,parent_code). All-or-nothing."""
+    from handbook.imports import import_org_units
+
+    report = import_org_units(file)
+    _print_import_report(report)
+    sys.exit(1 if report.errors else 0)
+
+
+@handbook_cli.command("import-members")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def import_members_command(file):
+    """Import members (CSV or XLSX: card_number,full_name,phone,org_unit_code,roles,password)."""
+    from handbook.imports import import_members
+
+    report = import_members(file)
+    _print_import_report(report)
+    sys.exit(1 if report.errors else 0)
+
+
+@handbook_cli.command("demo")
+@click.option("--members", "members", type=click.IntRange(min=10), default=2000, show_default=True,
+              help="How many members to create.")
+@click.option("--if-empty", is_flag=True, help="Do nothing (but print the demo logins) if data exists.")
+@click.option("--seed", type=int, default=2023, show_default=True)
+def demo_command(members, if_empty, seed):
+    """Load a Hanoi-shaped demo tree with N members and print the demo logins."""
+    from handbook.demo import DemoExists, demo_logins, load_demo
+
+    try:
+        load_demo(members, seed=seed)
+    except DemoExists:
+        if not if_empty:
+            raise click.ClickException("the database already holds org units; demo data not loaded")
+        click.echo("Database already has data; demo data not loaded.")
+    for line in demo_logins():
+        click.echo(line)
+
+
+def register_cli(app: Flask) -> None:
+    app.cli.add_command(handbook_cli)

@@ -1,0 +1,45 @@
+"""Flask extensions, created unbound and initialised by `create_app`."""
+from __future__ import annotations
+
+from flask import request
+from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
+from flask_migrate import Migrate
+from flask_smorest import Api as _SmorestApi
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+# Stable constraint names, so that migrations (and SQLite batch mode) can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def client_ip() -> str:
+    """The client address; `ProxyFix` (TRUSTED_PROXIES) has already applied X-Forwarded-For."""
+    return request.remote_addr or "unknown"
+
+
+class Api(_SmorestApi):
+    """flask-smorest's Api, documenting errors as problem+json; `handbook.errors` registers the handlers."""
+
+    from handbook.errors import ProblemSchema as ERROR_SCHEMA  # noqa: N811
+
+    def _register_error_handlers(self):  # handbook.errors.register() owns every error path
+        pass
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+jwt = JWTManager()
+limiter = Limiter(key_func=client_ip)
+api = Api()

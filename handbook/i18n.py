@@ -1,0 +1,118 @@
+"""User-facing text: Vietnamese by default, English when Accept-Language prefers it.
+
+Messages are keyed by the stable machine `code` used in problem+json responses. A detail may carry
+`{placeholders}` filled from the error's parameters.
+"""
+from __future__ import annotations
+
+import re
+
+from flask import has_request_context, request
+
+LANGUAGES = ("vi", "en")
+
+# code: (vi title, vi detail, en title, en detail)
+PROBLEMS: dict[str, tuple[str, str, str, str]] = {
+    "bad_request": ("Yêu cầu không hợp lệ", "Máy chủ không hiểu yêu cầu này.",
+                    "Bad request", "The server could not understand this request."),
+    "malformed_json": ("JSON không hợp lệ", "Nội dung gửi lên không phải là JSON hợp lệ.",
+                       "Malformed JSON", "The request body is not valid JSON."),
+    "validation_error": ("Dữ liệu không hợp lệ", "Một số trường có giá trị không hợp lệ.",
+                         "Invalid data", "Some fields have invalid values."),
+    "invalid_credentials": ("Sai thông tin đăng nhập", "Số thẻ đảng viên/số điện thoại hoặc mật khẩu không đúng.",
+                            "Invalid credentials", "The card number/phone or the password is wrong."),
+    "unauthorized": ("Chưa đăng nhập", "Cần đăng nhập để thực hiện thao tác này.",
+                     "Not signed in", "You need to sign in to do this."),
+    "invalid_token": ("Mã truy cập không hợp lệ", "Mã truy cập không hợp lệ hoặc không đúng loại.",
+                      "Invalid token", "The token is invalid or of the wrong type."),
+    "token_expired": ("Mã truy cập đã hết hạn", "Mã truy cập đã hết hạn, hãy làm mới hoặc đăng nhập lại.",
+                      "Token expired", "The token has expired; refresh it or sign in again."),
+    "token_revoked": ("Phiên đăng nhập đã kết thúc", "Phiên đăng nhập này đã bị thu hồi, hãy đăng nhập lại.",
+                      "Session ended", "This session was revoked; sign in again."),
+    "token_reused": ("Mã làm mới đã được dùng", "Mã làm mới này đã được dùng trước đó; phiên đăng nhập đã bị thu hồi để bảo vệ tài khoản.",
+                     "Refresh token reused", "This refresh token was already used; the session was revoked to protect the account."),
+    "weak_password": ("Mật khẩu quá yếu", "Mật khẩu mới cần ít nhất {min_length} ký tự.",
+                      "Password too weak", "The new password needs at least {min_length} characters."),
+    "forbidden": ("Không có quyền", "Bạn không có quyền thực hiện thao tác này.",
+                  "Forbidden", "You are not allowed to do this."),
+    "not_found": ("Không tìm thấy", "Không tìm thấy tài nguyên được yêu cầu.",
+                  "Not found", "The requested resource was not found."),
+    "method_not_allowed": ("Phương thức không được hỗ trợ", "Đường dẫn này không hỗ trợ phương thức {method}.",
+                           "Method not allowed", "This path does not support the {method} method."),
+    "not_acceptable": ("Không đáp ứng được định dạng", "Không thể trả lời theo định dạng được yêu cầu.",
+                       "Not acceptable", "The requested format cannot be produced."),
+    "unsupported_media_type": ("Kiểu nội dung không được hỗ trợ", "Hãy gửi nội dung dạng application/json.",
+                               "Unsupported media type", "Send the body as application/json."),
+    "conflict": ("Xung đột dữ liệu", "Yêu cầu xung đột với trạng thái hiện tại.",
+                 "Conflict", "The request conflicts with the current state."),
+    "stale_version": ("Phiên bản đã cũ", "Văn bản đã có phiên bản mới hơn ({current_version}).",
+                      "Stale version", "The document has a newer version ({current_version})."),
+    "payload_too_large": ("Dữ liệu quá lớn", "Nội dung gửi lên vượt quá giới hạn {limit} byte.",
+                          "Payload too large", "The request body exceeds the {limit}-byte limit."),
+    "rate_limited": ("Quá nhiều yêu cầu", "Bạn đã gửi quá nhiều yêu cầu, hãy thử lại sau {retry_after} giây.",
+                     "Too many requests", "Too many requests; try again in {retry_after} seconds."),
+    "service_unavailable": ("Dịch vụ tạm thời gián đoạn", "Cơ sở dữ liệu tạm thời không truy cập được, hãy thử lại sau.",
+                            "Service unavailable", "The database is temporarily unreachable; try again later."),
+    "internal_error": ("Lỗi hệ thống", "Đã xảy ra lỗi không mong muốn. Mã yêu cầu: {request_id}.",
+                       "Internal error", "An unexpected error occurred. Request id: {request_id}."),
+}
+
+# Marshmallow / webargs messages (and our own validation words) in Vietnamese.
+FIELD_MESSAGES_VI: dict[str, str] = {
+    "Missing data for required field.": "Trường này là bắt buộc.",
+    "Unknown field.": "Trường không được chấp nhận.",
+    "Field may not be null.": "Trường này không được để trống.",
+    "Not a valid string.": "Giá trị phải là chuỗi ký tự.",
+    "Not a valid integer.": "Giá trị phải là số nguyên.",
+    "Not a valid number.": "Giá trị phải là số.",
+    "Not a valid boolean.": "Giá trị phải là true hoặc false.",
+    "Not a valid list.": "Giá trị phải là danh sách.",
+    "Not a valid mapping type.": "Giá trị phải là đối tượng.",
+    "Not a valid date.": "Ngày không hợp lệ (định dạng YYYY-MM-DD).",
+    "Not a valid datetime.": "Thời điểm không hợp lệ (RFC 3339).",
+    "Invalid input type.": "Kiểu dữ liệu không hợp lệ.",
+    "Invalid JSON body.": "Nội dung không phải JSON hợp lệ.",
+    "Shorter than minimum length {min}.": "Ngắn hơn độ dài tối thiểu {min}.",
+    "Longer than maximum length {max}.": "Dài hơn độ dài tối đa {max}.",
+    "Length must be between {min} and {max}.": "Độ dài phải từ {min} đến {max}.",
+    "password_too_short": "Mật khẩu quá ngắn.",
+}
+FIELD_MESSAGES_EN: dict[str, str] = {"password_too_short": "Password is too short."}
+
+
+def language() -> str:
+    if not has_request_context():
+        return "vi"
+    return request.accept_languages.best_match(LANGUAGES, default="vi") or "vi"
+
+
+def problem_text(code: str, params: dict) -> tuple[str, str]:
+    vi_title, vi_detail, en_title, en_detail = PROBLEMS.get(code, PROBLEMS["bad_request"])
+    title, detail = (en_title, en_detail) if language() == "en" else (vi_title, vi_detail)
+    try:
+        return title, detail.format(**params)
+    except (KeyError, IndexError):
+        return title, detail.split("{")[0].rstrip(" (:") + "."
+
+
+def _template_pattern(template: str) -> re.Pattern:
+    escaped = re.escape(template)
+    for name in ("min", "max"):
+        escaped = escaped.replace(re.escape("{%s}" % name), f"(?P<{name}>\\S+?)")
+    return re.compile(f"^{escaped}$")
+
+
+_TEMPLATED_VI = [(_template_pattern(t), vi) for t, vi in FIELD_MESSAGES_VI.items() if "{" in t]
+
+
+def field_message(message: str) -> str:
+    """Translate a validation message (exact or `{min}`/`{max}` templated) into the caller's language."""
+    if language() == "en":
+        return FIELD_MESSAGES_EN.get(message, message)
+    if message in FIELD_MESSAGES_VI:
+        return FIELD_MESSAGES_VI[message]
+    for pattern, translated in _TEMPLATED_VI:
+        match = pattern.match(message)
+        if match:
+            return translated.format(**match.groupdict())
+    return message

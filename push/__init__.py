@@ -1,0 +1,1 @@
+"""Devices, FCM delivery, fan-out, reminders and schedules (issue 5)."""
