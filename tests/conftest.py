@@ -1,0 +1,109 @@
+"""Test fixtures: the real app on a real database, SQLite and (when reachable) PostgreSQL.
+
+Every test runs once per backend. The schema is created by running the migrations (so a model change
+without a migration fails the suite), and every table is emptied after each test.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+from sqlalchemy import text
+
+from config import TestConfig, normalise_database_url
+
+PG_URL = normalise_database_url(os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+
+
+def _postgres_reachable(url: str) -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=3).close()
+        return True
+    except psycopg.Error:
+        return False
+
+
+def _backends() -> list[str]:
+    chosen = os.environ.get("TEST_BACKENDS", "sqlite,postgresql")
+    return [b.strip() for b in chosen.split(",") if b.strip()]
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", _backends(), scope="session")
+
+
+@pytest.fixture(scope="session")
+def database_url(backend, tmp_path_factory):
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    if not _postgres_reachable(PG_URL):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is not reachable at {PG_URL} (required in CI)")
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}")
+    return PG_URL
+
+
+def _reset_schema(app) -> None:
+    from handbook.extensions import db
+
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.begin() as conn:
+                conn.execute(text("DROP SCHEMA public CASCADE"))
+                conn.execute(text("CREATE SCHEMA public"))
+
+
+def make_app(database_url: str, **overrides):
+    from handbook import create_app
+
+    settings = {k: getattr(TestConfig, k) for k in dir(TestConfig) if k.isupper()}
+    settings.update(SQLALCHEMY_DATABASE_URI=database_url, **overrides)
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+def _session_app(database_url):
+    from flask_migrate import upgrade
+
+    app = make_app(database_url)
+    _reset_schema(app)
+    with app.app_context():
+        upgrade()
+    yield app
+    from handbook.extensions import db
+
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture()
+def app(_session_app):
+    from handbook.extensions import db, limiter
+
+    limiter.reset()
+    with _session_app.app_context():
+        yield _session_app
+        db.session.rollback()
+        db.session.remove()
+        tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+        with db.engine.begin() as conn:
+            if db.engine.dialect.name == "postgresql":
+                conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            else:
+                for name in tables:
+                    conn.execute(text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture()
+def tmpdir_path():
+    with tempfile.TemporaryDirectory() as d:
+        yield d

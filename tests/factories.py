@@ -1,0 +1,52 @@
+"""Builders of real rows for tests (no mocks): units, members, roles, logins."""
+from __future__ import annotations
+
+from handbook.auth import hash_password
+from handbook.extensions import db
+from handbook.members import Member, RoleGrant
+from handbook.orgunits import OrgUnit
+
+PASSWORD = "mat-khau-123"
+
+
+def unit(code: str, kind: str, parent: OrgUnit | None = None, name: str | None = None) -> OrgUnit:
+    u = OrgUnit(code=code, name=name or f"Đơn vị {code}", kind=kind, parent_id=parent.id if parent else None,
+                path=f"~{code}", depth=(parent.depth + 1) if parent else 0)
+    db.session.add(u)
+    db.session.flush()
+    u.path = f"{parent.path if parent else '/'}{u.id}/"
+    db.session.commit()
+    return u
+
+
+def member(card: str, org_unit: OrgUnit, *, name: str = "Nguyễn Văn An", phone: str | None = None,
+           password: str | None = PASSWORD, roles: list[tuple[str, OrgUnit]] = (), active: bool = True) -> Member:
+    m = Member(card_number=card, full_name=name, phone=phone, org_unit_id=org_unit.id, active=active,
+               password_hash=hash_password(password) if password else None)
+    db.session.add(m)
+    db.session.flush()
+    for role, over in roles:
+        db.session.add(RoleGrant(member_id=m.id, role=role, org_unit_id=over.id))
+    db.session.commit()
+    return m
+
+
+def small_tree() -> dict[str, OrgUnit]:
+    """City → 2 districts → grassroots (one with branches, one chi bộ cơ sở) → branches."""
+    city = unit("HN", "city", name="Thành ủy Hà Nội")
+    ba_dinh = unit("HN.BD", "upper", city, "Quận ủy Ba Đình")
+    dong_da = unit("HN.DD", "upper", city, "Quận ủy Đống Đa")
+    phuong = unit("HN.BD.DB", "grassroots", ba_dinh, "Đảng bộ phường Điện Biên")
+    b1 = unit("HN.BD.DB.1", "branch", phuong, "Chi bộ Tổ dân phố số 1")
+    b2 = unit("HN.BD.DB.2", "branch", phuong, "Chi bộ Tổ dân phố số 2")
+    cbcs = unit("HN.DD.CB", "grassroots", dong_da, "Chi bộ cơ sở Trường THCS Láng Thượng")
+    return {"city": city, "ba_dinh": ba_dinh, "dong_da": dong_da, "phuong": phuong, "b1": b1, "b2": b2,
+            "cbcs": cbcs}
+
+
+def login(client, username: str, password: str = PASSWORD, **headers):
+    return client.post("/api/v1/auth/login", json={"username": username, "password": password}, headers=headers)
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
