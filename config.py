@@ -57,7 +57,9 @@ class Config:
     # Login throttling (Flask-Limiter). Failed attempts per account; all attempts per client IP.
     LOGIN_LIMIT_PER_ACCOUNT = _env("LOGIN_LIMIT_PER_ACCOUNT", "5 per minute;20 per hour")
     LOGIN_LIMIT_PER_IP = _env("LOGIN_LIMIT_PER_IP", "60 per minute;600 per hour")
-    RATELIMIT_HEADERS_ENABLED = True
+    # Our 429 handler sets Retry-After itself; the limiter's own header injection would also rewrite
+    # the Retry-After of unrelated responses (503).
+    RATELIMIT_HEADERS_ENABLED = False
     RATELIMIT_STRATEGY = "moving-window"
     # With Redis down, keep limiting in process memory rather than failing every request.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app, g
+from flask import current_app, has_request_context, request
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 from sqlalchemy import ForeignKey, String, select, update
 from sqlalchemy.orm import Mapped, mapped_column
@@ -180,9 +180,14 @@ def change_password(member: Member, session_id: str, current: str, new: str) -> 
 
 # --- flask-jwt-extended hooks ----------------------------------------------------------------------
 
+PRINCIPAL_KEY = "handbook.principal"
+
+
 def load_principal(jwt_data: dict) -> Member | None:
     """The member behind a token, if its session is still open and the member active (one query)."""
-    cached = g.get("_principal")
+    # Cached on the request itself (not `g`, whose app context may outlive one request).
+    cache = request.environ if has_request_context() else {}
+    cached = cache.get(PRINCIPAL_KEY)
     if cached is not None and cached[0] == jwt_data.get("jti"):
         return cached[1]
     member = None
@@ -193,7 +198,7 @@ def load_principal(jwt_data: dict) -> Member | None:
             .where(AuthSession.id == sid, Member.id == int(sub), AuthSession.revoked_at.is_(None),
                    Member.active.is_(True))
         )
-    g._principal = (jwt_data.get("jti"), member)
+    cache[PRINCIPAL_KEY] = (jwt_data.get("jti"), member)
     return member
 
 

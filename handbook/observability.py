@@ -102,7 +102,7 @@ def init_app(app: Flask) -> None:
         REQUESTS.labels(request.method, endpoint, response.status_code).inc()
         LATENCY.labels(request.method, endpoint).observe(elapsed)
         response.headers["X-Request-ID"] = g.request_id
-        principal = g.get("_principal")
+        principal = request.environ.get("handbook.principal")
         access_log.info(
             "%s %s %s", request.method, request.path, response.status_code,
             extra={"method": request.method, "path": request.path, "status": response.status_code,

@@ -1,0 +1,217 @@
+"""Every auth path: login, refresh rotation and reuse, logout, password change, throttling, revocation."""
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import jwt as pyjwt
+import pytest
+from flask_jwt_extended import create_access_token
+
+from handbook.auth import AuthSession
+from handbook.extensions import db
+from tests.factories import PASSWORD, bearer, login, member, small_tree
+
+
+@pytest.fixture()
+def tree(app):
+    return small_tree()
+
+
+@pytest.fixture()
+def an(tree):
+    return member("01000001", tree["b1"], name="Nguyễn Văn An", phone="0912345678",
+                  roles=[("secretary", tree["b1"])])
+
+
+def test_login_by_card_number_returns_tokens_and_profile(client, an, tree):
+    r = login(client, "01000001")
+    assert r.status_code == 200
+    body = r.json
+    assert body["expires_in"] == 15 * 60
+    assert body["access_token"] and body["refresh_token"]
+    assert body["member"]["card_number"] == "01000001"
+    assert body["member"]["org_unit"]["code"] == "HN.BD.DB.1"
+    assert "password" not in r.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("spelling", ["0912345678", "0912 345 678", "+84912345678", "84 912.345.678"])
+def test_login_by_phone_in_any_spelling(client, an, spelling):
+    assert login(client, spelling).status_code == 200
+
+
+@pytest.mark.parametrize("username,password", [
+    ("01000001", "wrong-password"),
+    ("99999999", PASSWORD),
+    ("", PASSWORD),
+])
+def test_bad_credentials_are_one_generic_401(client, an, username, password):
+    r = login(client, username, password)
+    if username == "":
+        assert r.status_code == 422
+        return
+    assert r.status_code == 401
+    assert r.json["code"] == "invalid_credentials"
+    assert r.content_type == "application/problem+json"
+
+
+def test_inactive_member_and_member_without_password_cannot_log_in(client, tree):
+    member("01000002", tree["b1"], active=False)
+    member("01000003", tree["b1"], password=None)
+    assert login(client, "01000002").json["code"] == "invalid_credentials"
+    assert login(client, "01000003", "").status_code == 422
+    assert login(client, "01000003", "anything").json["code"] == "invalid_credentials"
+
+
+def test_me_shows_unit_ancestors_root_first_and_roles(client, an, tree):
+    token = login(client, "01000001").json["access_token"]
+    me = client.get("/api/v1/me", headers=bearer(token)).json
+    assert [u["code"] for u in me["ancestors"]] == ["HN", "HN.BD", "HN.BD.DB"]
+    assert me["roles"] == [{"role": "secretary", "org_unit": tree["b1"].brief()}]
+    assert me["full_name"] == "Nguyễn Văn An"
+
+
+def test_summary_is_zero_without_content(client, an):
+    token = login(client, "01000001").json["access_token"]
+    assert client.get("/api/v1/me/summary", headers=bearer(token)).json == {
+        "pending": 0, "overdue": 0, "unread_notifications": 0}
+
+
+def test_missing_malformed_and_foreign_tokens(client, app, an):
+    assert client.get("/api/v1/me").json["code"] == "unauthorized"
+    assert client.get("/api/v1/me", headers=bearer("not-a-jwt")).json["code"] == "invalid_token"
+    forged = pyjwt.encode({"sub": str(an.id), "sid": "x", "type": "access", "jti": "j", "fresh": False},
+                          "some-other-secret-that-is-long-enough-000", algorithm="HS256")
+    r = client.get("/api/v1/me", headers=bearer(forged))
+    assert r.status_code == 401 and r.json["code"] == "invalid_token"
+    assert forged not in r.get_data(as_text=True)
+
+
+def test_expired_access_token(client, app, an):
+    tokens = login(client, "01000001").json
+    sid = pyjwt.decode(tokens["access_token"], options={"verify_signature": False})["sid"]
+    expired = create_access_token(identity=str(an.id), additional_claims={"sid": sid},
+                                  expires_delta=timedelta(seconds=-60))
+    r = client.get("/api/v1/me", headers=bearer(expired))
+    assert r.status_code == 401 and r.json["code"] == "token_expired"
+
+
+def test_token_types_are_not_interchangeable(client, an):
+    tokens = login(client, "01000001").json
+    assert client.get("/api/v1/me", headers=bearer(tokens["refresh_token"])).json["code"] == "invalid_token"
+    r = client.post("/api/v1/auth/refresh", headers=bearer(tokens["access_token"]))
+    assert r.status_code == 401 and r.json["code"] == "invalid_token"
+
+
+def test_refresh_rotates_and_reuse_revokes_the_whole_session(client, an):
+    first = login(client, "01000001").json
+    second = client.post("/api/v1/auth/refresh", headers=bearer(first["refresh_token"]))
+    assert second.status_code == 200
+    pair = second.json
+    assert pair["refresh_token"] != first["refresh_token"]
+    assert client.get("/api/v1/me", headers=bearer(pair["access_token"])).status_code == 200
+
+    reuse = client.post("/api/v1/auth/refresh", headers=bearer(first["refresh_token"]))
+    assert reuse.status_code == 401 and reuse.json["code"] == "token_reused"
+    # Every token of that session is dead now, including the newest pair.
+    assert client.get("/api/v1/me", headers=bearer(pair["access_token"])).json["code"] == "token_revoked"
+    assert client.post("/api/v1/auth/refresh", headers=bearer(pair["refresh_token"])).status_code == 401
+    assert client.get("/api/v1/me", headers=bearer(first["access_token"])).status_code == 401
+    # Another session of the same member is untouched.
+    other = login(client, "01000001").json
+    assert client.get("/api/v1/me", headers=bearer(other["access_token"])).status_code == 200
+
+
+def test_logout_revokes_both_tokens_of_that_session_only(client, an):
+    phone = login(client, "01000001").json
+    laptop = login(client, "01000001").json
+    assert client.post("/api/v1/auth/logout", headers=bearer(phone["access_token"])).status_code == 204
+    assert client.get("/api/v1/me", headers=bearer(phone["access_token"])).json["code"] == "token_revoked"
+    assert client.post("/api/v1/auth/refresh", headers=bearer(phone["refresh_token"])).status_code == 401
+    assert client.get("/api/v1/me", headers=bearer(laptop["access_token"])).status_code == 200
+    # Logging out with the refresh token works too, and a second logout is refused.
+    assert client.post("/api/v1/auth/logout", headers=bearer(laptop["refresh_token"])).status_code == 204
+    assert client.post("/api/v1/auth/logout", headers=bearer(laptop["refresh_token"])).status_code == 401
+
+
+def test_password_change_revokes_other_sessions(client, an):
+    current = login(client, "01000001").json
+    other = login(client, "01000001").json
+    url, headers = "/api/v1/me/password", bearer(current["access_token"])
+
+    wrong = client.put(url, json={"current_password": "nope", "new_password": "mat-khau-moi-456"}, headers=headers)
+    assert wrong.status_code == 401 and wrong.json["code"] == "invalid_credentials"
+    weak = client.put(url, json={"current_password": PASSWORD, "new_password": "short"}, headers=headers)
+    assert weak.status_code == 422 and weak.json["code"] == "weak_password"
+    assert "new_password" in weak.json["errors"]
+
+    ok = client.put(url, json={"current_password": PASSWORD, "new_password": "mat-khau-moi-456"}, headers=headers)
+    assert ok.status_code == 204
+    assert client.get("/api/v1/me", headers=headers).status_code == 200
+    assert client.get("/api/v1/me", headers=bearer(other["access_token"])).json["code"] == "token_revoked"
+    assert login(client, "01000001").status_code == 401
+    assert login(client, "01000001", "mat-khau-moi-456").status_code == 200
+    reasons = {s.revoked_reason for s in db.session.scalars(db.select(AuthSession))}
+    assert "password_change" in reasons
+
+
+def test_deactivated_member_loses_access_at_once(client, an):
+    token = login(client, "01000001").json["access_token"]
+    an.active = False
+    db.session.commit()
+    assert client.get("/api/v1/me", headers=bearer(token)).status_code == 401
+
+
+def test_failed_logins_are_throttled_per_account(client, an, tree):
+    member("01000009", tree["b2"], phone="0987654321")
+    for _ in range(5):
+        assert login(client, "01000001", "wrong").status_code == 401
+    blocked = login(client, "01000001")  # even the right password waits now
+    assert blocked.status_code == 429
+    assert blocked.json["code"] == "rate_limited"
+    assert int(blocked.headers["Retry-After"]) > 0
+    # Another spelling of the same account is the same account; another account is unaffected.
+    assert login(client, "01000001 ".strip(), "wrong").status_code == 429
+    assert login(client, "01000009").status_code == 200
+
+
+def test_successful_logins_do_not_count_against_the_account(client, an):
+    for _ in range(8):
+        assert login(client, "01000001").status_code == 200
+
+
+def test_logins_are_throttled_per_ip(client, app, an, tree):
+    app.config["LOGIN_LIMIT_PER_IP"] = "3 per minute"
+    try:
+        codes = [login(client, f"0100009{i}", "x").status_code for i in range(3)]
+        assert codes == [401, 401, 401]
+        r = login(client, "01000001")
+        assert r.status_code == 429 and "Retry-After" in r.headers
+        other_ip = client.post("/api/v1/auth/login", json={"username": "01000001", "password": PASSWORD},
+                               environ_base={"REMOTE_ADDR": "10.1.2.3"})
+        assert other_ip.status_code == 200
+    finally:
+        app.config["LOGIN_LIMIT_PER_IP"] = "60 per minute;600 per hour"
+
+
+def test_parallel_refresh_with_one_token_succeeds_at_most_once(client, app, an, backend):
+    if backend != "postgresql":
+        pytest.skip("SQLite serialises writers; the race is exercised on PostgreSQL")
+    refresh_token = login(client, "01000001").json["refresh_token"]
+    results: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def attempt():
+        with app.app_context():
+            c = app.test_client()
+            barrier.wait()
+            results.append(c.post("/api/v1/auth/refresh", headers=bearer(refresh_token)).status_code)
+            db.session.remove()
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert results.count(200) <= 1
+    assert len(results) == 4 and all(code in (200, 401) for code in results)
