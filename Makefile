@@ -1,0 +1,37 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app wsgi
+HOST ?= 127.0.0.1
+PORT ?= 5000
+DEMO_MEMBERS ?= 5000
+export TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: run test install serve migrate demo clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+migrate: install
+	$(FLASK) db upgrade
+
+demo: migrate
+	$(FLASK) handbook demo --if-empty --members $(DEMO_MEMBERS)
+
+# Create the virtualenv, install, migrate, load demo data if the database is empty, and serve.
+run: demo
+	@echo "Serving the handbook API at http://$(HOST):$(PORT)/api/v1 (docs: http://$(HOST):$(PORT)/docs)"
+	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --access-logfile - wsgi:app
+
+# The whole suite on SQLite, and on PostgreSQL when TEST_DATABASE_URL is reachable.
+test: install
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache
