@@ -14,7 +14,8 @@ def _print_import_report(report) -> None:
     for line in report.summary_lines():
         click.echo(line)
     for error in report.errors:
-        click.echo(f"  line {error.line}, column {error.column}: {error.reason}", err=True)
+        column = f", column {error.column}" if error.column else ""
+        click.echo(f"  line {error.line}{column} [{error.code}]: {error.reason()}", err=True)
 
 
 @handbook_cli.command("import-org-units")

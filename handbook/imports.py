@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 import time
@@ -39,12 +38,12 @@ CARD_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.\-/]{0,31}$")
 
 # code: (Vietnamese, English). `{…}` is filled from the error's parameters.
 MESSAGES = {
-    "not_utf8": ("Tệp không phải UTF-8 (hãy lưu dạng \"CSV UTF-8\"), lỗi ở byte {offset}.",
-                 "The file is not UTF-8 (save it as \"CSV UTF-8\"); bad byte at offset {offset}."),
+    "not_utf8": ("Tệp không phải UTF-8 (hãy lưu dạng \"CSV UTF-8\"), lỗi ở byte thứ {offset} của dòng.",
+                 "The file is not UTF-8 (save it as \"CSV UTF-8\"); bad byte at position {offset} of the line."),
     "unreadable": ("Không đọc được tệp: {detail}.", "Cannot read the file: {detail}."),
     "empty_file": ("Tệp rỗng, thiếu dòng tiêu đề.", "The file is empty; the header row is missing."),
-    "missing_column": ("Thiếu cột bắt buộc \"{column}\".", "Required column \"{column}\" is missing."),
-    "unknown_column": ("Cột không được hỗ trợ \"{column}\".", "Unsupported column \"{column}\"."),
+    "missing_column": ("Thiếu cột bắt buộc \"{name}\".", "Required column \"{name}\" is missing."),
+    "unknown_column": ("Cột không được hỗ trợ \"{name}\".", "Unsupported column \"{name}\"."),
     "malformed_row": ("Dòng có {count} cột, tiêu đề có {expected}.", "The row has {count} fields; the header has {expected}."),
     "missing_value": ("Thiếu giá trị.", "Value is missing."),
     "too_long": ("Dài quá {max} ký tự.", "Longer than {max} characters."),
@@ -150,25 +149,29 @@ def _cell_text(value, column: str) -> str:
     return str(value)
 
 
+def _decoded_lines(raw) -> Iterator[str]:
+    """Decode one physical line at a time (b"\\n" never occurs inside a UTF-8 sequence), so that a bad
+    byte is reported on its own line."""
+    for number, data in enumerate(raw, start=1):
+        if number == 1 and data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        try:
+            yield data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise FileProblem(number, "", "not_utf8", offset=e.start + 1) from None
+
+
 def _rows_csv(path: str) -> Iterator[tuple[int, list[str]]]:
-    raw = open(path, "rb")
-    text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
-    reader = csv.reader(text)
-    line = 0
-    try:
+    with open(path, "rb") as raw:
+        reader = csv.reader(_decoded_lines(raw))
         while True:
             try:
                 row = next(reader)
             except StopIteration:
                 return
-            except UnicodeDecodeError as e:
-                raise FileProblem(reader.line_num + 1, "", "not_utf8", offset=e.start) from None
             except csv.Error as e:
                 raise FileProblem(reader.line_num, "", "unreadable", detail=str(e)) from None
-            line = reader.line_num
-            yield line, row
-    finally:
-        text.close()
+            yield reader.line_num, row
 
 
 def _rows_xlsx(path: str) -> Iterator[tuple[int, list]]:
@@ -186,8 +189,11 @@ def _rows_xlsx(path: str) -> Iterator[tuple[int, list]]:
         workbook.close()
 
 
-def read_table(path: str, columns: tuple[str, ...], required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, {column: text}) for each data row; header problems raise FileProblem."""
+def read_table(path: str, columns: tuple[str, ...], required: tuple[str, ...],
+               report: ImportReport) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, {column: text}) for each data row; only the columns the header names are keys.
+
+    File and header problems raise FileProblem; a malformed row is reported and skipped."""
     rows = _rows_xlsx(path) if _is_xlsx(path) else _rows_csv(path)
     header = None
     for line, values in rows:
@@ -197,15 +203,17 @@ def read_table(path: str, columns: tuple[str, ...], required: tuple[str, ...]) -
                 header.pop()
             for name in required:
                 if name not in header:
-                    raise FileProblem(line, name, "missing_column", column=name)
+                    raise FileProblem(line, name, "missing_column", name=name)
             for name in header:
                 if name not in columns:
-                    raise FileProblem(line, name, "unknown_column", column=name)
+                    raise FileProblem(line, name, "unknown_column", name=name)
             continue
         if all(v is None or str(v).strip() == "" for v in values):
             continue  # blank lines (and Excel's trailing empty rows) are skipped
         if len(values) > len(header) and any(str(v or "").strip() for v in values[len(header):]):
-            raise FileProblem(line, "", "malformed_row", count=len(values), expected=len(header))
+            report.rows += 1
+            report.add(line, "", "malformed_row", count=len(values), expected=len(header))
+            continue
         row = {name: nfc(_cell_text(values[i] if i < len(values) else None, name)) or "" for i, name in
                enumerate(header)}
         yield line, row
@@ -228,11 +236,13 @@ def import_org_units(path: str, *, actor_id: int | None = None) -> ImportReport:
     started = time.perf_counter()
     report = ImportReport("org_units")
     rows: dict[str, _UnitRow] = {}
+    invalid_codes: set[str] = set()  # codes of rows that were bad themselves: no extra noise for children
     try:
-        for line, row in read_table(path, ORG_UNIT_COLUMNS, ORG_UNIT_COLUMNS):
+        for line, row in read_table(path, ORG_UNIT_COLUMNS, ORG_UNIT_COLUMNS, report):
             report.rows += 1
             unit = _validate_unit_row(report, line, row)
             if unit is None:
+                invalid_codes.add(row.get("code", ""))
                 continue
             if unit.code in rows:
                 report.add(line, "code", "duplicate", other_line=rows[unit.code].line)
@@ -251,9 +261,7 @@ def import_org_units(path: str, *, actor_id: int | None = None) -> ImportReport:
     for unit in rows.values():
         final[unit.code] = (unit.kind, unit.parent_code or None)
 
-    _check_tree(report, rows, final)
-    if report.errors:
-        return report
+    _check_tree(report, rows, final, invalid_codes)
     _check_member_holders(report, rows, existing, final)
     if report.errors:
         return report
@@ -290,7 +298,7 @@ def _validate_unit_row(report: ImportReport, line: int, row: dict) -> _UnitRow |
     return None if bad else _UnitRow(line, code, name, kind, parent_code)
 
 
-def _check_tree(report: ImportReport, rows: dict[str, _UnitRow], final: dict) -> None:
+def _check_tree(report: ImportReport, rows: dict[str, _UnitRow], final: dict, invalid_codes: set[str]) -> None:
     roots = [code for code, (kind, parent) in final.items() if parent is None and kind == UnitKind.CITY.value]
     for unit in rows.values():
         kind = UnitKind(unit.kind)
@@ -305,7 +313,8 @@ def _check_tree(report: ImportReport, rows: dict[str, _UnitRow], final: dict) ->
             report.add(unit.line, "parent_code", "root_has_parent")
             continue
         if unit.parent_code not in final:
-            report.add(unit.line, "parent_code", "unknown_parent", value=unit.parent_code)
+            if unit.parent_code not in invalid_codes:
+                report.add(unit.line, "parent_code", "unknown_parent", value=unit.parent_code)
             continue
         parent_kind = final[unit.parent_code][0]
         if UnitKind(parent_kind) not in ALLOWED_PARENTS[kind]:
@@ -385,19 +394,22 @@ def _write_units(report: ImportReport, rows: dict[str, _UnitRow], existing: dict
 
 # --- members ---------------------------------------------------------------------------------------
 
+KEEP = object()  # an optional column the file does not have: leave the stored value alone
+
+
 @dataclass
 class _MemberRow:
     line: int
     card_number: str
     full_name: str
-    phone: str | None
+    phone: object  # str | None | KEEP
     unit_id: int
-    roles: set[tuple[str, int]]
+    roles: set[tuple[str, int]] | None  # None: the file has no roles column
     password: str | None
 
 
 class _UnitIndex:
-    """Unit code -> (id, kind, holds members), loaded once (25,000 rows for Hanoi)."""
+    """Unit code -> (id, holds members), loaded once (25,000 rows for Hanoi)."""
 
     def __init__(self):
         parents = set(db.session.scalars(select(OrgUnit.parent_id).where(OrgUnit.parent_id.is_not(None))
@@ -408,203 +420,247 @@ class _UnitIndex:
 
 
 def import_members(path: str, *, actor_id: int | None = None) -> ImportReport:
-    started = time.perf_counter()
-    report = ImportReport("members")
-    units = _UnitIndex()
-    seen_cards: dict[str, int] = {}
-    seen_phones: dict[str, tuple[int, str]] = {}
-    min_password = current_app.config["PASSWORD_MIN_LENGTH"]
-    batch: list[_MemberRow] = []
-    role_audit: list[dict] = []
-    try:
-        for line, row in read_table(path, MEMBER_COLUMNS, MEMBER_REQUIRED):
-            report.rows += 1
-            member = _validate_member_row(report, line, row, units, seen_cards, seen_phones, min_password)
-            if member is None:
-                continue
-            batch.append(member)
-            if len(batch) >= BATCH_SIZE:
-                _member_batch(report, batch, units, seen_cards, role_audit, actor_id)
-                batch = []
-        if batch:
-            _member_batch(report, batch, units, seen_cards, role_audit, actor_id)
-    except FileProblem as e:
-        report.add(e.line, e.column, e.code, **e.params)
-    if report.errors:
-        db.session.rollback()
+    return _MemberImport(actor_id).run(path)
+
+
+class _MemberImport:
+    """One members file: validate every row, write batches while the file is clean, commit or roll back."""
+
+    def __init__(self, actor_id: int | None):
+        self.report = ImportReport("members")
+        self.actor_id = actor_id
+        self.units = _UnitIndex()
+        self.min_password = current_app.config["PASSWORD_MIN_LENGTH"]
+        self.seen_cards: dict[str, int] = {}             # card -> line
+        self.seen_phones: dict[str, tuple[int, str]] = {}  # phone -> (line, card)
+        # Phones still held in the database by a member whose row has not been read yet: written last,
+        # once that member's row has released them (or reported as taken if it never does).
+        self.deferred_phones: dict[str, tuple[int, str, str]] = {}  # card -> (line, phone, holder card)
+        self.role_audit: list[dict] = []
+        self.now = utcnow()
+
+    def run(self, path: str) -> ImportReport:
+        started = time.perf_counter()
+        report = self.report
+        batch: list[_MemberRow] = []
+        try:
+            for line, row in read_table(path, MEMBER_COLUMNS, MEMBER_REQUIRED, report):
+                report.rows += 1
+                member = self.validate(line, row)
+                if member is not None:
+                    batch.append(member)
+                if len(batch) >= BATCH_SIZE:
+                    self.write_batch(batch)
+                    batch = []
+            if batch:
+                self.write_batch(batch)
+        except FileProblem as e:
+            report.add(e.line, e.column, e.code, **e.params)
+        self.settle_deferred_phones()
+        if report.errors:
+            db.session.rollback()
+            return report
+        if self.role_audit:
+            db.session.execute(insert(audit.AuditEntry), self.role_audit)
+        audit.record("import.members", actor_id=self.actor_id, target_type="file",
+                     target_id=os.path.basename(path), rows=report.rows, created=report.created,
+                     updated=report.updated, transfers=report.transfers, roles_granted=report.roles_granted,
+                     roles_revoked=report.roles_revoked)
+        db.session.commit()
+        report.seconds = time.perf_counter() - started
         return report
-    if role_audit:
-        db.session.execute(insert(audit.AuditEntry), role_audit)
-    audit.record("import.members", actor_id=actor_id, target_type="file", target_id=os.path.basename(path),
-                 rows=report.rows, created=report.created, updated=report.updated,
-                 transfers=report.transfers, roles_granted=report.roles_granted,
-                 roles_revoked=report.roles_revoked)
-    db.session.commit()
-    report.seconds = time.perf_counter() - started
-    return report
 
+    # -- validation of one row (no database access) --
 
-def _validate_member_row(report, line, row, units: _UnitIndex, seen_cards, seen_phones,
-                         min_password) -> _MemberRow | None:
-    errors_before = len(report.errors)
-    for column in MEMBER_REQUIRED:
-        if not row.get(column):
-            report.add(line, column, "missing_value")
-    card, name = row.get("card_number", ""), row.get("full_name", "")
-    if card and not CARD_RE.match(card):
-        report.add(line, "card_number", "bad_card_number")
-    elif card in seen_cards:
-        report.add(line, "card_number", "duplicate", other_line=seen_cards[card])
-    elif card:
-        seen_cards[card] = line
-    if len(name) > 255:
-        report.add(line, "full_name", "too_long", max=255)
-    phone = None
-    if row.get("phone"):
+    def validate(self, line: int, row: dict) -> _MemberRow | None:
+        report = self.report
+        errors_before = len(report.errors)
+        for column in MEMBER_REQUIRED:
+            if not row.get(column):
+                report.add(line, column, "missing_value")
+        card, name = row.get("card_number", ""), row.get("full_name", "")
+        if card and not CARD_RE.match(card):
+            report.add(line, "card_number", "bad_card_number")
+        elif card in self.seen_cards:
+            report.add(line, "card_number", "duplicate", other_line=self.seen_cards[card])
+        elif card:
+            self.seen_cards[card] = line
+        if len(name) > 255:
+            report.add(line, "full_name", "too_long", max=255)
+        phone = self.validate_phone(line, row, card)
+        unit_id = None
+        if unit_code := row.get("org_unit_code", ""):
+            found = self.units.by_code.get(unit_code)
+            if found is None:
+                report.add(line, "org_unit_code", "unknown_unit", value=unit_code)
+            elif not found[1]:
+                report.add(line, "org_unit_code", "unit_holds_no_members", value=unit_code)
+            else:
+                unit_id = found[0]
+        roles = self.validate_roles(line, row["roles"], unit_id) if "roles" in row else None
+        password = row.get("password") or None
+        if password is not None and len(password) < self.min_password:
+            report.add(line, "password", "weak_password", min=self.min_password)
+        if len(report.errors) > errors_before:
+            return None
+        return _MemberRow(line, card, name, phone, unit_id, roles, password)
+
+    def validate_phone(self, line: int, row: dict, card: str):
+        if "phone" not in row:
+            return KEEP
         try:
             phone = normalise_phone(row["phone"])
         except ValueError:
-            report.add(line, "phone", "bad_phone", value=row["phone"])
+            self.report.add(line, "phone", "bad_phone", value=row["phone"])
+            return None
         if phone is not None:
-            if phone in seen_phones and seen_phones[phone][1] != card:
-                report.add(line, "phone", "duplicate", other_line=seen_phones[phone][0])
+            if phone in self.seen_phones and self.seen_phones[phone][1] != card:
+                self.report.add(line, "phone", "duplicate", other_line=self.seen_phones[phone][0])
             else:
-                seen_phones[phone] = (line, card)
-    unit_code = row.get("org_unit_code", "")
-    unit_id = None
-    if unit_code:
-        found = units.by_code.get(unit_code)
-        if found is None:
-            report.add(line, "org_unit_code", "unknown_unit", value=unit_code)
-        elif not found[1]:
-            report.add(line, "org_unit_code", "unit_holds_no_members", value=unit_code)
-        else:
-            unit_id = found[0]
-    roles: set[tuple[str, int]] = set()
-    for item in (row.get("roles") or "").split(";"):
-        item = item.strip()
-        if not item:
-            continue
-        role, _, scope_code = item.partition("@")
-        role = role.strip().lower()
-        if role not in ROLE_VALUES:
-            report.add(line, "roles", "bad_role", value=item)
-            continue
-        scope_code = scope_code.strip()
-        if scope_code:
-            found = units.by_code.get(scope_code)
-            if found is None:
-                report.add(line, "roles", "unknown_unit", value=scope_code)
-                continue
-            roles.add((role, found[0]))
-        elif unit_id is not None:
-            roles.add((role, unit_id))
-    password = row.get("password") or None
-    if password is not None and len(password) < min_password:
-        report.add(line, "password", "weak_password", min=min_password)
-    if len(report.errors) > errors_before:
-        return None
-    return _MemberRow(line, card, name, phone, unit_id, roles, password)
+                self.seen_phones[phone] = (line, card)
+        return phone
 
+    def validate_roles(self, line: int, text: str, unit_id: int | None) -> set[tuple[str, int]]:
+        roles: set[tuple[str, int]] = set()
+        for item in filter(None, (part.strip() for part in text.split(";"))):
+            role, _, scope_code = item.partition("@")
+            role, scope_code = role.strip().lower(), scope_code.strip()
+            if role not in ROLE_VALUES:
+                self.report.add(line, "roles", "bad_role", value=item)
+            elif scope_code and scope_code not in self.units.by_code:
+                self.report.add(line, "roles", "unknown_unit", value=scope_code)
+            elif scope_code:
+                roles.add((role, self.units.by_code[scope_code][0]))
+            elif unit_id is not None:
+                roles.add((role, unit_id))
+        return roles
 
-def _member_batch(report: ImportReport, batch: list[_MemberRow], units: _UnitIndex, seen_cards: dict,
-                  role_audit: list[dict], actor_id: int | None) -> None:
-    """Validate the batch against the database and, while the file is still clean, write it."""
-    cards = [m.card_number for m in batch]
-    existing = {r.card_number: r for r in db.session.execute(
-        select(Member.id, Member.card_number, Member.full_name, Member.phone, Member.org_unit_id,
-               Member.password_hash.is_not(None).label("has_password"))
-        .where(Member.card_number.in_(cards)))}
-    phones = [m.phone for m in batch if m.phone]
-    if phones:
+    # -- writing a batch (validated against the database first) --
+
+    def write_batch(self, batch: list[_MemberRow]) -> None:
+        existing = {r.card_number: r for r in db.session.execute(
+            select(Member.id, Member.card_number, Member.full_name, Member.phone, Member.org_unit_id,
+                   Member.password_hash.is_not(None).label("has_password"))
+            .where(Member.card_number.in_([m.card_number for m in batch])))}
+        self.defer_taken_phones(batch)
+        if self.report.errors:
+            return  # keep validating the rest of the file, but write nothing more
+        updates, transfers = self.changes(batch, existing)
+        # Phones may move between members of one batch: release the old numbers first (unique constraint).
+        moving = [u for u in updates if "phone" in u]
+        if moving:
+            db.session.execute(update(Member), [{"id": u["id"], "phone": None} for u in moving])
+        ids = {card: r.id for card, r in existing.items()}
+        new_rows = [m for m in batch if m.card_number not in existing]
+        if new_rows:
+            ids.update(self.insert_members(new_rows))
+        for keys in {tuple(sorted(u)) for u in updates}:  # one executemany per shape of change
+            db.session.execute(update(Member), [u for u in updates if tuple(sorted(u)) == keys])
+        if transfers:
+            db.session.execute(insert(MemberTransfer), transfers)
+        report = self.report
+        report.created += len(new_rows)
+        report.updated += len(updates)
+        report.unchanged += len(batch) - len(new_rows) - len(updates)
+        report.transfers += len(transfers)
+        self.sync_roles([m for m in batch if m.roles is not None], ids)
+
+    def defer_taken_phones(self, batch: list[_MemberRow]) -> None:
+        """A phone held in the database by another member: fine if that member's row, earlier in this
+        file or in this batch, gives it up; deferred if the row may still come; wrong otherwise."""
+        phones = [m.phone for m in batch if isinstance(m.phone, str)]
+        if not phones:
+            return
         holders = dict(db.session.execute(
             select(Member.phone, Member.card_number).where(Member.phone.in_(phones))).all())
         for m in batch:
-            holder = holders.get(m.phone) if m.phone else None
-            # A holder that appears in the file (earlier, or in this batch) gives the number up: two
-            # rows with one phone were already reported as duplicates.
-            if holder is not None and holder != m.card_number and holder not in seen_cards:
-                report.add(m.line, "phone", "phone_taken", value=holder)
-    if report.errors:
-        return  # keep validating the rest of the file, but write nothing more
+            holder = holders.get(m.phone) if isinstance(m.phone, str) else None
+            if holder is None or holder == m.card_number or holder in self.seen_cards:
+                continue
+            self.deferred_phones[m.card_number] = (m.line, m.phone, holder)
+            m.phone = None  # written without it for now; settle_deferred_phones sets it
 
-    from handbook.auth import hash_password
+    def settle_deferred_phones(self) -> None:
+        if not self.deferred_phones:
+            return
+        for card, (line, phone, holder) in self.deferred_phones.items():
+            if holder not in self.seen_cards:
+                self.report.add(line, "phone", "phone_taken", value=holder)
+        if self.report.errors:
+            return
+        ids = dict(db.session.execute(select(Member.card_number, Member.id)
+                                      .where(Member.card_number.in_(list(self.deferred_phones)))).all())
+        db.session.execute(update(Member), [{"id": ids[card], "phone": phone}
+                                            for card, (_, phone, _) in self.deferred_phones.items()])
 
-    now = utcnow()
-    updates, transfers = [], []
-    for m in batch:
-        old = existing.get(m.card_number)
-        if old is None:
-            continue
-        change = {}
-        if old.full_name != m.full_name:
-            change["full_name"] = m.full_name
-        if old.phone != m.phone:
-            change["phone"] = m.phone
-        if old.org_unit_id != m.unit_id:
-            change["org_unit_id"] = m.unit_id
-            transfers.append({"member_id": old.id, "from_unit_id": old.org_unit_id, "to_unit_id": m.unit_id,
-                              "transferred_at": now, "source": "import", "actor_id": actor_id})
-        if m.password and not old.has_password:
-            change["password_hash"] = hash_password(m.password)
-        if change:
-            change.update(id=old.id, updated_at=now)
-            updates.append(change)
-    # Phones may move between members of one batch: release the old numbers first (unique constraint).
-    moving = [u for u in updates if "phone" in u]
-    if moving:
-        db.session.execute(update(Member), [{"id": u["id"], "phone": None} for u in moving])
+    def changes(self, batch: list[_MemberRow], existing: dict) -> tuple[list[dict], list[dict]]:
+        from handbook.auth import hash_password
 
-    new_rows = [m for m in batch if m.card_number not in existing]
-    ids = {card: r.id for card, r in existing.items()}
-    if new_rows:
+        updates, transfers = [], []
+        for m in batch:
+            old = existing.get(m.card_number)
+            if old is None:
+                continue
+            change = {}
+            if old.full_name != m.full_name:
+                change["full_name"] = m.full_name
+            if m.phone is not KEEP and old.phone != m.phone:
+                change["phone"] = m.phone
+            if old.org_unit_id != m.unit_id:
+                change["org_unit_id"] = m.unit_id
+                transfers.append(self.transfer(old.id, old.org_unit_id, m.unit_id))
+            if m.password and not old.has_password:
+                change["password_hash"] = hash_password(m.password)
+            if change:
+                change.update(id=old.id, updated_at=self.now)
+                updates.append(change)
+        return updates, transfers
+
+    def insert_members(self, rows: list[_MemberRow]) -> dict[str, int]:
+        from handbook.auth import hash_password
+
         result = db.session.execute(
             insert(Member).returning(Member.id, Member.card_number, sort_by_parameter_order=True),
-            [{"card_number": m.card_number, "full_name": m.full_name, "phone": m.phone, "org_unit_id": m.unit_id,
+            [{"card_number": m.card_number, "full_name": m.full_name,
+              "phone": None if m.phone is KEEP else m.phone, "org_unit_id": m.unit_id,
               "password_hash": hash_password(m.password) if m.password else None, "active": True,
-              "created_at": now, "updated_at": now} for m in new_rows],
+              "created_at": self.now, "updated_at": self.now} for m in rows],
         )
-        ids.update({r.card_number: r.id for r in result})
-        db.session.execute(insert(MemberTransfer), [
-            {"member_id": ids[m.card_number], "from_unit_id": None, "to_unit_id": m.unit_id,
-             "transferred_at": now, "source": "import", "actor_id": actor_id} for m in new_rows])
-    for keys in {tuple(sorted(u)) for u in updates}:  # one executemany per shape of change
-        db.session.execute(update(Member), [u for u in updates if tuple(sorted(u)) == keys])
-    if transfers:
-        db.session.execute(insert(MemberTransfer), transfers)
-    report.created += len(new_rows)
-    report.updated += len(updates)
-    report.unchanged += len(batch) - len(new_rows) - len(updates)
-    report.transfers += len(transfers)
-    _sync_roles(report, batch, ids, units, role_audit, actor_id, now)
+        ids = {r.card_number: r.id for r in result}
+        db.session.execute(insert(MemberTransfer), [self.transfer(ids[m.card_number], None, m.unit_id)
+                                                    for m in rows])
+        return ids
 
+    def transfer(self, member_id: int, from_unit: int | None, to_unit: int) -> dict:
+        return {"member_id": member_id, "from_unit_id": from_unit, "to_unit_id": to_unit,
+                "transferred_at": self.now, "source": "import", "actor_id": self.actor_id}
 
-def _sync_roles(report, batch, ids, units: _UnitIndex, role_audit, actor_id, now) -> None:
-    """The roles column is the member's full set of roles: grant what is new, revoke what is gone."""
-    member_ids = [ids[m.card_number] for m in batch]
-    current: dict[int, set[tuple[str, int]]] = {}
-    for member_id, role, unit_id in db.session.execute(
-            select(RoleGrant.member_id, RoleGrant.role, RoleGrant.org_unit_id)
-            .where(RoleGrant.member_id.in_(member_ids))):
-        current.setdefault(member_id, set()).add((role, unit_id))
-    grants, revokes = [], []
-    for m in batch:
-        member_id = ids[m.card_number]
-        have = current.get(member_id, set())
-        grants += [{"member_id": member_id, "role": r, "org_unit_id": u, "granted_at": now, "granted_by": actor_id}
-                   for r, u in sorted(m.roles - have)]
-        revokes += [(member_id, r, u) for r, u in sorted(have - m.roles)]
-    if grants:
-        db.session.execute(insert(RoleGrant), grants)
-    for member_id, role, unit_id in revokes:
-        db.session.execute(delete(RoleGrant).where(RoleGrant.member_id == member_id, RoleGrant.role == role,
-                                                   RoleGrant.org_unit_id == unit_id))
-    report.roles_granted += len(grants)
-    report.roles_revoked += len(revokes)
-    for action, items in (("role.grant", [(g["member_id"], g["role"], g["org_unit_id"]) for g in grants]),
-                          ("role.revoke", revokes)):
-        role_audit += [{"at": now, "actor_id": actor_id, "action": action, "target_type": "member",
-                        "target_id": str(member_id), "details": {"role": role, "org_unit": units.code_of[unit_id]}}
-                       for member_id, role, unit_id in items]
-
-
+    def sync_roles(self, batch: list[_MemberRow], ids: dict[str, int]) -> None:
+        """The roles column is the member's whole set of roles: grant what is new, revoke what is gone."""
+        if not batch:
+            return
+        current: dict[int, set[tuple[str, int]]] = {}
+        for member_id, role, unit_id in db.session.execute(
+                select(RoleGrant.member_id, RoleGrant.role, RoleGrant.org_unit_id)
+                .where(RoleGrant.member_id.in_([ids[m.card_number] for m in batch]))):
+            current.setdefault(member_id, set()).add((role, unit_id))
+        grants, revokes = [], []
+        for m in batch:
+            member_id = ids[m.card_number]
+            have = current.get(member_id, set())
+            grants += [(member_id, role, unit) for role, unit in sorted(m.roles - have)]
+            revokes += [(member_id, role, unit) for role, unit in sorted(have - m.roles)]
+        if grants:
+            db.session.execute(insert(RoleGrant), [
+                {"member_id": member_id, "role": role, "org_unit_id": unit, "granted_at": self.now,
+                 "granted_by": self.actor_id} for member_id, role, unit in grants])
+        for member_id, role, unit in revokes:
+            db.session.execute(delete(RoleGrant).where(RoleGrant.member_id == member_id, RoleGrant.role == role,
+                                                       RoleGrant.org_unit_id == unit))
+        self.report.roles_granted += len(grants)
+        self.report.roles_revoked += len(revokes)
+        for action, items in (("role.grant", grants), ("role.revoke", revokes)):
+            self.role_audit += [
+                {"at": self.now, "actor_id": self.actor_id, "action": action, "target_type": "member",
+                 "target_id": str(member_id), "details": {"role": role, "org_unit": self.units.code_of[unit]}}
+                for member_id, role, unit in items]
