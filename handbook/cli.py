@@ -10,12 +10,14 @@ from flask.cli import AppGroup
 handbook_cli = AppGroup("handbook", help="Sổ tay đảng viên: imports, demo data and operations.")
 
 
-def _print_import_report(report) -> None:
+def _run_import(importer, file) -> None:
+    report = importer(file)
     for line in report.summary_lines():
         click.echo(line)
     for error in report.errors:
         column = f", column {error.column}" if error.column else ""
         click.echo(f"  line {error.line}{column} [{error.code}]: {error.reason()}", err=True)
+    sys.exit(1 if report.errors else 0)
 
 
 @handbook_cli.command("import-org-units")
@@ -24,9 +26,7 @@ def import_org_units_command(file):
     """Import org units (CSV or XLSX: code,name,kind,parent_code). All-or-nothing."""
     from handbook.imports import import_org_units
 
-    report = import_org_units(file)
-    _print_import_report(report)
-    sys.exit(1 if report.errors else 0)
+    _run_import(import_org_units, file)
 
 
 @handbook_cli.command("import-members")
@@ -35,9 +35,7 @@ def import_members_command(file):
     """Import members (CSV or XLSX: card_number,full_name,phone,org_unit_code,roles,password)."""
     from handbook.imports import import_members
 
-    report = import_members(file)
-    _print_import_report(report)
-    sys.exit(1 if report.errors else 0)
+    _run_import(import_members, file)
 
 
 @handbook_cli.command("demo")

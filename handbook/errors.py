@@ -171,30 +171,15 @@ def register(app: Flask) -> None:
 
     from handbook.extensions import jwt
 
-    @jwt.unauthorized_loader
-    def _missing(reason):
-        return problem_response("unauthorized", 401, headers={"WWW-Authenticate": "Bearer"})
+    invalid = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
-    @jwt.invalid_token_loader
-    def _invalid(reason):
-        return problem_response("invalid_token", 401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    def reply(code: str, headers: dict):
+        return lambda *args: problem_response(code, 401, headers=headers)
 
-    @jwt.expired_token_loader
-    def _expired(header, data):
-        return problem_response("token_expired", 401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-
-    @jwt.revoked_token_loader
-    def _revoked(header, data):
-        return problem_response("token_revoked", 401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-
-    @jwt.user_lookup_error_loader
-    def _lookup_failed(header, data):
-        return problem_response("token_revoked", 401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-
-    @jwt.needs_fresh_token_loader
-    def _needs_fresh(header, data):
-        return problem_response("invalid_token", 401)
-
-    @jwt.token_verification_failed_loader
-    def _verification_failed(header, data):
-        return problem_response("invalid_token", 401)
+    jwt.unauthorized_loader(reply("unauthorized", {"WWW-Authenticate": "Bearer"}))
+    jwt.invalid_token_loader(reply("invalid_token", invalid))
+    jwt.expired_token_loader(reply("token_expired", invalid))
+    jwt.revoked_token_loader(reply("token_revoked", invalid))
+    jwt.user_lookup_error_loader(reply("token_revoked", invalid))
+    jwt.needs_fresh_token_loader(reply("invalid_token", invalid))
+    jwt.token_verification_failed_loader(reply("invalid_token", invalid))
