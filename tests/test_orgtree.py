@@ -65,3 +65,15 @@ def test_deep_tree_paths_hold(app):
     branch = unit("C.U.G.S.B", "branch", sub)
     assert branch.path == f"/{city.id}/{upper.id}/{grass.id}/{sub.id}/{branch.id}/"
     assert city.contains(branch) and not branch.contains(city)
+
+
+def test_subtree_query_is_an_index_range_scan_on_postgresql(app, backend):
+    if backend != "postgresql":
+        return
+    tree = small_tree()
+    stmt = subtree_of(tree["ba_dinh"]).compile(db.engine, compile_kwargs={"literal_binds": True})
+    with db.engine.connect() as conn:
+        conn.execute(db.text("SET enable_seqscan = off"))  # tiny table: ask whether the index *can* serve it
+        plan = "\n".join(row[0] for row in conn.execute(db.text(f"EXPLAIN {stmt}")))
+    assert "ix_org_units_path" in plan and "Index" in plan
+    assert "Filter" not in plan  # the whole predicate is the index range, nothing re-checked row by row
