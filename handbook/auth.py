@@ -17,7 +17,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, has_request_context, request
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
-from sqlalchemy import ForeignKey, String, select, update
+from sqlalchemy import ForeignKey, String, delete, func, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from handbook import audit
@@ -176,6 +176,22 @@ def change_password(member: Member, session_id: str, current: str, new: str) -> 
     revoke_member_sessions(member.id, "password_change", keep=session_id)
     audit.record("auth.password_change", actor_id=member.id, target_type="member", target_id=member.id)
     db.session.commit()
+
+
+def prune_sessions(now: datetime | None = None) -> tuple[int, int]:
+    """Delete expired refresh tokens, then sessions with no token left that ended (revoked, or last
+    refreshed) more than a refresh lifetime ago. Returns (tokens, sessions) deleted. Safe at any time:
+    an expired refresh token is refused by its signature anyway, so nothing live is lost."""
+    now = now or utcnow()
+    horizon = now - current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
+    tokens = db.session.execute(delete(RefreshToken).where(RefreshToken.expires_at < now)).rowcount
+    live = select(RefreshToken.session_id).where(RefreshToken.session_id == AuthSession.id).exists()
+    ended = or_(AuthSession.revoked_at < horizon,
+                func.coalesce(AuthSession.refreshed_at, AuthSession.created_at) < horizon)
+    sessions = db.session.execute(
+        delete(AuthSession).where(~live, ended).execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    return tokens, sessions
 
 
 # --- flask-jwt-extended hooks ----------------------------------------------------------------------

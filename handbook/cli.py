@@ -57,5 +57,14 @@ def demo_command(members, if_empty, seed):
         click.echo(line)
 
 
+@handbook_cli.command("prune-sessions")
+def prune_sessions_command():
+    """Delete expired refresh tokens and long-ended login sessions (run daily)."""
+    from handbook.auth import prune_sessions
+
+    tokens, sessions = prune_sessions()
+    click.echo(f"Pruned {tokens} expired refresh tokens and {sessions} ended sessions.")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(handbook_cli)

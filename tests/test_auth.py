@@ -215,3 +215,21 @@ def test_parallel_refresh_with_one_token_succeeds_at_most_once(client, app, an, 
         t.join(timeout=30)
     assert results.count(200) <= 1
     assert len(results) == 4 and all(code in (200, 401) for code in results)
+
+
+def test_prune_sessions_keeps_live_ones(client, app, an):
+    from handbook.auth import RefreshToken, prune_sessions
+    from handbook.timeutil import as_utc
+
+    live = login(client, "01000001").json
+    ended = login(client, "01000001").json
+    client.post("/api/v1/auth/logout", headers=bearer(ended["access_token"]))
+    assert prune_sessions() == (0, 0)  # nothing is old enough yet
+    assert client.get("/api/v1/me", headers=bearer(live["access_token"])).status_code == 200
+
+    # A month after the last refresh token expired, both tokens and both sessions are gone.
+    last_expiry = as_utc(db.session.scalar(db.select(db.func.max(RefreshToken.expires_at))))
+    assert prune_sessions(last_expiry + timedelta(days=31)) == (2, 2)
+    assert db.session.scalar(db.select(db.func.count()).select_from(AuthSession)) == 0
+    result = app.test_cli_runner().invoke(args=["handbook", "prune-sessions"])
+    assert result.exit_code == 0 and "Pruned 0 expired refresh tokens and 0 ended sessions." in result.output
