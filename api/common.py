@@ -2,12 +2,33 @@
 from __future__ import annotations
 
 import functools
+import json
 
 from flask_jwt_extended import current_user, get_jwt, verify_jwt_in_request
+from flask_smorest import Blueprint as _SmorestBlueprint
+from webargs.flaskparser import FlaskParser
 
 from handbook.errors import ProblemError
 
 BEARER = [{"bearerAuth": []}]
+
+
+class Parser(FlaskParser):
+    """webargs only turns JSONDecodeError into a 400; absurdly deep nesting (RecursionError) and
+    integers past Python's digit limit (ValueError) are malformed JSON too, not a 500."""
+
+    def _raw_load_json(self, req):
+        try:
+            return super()._raw_load_json(req)
+        except (RecursionError, ValueError) as e:
+            if isinstance(e, json.JSONDecodeError):
+                raise
+            # (a non-empty doc: webargs reads an empty one as "no body")
+            raise json.JSONDecodeError("unparseable JSON", "<body>", 0) from None
+
+
+class Blueprint(_SmorestBlueprint):
+    ARGUMENTS_PARSER = Parser()
 
 
 def auth_required(*, refresh: bool = False, any_type: bool = False):

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from flask_jwt_extended import current_user
-from flask_smorest import Blueprint
 
-from api.common import auth_required, session_id
+from api.common import Blueprint, auth_required, session_id
 from api.schemas import MeSchema, PasswordChangeSchema, SummarySchema
 from content import member_summary
 from handbook import auth
@@ -15,26 +14,27 @@ blp = Blueprint("me", __name__, description="Thông tin của đảng viên đan
 
 
 @blp.route("", methods=["GET"])
-@blp.response(200, MeSchema)
 @auth_required()
+@blp.response(200, MeSchema)
 def me():
     """The signed-in member, their unit, its ancestors (root first) and their roles."""
     return profile(current_user)
 
 
 @blp.route("/password", methods=["PUT"])
+@auth_required()
 @blp.arguments(PasswordChangeSchema)
 @blp.response(204)
-@blp.alt_response(401, description="invalid_credentials (wrong current password)")
-@auth_required()
+@blp.alt_response(403, description="invalid_credentials: the current password is wrong")
+@blp.alt_response(429, description="rate_limited: too many wrong current passwords")
 def change_password(args):
     """Change the password; every other session of the member is revoked."""
     auth.change_password(current_user, session_id(), args["current_password"], args["new_password"])
 
 
 @blp.route("/summary", methods=["GET"])
-@blp.response(200, SummarySchema)
 @auth_required()
+@blp.response(200, SummarySchema)
 def summary():
     """Counts for the app's badge."""
     return member_summary(current_user)

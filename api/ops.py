@@ -1,9 +1,9 @@
 """Operations endpoints: /healthz, /readyz, /metrics (outside /api/v1, but in the OpenAPI document)."""
 from __future__ import annotations
 
-from flask_smorest import Blueprint
 from sqlalchemy import text
 
+from api.common import Blueprint
 from api.schemas import StatusSchema
 from handbook.extensions import db
 from handbook.observability import metrics_response

@@ -1,14 +1,44 @@
 """Marshmallow schemas of the public contract (../shared/API.md). Unknown fields are rejected (422)."""
 from __future__ import annotations
 
+import re
+
 import marshmallow as ma
 from marshmallow import validate
+
+
+# Lone surrogates cannot be stored or hashed; NUL and other C0 controls (but tab/newline) have no
+# place in any field and PostgreSQL rejects NUL outright.
+_BAD_CHARACTERS = re.compile(r"[\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _has_bad_characters(value) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _BAD_CHARACTERS.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 class StrictSchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
         ordered = True
+
+    @ma.pre_load
+    def reject_bad_characters(self, data, **kwargs):
+        if isinstance(data, dict):
+            errors = {str(k): ["invalid_characters"] for k, v in data.items() if _has_bad_characters([k, v])}
+            if errors:
+                raise ma.ValidationError(errors)
+        return data
 
 
 class UnitBriefSchema(StrictSchema):

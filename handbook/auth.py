@@ -20,10 +20,11 @@ from flask_jwt_extended import create_access_token, create_refresh_token, decode
 from sqlalchemy import ForeignKey, String, delete, func, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from handbook import audit
+from handbook import audit, throttle
 from handbook.errors import ProblemError
 from handbook.extensions import db, jwt
 from handbook.members import Member, find_by_login
+from handbook.text import fold, normalise_phone
 from handbook.timeutil import utcnow
 
 
@@ -72,7 +73,8 @@ def check_password(member: Member | None, password: str) -> bool:
     hasher = _hasher()
     if member is None or not member.active or not member.password_hash:
         ext = current_app.extensions
-        ext.setdefault("handbook.dummy_hash", hasher.hash(secrets.token_hex(16)))
+        if "handbook.dummy_hash" not in ext:  # computed once: unknown users cost exactly one verify
+            ext["handbook.dummy_hash"] = hasher.hash(secrets.token_hex(16))
         try:
             hasher.verify(ext["handbook.dummy_hash"], password)
         except VerificationError:
@@ -116,10 +118,22 @@ def _issue(member: Member, session: AuthSession) -> TokenPair:
     return TokenPair(access, refresh, int(current_app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()))
 
 
+def account_key(username: str) -> str:
+    """Throttle key of the account being tried: the same for every spelling of one phone number."""
+    try:
+        phone = normalise_phone(username)
+    except ValueError:
+        phone = None
+    return f"acct:{phone or fold(username)[:64]}"
+
+
 def login(username: str, password: str, *, user_agent: str | None, ip: str | None) -> tuple[Member, TokenPair]:
+    key = account_key(username)
+    throttle.spend("login-account", key, "LOGIN_LIMIT_PER_ACCOUNT")
     member = find_by_login(username)
     if not check_password(member, password):
         raise ProblemError("invalid_credentials", 401)
+    throttle.refund("login-account", key, "LOGIN_LIMIT_PER_ACCOUNT")
     session = AuthSession(id=secrets.token_hex(16), member_id=member.id,
                           user_agent=(user_agent or "")[:255] or None, ip=ip)
     db.session.add(session)
@@ -169,8 +183,13 @@ def revoke_member_sessions(member_id: int, reason: str, *, keep: str | None = No
 
 
 def change_password(member: Member, session_id: str, current: str, new: str) -> None:
+    """A wrong current password is 403 (not 401: the session itself is fine) and spends the same
+    failed-attempt budget as logins, so a stolen access token cannot be used to guess the password."""
+    key = f"member:{member.id}"
+    throttle.spend("password-change", key, "LOGIN_LIMIT_PER_ACCOUNT")
     if not check_password(member, current):
-        raise ProblemError("invalid_credentials", 401)
+        raise ProblemError("invalid_credentials", 403, errors={"current_password": ["wrong_password"]})
+    throttle.refund("password-change", key, "LOGIN_LIMIT_PER_ACCOUNT")
     validate_new_password(new)
     member.password_hash = hash_password(new)
     revoke_member_sessions(member.id, "password_change", keep=session_id)

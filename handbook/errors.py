@@ -8,6 +8,7 @@ same shape here. No stack trace, SQL or token ever reaches a response.
 from __future__ import annotations
 
 import logging
+import math
 
 import marshmallow as ma
 from flask import Flask, g, jsonify, request
@@ -79,6 +80,7 @@ def problem_response(code: str, status: int, *, errors=None, headers=None, extra
     response = jsonify(body)
     response.status_code = status
     response.mimetype = PROBLEM_MIMETYPE
+    response.vary.add("Accept-Language")
     for name, value in (headers or {}).items():
         response.headers[name] = str(value)
     return response
@@ -124,14 +126,13 @@ def handle_http_exception(e: HTTPException):
 
 
 def _retry_after_of(e: HTTPException) -> int:
-    limit = getattr(e, "limit", None)
+    """Seconds until the breached Flask-Limiter limit has room again."""
     try:
         import time
 
         from handbook.extensions import limiter
 
-        reset = limiter.limiter.get_window_stats(limit.limit, *limit.request_args).reset_time
-        return max(1, int(reset - time.time()) + 1)
+        return max(1, math.ceil(limiter.current_limit.reset_at - time.time()))
     except Exception:  # noqa: BLE001 - a storage hiccup must not turn a 429 into a 500
         return 60
 

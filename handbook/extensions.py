@@ -1,6 +1,8 @@
 """Flask extensions, created unbound and initialised by `create_app`."""
 from __future__ import annotations
 
+import ipaddress
+
 from flask import request
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
@@ -25,8 +27,15 @@ class Base(DeclarativeBase):
 
 
 def client_ip() -> str:
-    """The client address; `ProxyFix` (TRUSTED_PROXIES) has already applied X-Forwarded-For."""
-    return request.remote_addr or "unknown"
+    """The client address. With TRUSTED_PROXIES, ProxyFix has taken it from X-Forwarded-For; a value
+    there that is not an IP address is ignored in favour of the connecting peer."""
+    for candidate in (request.remote_addr,
+                      request.environ.get("werkzeug.proxy_fix.orig", {}).get("REMOTE_ADDR")):
+        try:
+            return str(ipaddress.ip_address((candidate or "").strip()))
+        except ValueError:
+            continue
+    return "unknown"
 
 
 class Api(_SmorestApi):

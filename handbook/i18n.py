@@ -76,8 +76,14 @@ FIELD_MESSAGES_VI: dict[str, str] = {
     "Longer than maximum length {max}.": "Dài hơn độ dài tối đa {max}.",
     "Length must be between {min} and {max}.": "Độ dài phải từ {min} đến {max}.",
     "password_too_short": "Mật khẩu quá ngắn.",
+    "wrong_password": "Mật khẩu hiện tại không đúng.",
+    "invalid_characters": "Chứa ký tự không hợp lệ.",
 }
-FIELD_MESSAGES_EN: dict[str, str] = {"password_too_short": "Password is too short."}
+FIELD_MESSAGES_EN: dict[str, str] = {
+    "password_too_short": "Password is too short.",
+    "wrong_password": "The current password is wrong.",
+    "invalid_characters": "Contains characters that are not allowed.",
+}
 
 
 def language() -> str:

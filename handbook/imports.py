@@ -46,6 +46,7 @@ MESSAGES = {
     "unknown_column": ("Cột không được hỗ trợ \"{name}\".", "Unsupported column \"{name}\"."),
     "malformed_row": ("Dòng có {count} cột, tiêu đề có {expected}.", "The row has {count} fields; the header has {expected}."),
     "missing_value": ("Thiếu giá trị.", "Value is missing."),
+    "bad_characters": ("Chứa ký tự NUL không hợp lệ.", "Contains a NUL character."),
     "too_long": ("Dài quá {max} ký tự.", "Longer than {max} characters."),
     "bad_code": ("Mã không hợp lệ (chỉ dùng chữ, số và . _ - /).", "Invalid code (letters, digits and . _ - / only)."),
     "bad_kind": ("Loại \"{value}\" không hợp lệ (city, upper, grassroots, sub, branch).",
@@ -216,6 +217,12 @@ def read_table(path: str, columns: tuple[str, ...], required: tuple[str, ...],
             continue
         row = {name: nfc(_cell_text(values[i] if i < len(values) else None, name)) or "" for i, name in
                enumerate(header)}
+        bad = [name for name, value in row.items() if "\x00" in value]
+        if bad:
+            report.rows += 1
+            for name in bad:
+                report.add(line, name, "bad_characters")
+            continue
         yield line, row
     if header is None:
         raise FileProblem(1, "", "empty_file")

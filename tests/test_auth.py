@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import jwt as pyjwt
 import pytest
+from argon2 import PasswordHasher
 from flask_jwt_extended import create_access_token
 
 from handbook.auth import AuthSession
@@ -140,7 +141,9 @@ def test_password_change_revokes_other_sessions(client, an):
     url, headers = "/api/v1/me/password", bearer(current["access_token"])
 
     wrong = client.put(url, json={"current_password": "nope", "new_password": "mat-khau-moi-456"}, headers=headers)
-    assert wrong.status_code == 401 and wrong.json["code"] == "invalid_credentials"
+    # 403, not 401: the session is fine, only the current password is wrong.
+    assert wrong.status_code == 403 and wrong.json["code"] == "invalid_credentials"
+    assert "current_password" in wrong.json["errors"]
     weak = client.put(url, json={"current_password": PASSWORD, "new_password": "short"}, headers=headers)
     assert weak.status_code == 422 and weak.json["code"] == "weak_password"
     assert "new_password" in weak.json["errors"]
@@ -233,3 +236,95 @@ def test_prune_sessions_keeps_live_ones(client, app, an):
     assert db.session.scalar(db.select(db.func.count()).select_from(AuthSession)) == 0
     result = app.test_cli_runner().invoke(args=["handbook", "prune-sessions"])
     assert result.exit_code == 0 and "Pruned 0 expired refresh tokens and 0 ended sessions." in result.output
+
+
+class CountingHasher(PasswordHasher):
+    """The real argon2id hasher, counting its calls."""
+
+    def __init__(self):
+        super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
+        self.hashes = self.verifies = 0
+
+    def hash(self, *args, **kwargs):
+        self.hashes += 1
+        return super().hash(*args, **kwargs)
+
+    def verify(self, *args, **kwargs):
+        self.verifies += 1
+        return super().verify(*args, **kwargs)
+
+
+def test_unknown_and_known_accounts_cost_the_same_work(client, app, an):
+    hasher = CountingHasher()
+    app.extensions["handbook.hasher"] = hasher
+    app.extensions.pop("handbook.dummy_hash", None)
+    try:
+        login(client, "01000001", "wrong")
+        assert (hasher.hashes, hasher.verifies) == (0, 1)
+        for _ in range(3):
+            login(client, "55555555", "wrong")
+        # One dummy hash for the process, then one verify per attempt, like a real account.
+        assert (hasher.hashes, hasher.verifies) == (1, 4)
+    finally:
+        app.extensions.pop("handbook.hasher", None)
+
+
+def test_parallel_wrong_guesses_cannot_exceed_the_account_budget(client, app, an):
+    results: list[int] = []
+    barrier = threading.Barrier(12)
+
+    def guess():
+        with app.app_context():
+            c = app.test_client()
+            barrier.wait()
+            results.append(login(c, "01000001", "guess").status_code)
+            db.session.remove()
+
+    threads = [threading.Thread(target=guess) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(set(results)) == [401, 429]
+    assert results.count(401) == 5 and results.count(429) == 7
+
+
+def test_password_change_guesses_are_throttled(client, an):
+    token = login(client, "01000001").json["access_token"]
+    body = {"current_password": "guess", "new_password": "mat-khau-moi-456"}
+    codes = [client.put("/api/v1/me/password", json=body, headers=bearer(token)).status_code for _ in range(6)]
+    assert codes == [403] * 5 + [429]
+    # The right password is refused too until the budget refills: a stolen token cannot brute-force.
+    right = {"current_password": PASSWORD, "new_password": "mat-khau-moi-456"}
+    assert client.put("/api/v1/me/password", json=right, headers=bearer(token)).status_code == 429
+
+
+def test_unauthenticated_requests_are_401_before_any_body_validation(client):
+    r = client.put("/api/v1/me/password", json={})
+    assert r.status_code == 401 and r.json["code"] == "unauthorized"
+
+
+def test_ip_limit_retry_after_counts_down_the_real_window(client, app, an):
+    app.config["LOGIN_LIMIT_PER_IP"] = "2 per hour"
+    try:
+        login(client, "01000001")
+        login(client, "01000001")
+        r = login(client, "01000001")
+        assert r.status_code == 429
+        assert 60 < int(r.headers["Retry-After"]) <= 3601  # the window's reset time is in whole seconds
+    finally:
+        app.config["LOGIN_LIMIT_PER_IP"] = "60 per minute;600 per hour"
+
+
+def test_garbage_forwarded_for_behind_a_trusted_proxy(database_url, app, an):
+    from tests.conftest import make_app
+
+    proxied = make_app(database_url, TRUSTED_PROXIES=1).test_client()
+    r = proxied.post("/api/v1/auth/login", json={"username": "01000001", "password": PASSWORD},
+                     headers={"X-Forwarded-For": "x" * 100})
+    assert r.status_code == 200
+    r = proxied.post("/api/v1/auth/login", json={"username": "01000001", "password": PASSWORD},
+                     headers={"X-Forwarded-For": "203.0.113.9"})
+    assert r.status_code == 200
+    ips = {s.ip for s in db.session.scalars(db.select(AuthSession))}
+    assert ips == {"127.0.0.1", "203.0.113.9"}

@@ -143,3 +143,35 @@ def test_broken_authorization_headers(client, header):
     r = client.get("/api/v1/me", headers={"Authorization": header})
     assert r.status_code == 401
     assert r.content_type == "application/problem+json"
+
+
+@pytest.mark.parametrize("body", [
+    "[" * 5000 + "]" * 5000,                            # deeper than the parser can recurse
+    '{"username": ' + "9" * 5000 + ', "password": "x"}',  # past Python's integer digit limit
+])
+def test_pathological_json_is_400_not_500(client, body):
+    r = client.post("/api/v1/auth/login", data=body, content_type="application/json")
+    assert_problem(r, 400, "malformed_json")
+
+
+@pytest.mark.parametrize("username,password", [  # JSON escapes, decoded by the server
+    (r"01000001\ud800", "x"), (r"0100\u00000001", "x"), ("01000001", r"pass\ud800word"), ("ok", r"a\u0007b"),
+])
+def test_control_characters_and_lone_surrogates_are_422(client, username, password):
+    body = '{"username": "%s", "password": "%s"}' % (username, password)
+    r = client.post("/api/v1/auth/login", data=body, content_type="application/json")
+    problem = assert_problem(r, 422, "validation_error")
+    assert any(msg == "Chứa ký tự không hợp lệ." for msgs in problem["errors"].values() for msg in msgs)
+
+
+def test_a_bad_body_does_not_reset_the_throttle(client):
+    tree = small_tree()
+    member("01000001", tree["b1"])
+    for _ in range(5):
+        login(client, "01000001", "wrong")
+    client.post("/api/v1/auth/login", data="[" * 5000, content_type="application/json")
+    assert login(client, "01000001").status_code == 429
+
+
+def test_problems_vary_by_language(client):
+    assert "Accept-Language" in client.get("/api/v1/nothing-here").headers["Vary"]

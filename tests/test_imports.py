@@ -752,3 +752,14 @@ def test_malformed_row_does_not_hide_later_bad_rows(app, tmp_path):
     ])
     report = import_org_units(path)
     assert errors_of(report) == {(2, "", "malformed_row"), (3, "kind", "bad_kind")}
+
+
+def test_nul_characters_are_row_errors_not_crashes(app, tmp_path):
+    small_tree()
+    path = write_csv(tmp_path, "nul.csv", MEMBER_HEADER, [
+        ["01000001", "Nguyễn\x00 Văn An", "", "HN.BD.DB.1", "", ""],
+        ["01000002", "Trần Văn Bình", "", "HN.BD.DB.1", "", ""],
+    ])
+    report = import_members(path)
+    assert [(e.line, e.column, e.code) for e in report.errors] == [(2, "full_name", "bad_characters")]
+    assert count(Member) == 0
