@@ -1,7 +1,7 @@
 """The HTTP layer: flask-smorest blueprints and marshmallow schemas only. Domain logic lives elsewhere."""
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response
 
 
 def init_app(app: Flask) -> None:
@@ -11,3 +11,10 @@ def init_app(app: Flask) -> None:
     for module in (auth, me):
         api.register_blueprint(module.blp, url_prefix=f"/api/v1{module.PREFIX}")
     api.register_blueprint(ops.blp, url_prefix="/")
+
+    @app.after_request
+    def _no_content_has_no_type(response: Response) -> Response:
+        if response.status_code == 204:
+            response.headers.pop("Content-Type", None)
+        return response
+

@@ -66,11 +66,25 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
         cursor.close()
 
 
+class _AuthSchemeCaseFix:
+    """HTTP auth schemes are case-insensitive (RFC 9110 §11.1); flask-jwt-extended wants "Bearer"."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        if header[:7].lower() == "bearer " and not header.startswith("Bearer "):
+            environ["HTTP_AUTHORIZATION"] = "Bearer " + header[7:]
+        return self.wsgi_app(environ, start_response)
+
+
 def create_app(config: type[Config] | Mapping | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(PROJECT_ROOT / "instance"))
     _load_config(app, config)
     app.json.ensure_ascii = False
     app.json.sort_keys = False
+    app.wsgi_app = _AuthSchemeCaseFix(app.wsgi_app)
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)

@@ -328,3 +328,10 @@ def test_garbage_forwarded_for_behind_a_trusted_proxy(database_url, app, an):
     assert r.status_code == 200
     ips = {s.ip for s in db.session.scalars(db.select(AuthSession))}
     assert ips == {"127.0.0.1", "203.0.113.9"}
+
+
+def test_auth_scheme_is_case_insensitive_and_204_has_no_body_type(client, an):
+    token = login(client, "01000001").json["access_token"]
+    assert client.get("/api/v1/me", headers={"Authorization": f"bearer {token}"}).status_code == 200
+    r = client.post("/api/v1/auth/logout", headers={"Authorization": f"BEARER {token}"})
+    assert r.status_code == 204 and "Content-Type" not in r.headers and r.data == b""
