@@ -1,6 +1,8 @@
 """Builders of real rows for tests (no mocks): units, members, roles, logins."""
 from __future__ import annotations
 
+import threading
+
 from handbook.auth import hash_password
 from handbook.extensions import db
 from handbook.members import Member, RoleGrant
@@ -50,3 +52,23 @@ def login(client, username: str, password: str = PASSWORD, **headers):
 
 def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
+
+
+def in_parallel(app, count: int, request) -> list[int]:
+    """Release `count` threads at once, each sending `request(test_client)`; their status codes."""
+    results: list[int] = []
+    barrier = threading.Barrier(count)
+
+    def run():
+        with app.app_context():
+            client = app.test_client()
+            barrier.wait()
+            results.append(request(client).status_code)
+            db.session.remove()
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return results

@@ -1,7 +1,6 @@
 """Every auth path: login, refresh rotation and reuse, logout, password change, throttling, revocation."""
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import jwt as pyjwt
@@ -11,7 +10,7 @@ from flask_jwt_extended import create_access_token
 
 from handbook.auth import AuthSession
 from handbook.extensions import db
-from tests.factories import PASSWORD, bearer, login, member, small_tree
+from tests.factories import PASSWORD, bearer, in_parallel, login, member, small_tree
 
 
 @pytest.fixture()
@@ -201,21 +200,7 @@ def test_parallel_refresh_with_one_token_succeeds_at_most_once(client, app, an, 
     if backend != "postgresql":
         pytest.skip("SQLite serialises writers; the race is exercised on PostgreSQL")
     refresh_token = login(client, "01000001").json["refresh_token"]
-    results: list[int] = []
-    barrier = threading.Barrier(4)
-
-    def attempt():
-        with app.app_context():
-            c = app.test_client()
-            barrier.wait()
-            results.append(c.post("/api/v1/auth/refresh", headers=bearer(refresh_token)).status_code)
-            db.session.remove()
-
-    threads = [threading.Thread(target=attempt) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    results = in_parallel(app, 4, lambda c: c.post("/api/v1/auth/refresh", headers=bearer(refresh_token)))
     assert results.count(200) <= 1
     assert len(results) == 4 and all(code in (200, 401) for code in results)
 
@@ -270,21 +255,7 @@ def test_unknown_and_known_accounts_cost_the_same_work(client, app, an):
 
 
 def test_parallel_wrong_guesses_cannot_exceed_the_account_budget(client, app, an):
-    results: list[int] = []
-    barrier = threading.Barrier(12)
-
-    def guess():
-        with app.app_context():
-            c = app.test_client()
-            barrier.wait()
-            results.append(login(c, "01000001", "guess").status_code)
-            db.session.remove()
-
-    threads = [threading.Thread(target=guess) for _ in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    results = in_parallel(app, 12, lambda c: login(c, "01000001", "guess"))
     assert sorted(set(results)) == [401, 429]
     assert results.count(401) == 5 and results.count(429) == 7
 
