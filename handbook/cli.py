@@ -51,7 +51,7 @@ def demo_command(members, if_empty, seed):
         load_demo(members, seed=seed)
     except DemoExists:
         if not if_empty:
-            raise click.ClickException("the database already holds org units; demo data not loaded")
+            raise click.ClickException("the database already holds org units; demo data not loaded") from None
         click.echo("Database already has data; demo data not loaded.")
     for line in demo_logins():
         click.echo(line)

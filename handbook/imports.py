@@ -352,7 +352,7 @@ def _check_tree(report: ImportReport, rows: dict[str, _UnitRow], final: dict, in
 def _check_member_holders(report: ImportReport, rows: dict[str, _UnitRow], existing: dict, final: dict) -> None:
     """A unit that holds members cannot get children, nor become a kind that holds none."""
     children_count: dict[str, int] = {}
-    for code, (_, parent) in final.items():
+    for _kind, parent in final.values():
         if parent is not None:
             children_count[parent] = children_count.get(parent, 0) + 1
     candidates = [existing[c].id for c in final if c in existing]
@@ -360,7 +360,7 @@ def _check_member_holders(report: ImportReport, rows: dict[str, _UnitRow], exist
         return
     with_members = set(db.session.scalars(select(Member.org_unit_id).where(Member.active.is_(True))
                                           .group_by(Member.org_unit_id)))
-    for code, (kind, parent) in final.items():
+    for code, (kind, _parent) in final.items():
         unit = existing.get(code)
         if unit is None or unit.id not in with_members:
             continue
@@ -590,7 +590,7 @@ class _MemberImport:
     def settle_deferred_phones(self) -> None:
         if not self.deferred_phones:
             return
-        for card, (line, phone, holder) in self.deferred_phones.items():
+        for line, _phone, holder in self.deferred_phones.values():
             if holder not in self.seen_cards:
                 self.report.add(line, "phone", "phone_taken", value=holder)
         if self.report.errors:

@@ -42,8 +42,8 @@ def _run(action):
 def spend(scope: str, key: str, limits_setting: str) -> None:
     """Take one attempt from every limit of `limits_setting`; 429 `rate_limited` when one is exhausted."""
     for item in parse_many(current_app.config[limits_setting]):
-        if not _run(lambda s: s.hit(item, scope, key)):
-            reset = _run(lambda s: s.get_window_stats(item, scope, key).reset_time)
+        if not _run(lambda s, item=item: s.hit(item, scope, key)):
+            reset = _run(lambda s, item=item: s.get_window_stats(item, scope, key).reset_time)
             retry = max(1, math.ceil(reset - time.time()))
             raise ProblemError("rate_limited", 429, headers={"Retry-After": retry}, retry_after=retry)
 
@@ -51,4 +51,4 @@ def spend(scope: str, key: str, limits_setting: str) -> None:
 def refund(scope: str, key: str, limits_setting: str) -> None:
     """After a success: the failed-attempt budget starts afresh."""
     for item in parse_many(current_app.config[limits_setting]):
-        _run(lambda s: s.clear(item, scope, key))
+        _run(lambda s, item=item: s.clear(item, scope, key))

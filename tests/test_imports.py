@@ -10,7 +10,6 @@ import csv
 import io
 import unicodedata
 
-import pytest
 from sqlalchemy import func, select
 
 from handbook.audit import AuditEntry
