@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
 import marshmallow as ma
-from flask import Flask, g, jsonify, request
+from flask import Flask, current_app, g, jsonify, request
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
@@ -113,11 +114,9 @@ def handle_http_exception(e: HTTPException):
         params["method"] = request.method
         headers["Allow"] = ", ".join(sorted(e.valid_methods or []))
     elif status == 413:
-        from flask import current_app
-
         params["limit"] = current_app.config.get("MAX_CONTENT_LENGTH")
     elif status == 429:
-        retry = _retry_after_of(e)
+        retry = _retry_after()
         headers["Retry-After"] = retry
         params["retry_after"] = retry
     if status >= 500:
@@ -125,13 +124,11 @@ def handle_http_exception(e: HTTPException):
     return problem_response(code, status, errors=errors or None, headers=headers, **params)
 
 
-def _retry_after_of(e: HTTPException) -> int:
+def _retry_after() -> int:
     """Seconds until the breached Flask-Limiter limit has room again."""
+    from handbook.extensions import limiter  # extensions imports this module
+
     try:
-        import time
-
-        from handbook.extensions import limiter
-
         return max(1, math.ceil(limiter.current_limit.reset_at - time.time()))
     except Exception:  # noqa: BLE001 - a storage hiccup must not turn a 429 into a 500
         return 60
@@ -142,8 +139,6 @@ def handle_problem(e: ProblemError):
 
 
 def handle_database_unavailable(e: Exception):
-    from flask import current_app
-
     from handbook.extensions import db
 
     try:

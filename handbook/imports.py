@@ -111,7 +111,7 @@ class ImportReport:
         elif len(self.errors) == MAX_ERRORS:
             self.errors.append(RowError(line, "", "too_many_errors", {"max": MAX_ERRORS}))
 
-    def summary_lines(self, language: str = "en") -> list[str]:
+    def summary_lines(self) -> list[str]:
         if self.errors:
             return [f"{self.kind}: {self.rows} rows read, {len(self.errors)} bad; nothing was imported."]
         parts = [f"{self.created} created", f"{self.updated} updated", f"{self.unchanged} unchanged"]
@@ -194,7 +194,8 @@ def read_table(path: str, columns: tuple[str, ...], required: tuple[str, ...],
                report: ImportReport) -> Iterator[tuple[int, dict]]:
     """Yield (line number, {column: text}) for each data row; only the columns the header names are keys.
 
-    File and header problems raise FileProblem; a malformed row is reported and skipped."""
+    Counts every data row in `report.rows`. File and header problems raise FileProblem; a malformed
+    row is reported and skipped."""
     rows = _rows_xlsx(path) if _is_xlsx(path) else _rows_csv(path)
     header = None
     for line, values in rows:
@@ -211,15 +212,14 @@ def read_table(path: str, columns: tuple[str, ...], required: tuple[str, ...],
             continue
         if all(v is None or str(v).strip() == "" for v in values):
             continue  # blank lines (and Excel's trailing empty rows) are skipped
+        report.rows += 1
         if len(values) > len(header) and any(str(v or "").strip() for v in values[len(header):]):
-            report.rows += 1
             report.add(line, "", "malformed_row", count=len(values), expected=len(header))
             continue
         row = {name: nfc(_cell_text(values[i] if i < len(values) else None, name)) or "" for i, name in
                enumerate(header)}
         bad = [name for name, value in row.items() if "\x00" in value]
         if bad:
-            report.rows += 1
             for name in bad:
                 report.add(line, name, "bad_characters")
             continue
@@ -246,7 +246,6 @@ def import_org_units(path: str, *, actor_id: int | None = None) -> ImportReport:
     invalid_codes: set[str] = set()  # codes of rows that were bad themselves: no extra noise for children
     try:
         for line, row in read_table(path, ORG_UNIT_COLUMNS, ORG_UNIT_COLUMNS, report):
-            report.rows += 1
             unit = _validate_unit_row(report, line, row)
             if unit is None:
                 invalid_codes.add(row.get("code", ""))
@@ -355,9 +354,8 @@ def _check_member_holders(report: ImportReport, rows: dict[str, _UnitRow], exist
     for _kind, parent in final.values():
         if parent is not None:
             children_count[parent] = children_count.get(parent, 0) + 1
-    candidates = [existing[c].id for c in final if c in existing]
-    if not candidates:
-        return
+    if not existing:
+        return  # only units already in the database can hold members
     with_members = set(db.session.scalars(select(Member.org_unit_id).where(Member.active.is_(True))
                                           .group_by(Member.org_unit_id)))
     for code, (kind, _parent) in final.items():
@@ -452,7 +450,6 @@ class _MemberImport:
         batch: list[_MemberRow] = []
         try:
             for line, row in read_table(path, MEMBER_COLUMNS, MEMBER_REQUIRED, report):
-                report.rows += 1
                 member = self.validate(line, row)
                 if member is not None:
                     batch.append(member)

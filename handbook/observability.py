@@ -12,6 +12,8 @@ from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
 
+from handbook.auth import PRINCIPAL_KEY
+
 REQUESTS = Counter("handbook_http_requests_total", "HTTP requests", ["method", "endpoint", "status"])
 LATENCY = Histogram(
     "handbook_http_request_duration_seconds", "HTTP request latency", ["method", "endpoint"],
@@ -102,7 +104,7 @@ def init_app(app: Flask) -> None:
         REQUESTS.labels(request.method, endpoint, response.status_code).inc()
         LATENCY.labels(request.method, endpoint).observe(elapsed)
         response.headers["X-Request-ID"] = g.request_id
-        principal = request.environ.get("handbook.principal")
+        principal = request.environ.get(PRINCIPAL_KEY)
         access_log.info(
             "%s %s %s", request.method, request.path, response.status_code,
             extra={"method": request.method, "path": request.path, "status": response.status_code,
