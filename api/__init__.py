@@ -1,14 +1,20 @@
 """The HTTP layer: flask-smorest blueprints and marshmallow schemas only. Domain logic lives elsewhere."""
 from __future__ import annotations
 
+import importlib
+
 from flask import Flask, Response
+
+# Blueprint modules under /api/v1; each has `blp` and `PREFIX`.
+MODULES = ("auth", "me", "documents", "attachments", "admin_documents", "series", "audit")
 
 
 def init_app(app: Flask) -> None:
-    from api import auth, me, ops
+    from api import ops
     from handbook.extensions import api
 
-    for module in (auth, me):
+    for name in MODULES:
+        module = importlib.import_module(f"api.{name}")
         api.register_blueprint(module.blp, url_prefix=f"/api/v1{module.PREFIX}")
     api.register_blueprint(ops.blp, url_prefix="/")
 
@@ -17,4 +23,3 @@ def init_app(app: Flask) -> None:
         if response.status_code == 204:
             response.headers.pop("Content-Type", None)
         return response
-

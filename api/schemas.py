@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC
 
 import marshmallow as ma
 from marshmallow import validate
+
+from handbook.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from handbook.timeutil import local_zone
 
 
 # Lone surrogates cannot be stored or hashed; NUL and other C0 controls (but tab/newline) have no
@@ -94,3 +98,303 @@ class SummarySchema(StrictSchema):
 class StatusSchema(StrictSchema):
     status = ma.fields.String()
     checks = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String())
+
+
+# --- times ---------------------------------------------------------------------------------------
+
+class UtcDateTime(ma.fields.DateTime):
+    """RFC 3339 with offset; SQLite hands back naive UTC datetimes, which get their +00:00 here."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
+class LocalDateTime(UtcDateTime):
+    """A time shown in HANDBOOK_TIMEZONE (deadlines are ends of local days: 23:59:59+07:00)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is not None:
+            value = (value.replace(tzinfo=UTC) if value.tzinfo is None else value).astimezone(local_zone())
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
+def aware_datetime(**kwargs):
+    """An input time that must carry its UTC offset."""
+    return ma.fields.AwareDateTime(**kwargs)
+
+
+LIMIT = ma.fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(1, MAX_LIMIT),
+                          metadata={"description": f"Page size (default {DEFAULT_LIMIT}, max {MAX_LIMIT})"})
+CURSOR = ma.fields.String(validate=validate.Length(max=512),
+                          metadata={"description": "`next_cursor` of the previous page"})
+
+
+class PageArgs(StrictSchema):
+    limit = LIMIT
+    cursor = CURSOR
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+DOCUMENT_KINDS = ["directive", "resolution", "conclusion", "plan", "guidance", "notice", "study"]
+READER_STATES = ["new", "opened", "acknowledged", "pending", "overdue"]
+
+
+class MyStateSchema(StrictSchema):
+    state = ma.fields.String(metadata={"enum": ["new", "opened", "acknowledged", "overdue"]})
+    opened_at = UtcDateTime(allow_none=True)
+    acknowledged_at = UtcDateTime(allow_none=True)
+    acknowledged_version = ma.fields.Integer(allow_none=True)
+
+
+class SeriesRefSchema(StrictSchema):
+    id = ma.fields.Integer()
+    lesson_no = ma.fields.Integer(allow_none=True)
+    title = ma.fields.String()
+
+
+class DocumentItemSchema(StrictSchema):
+    """A feed item. In delta sync, a withdrawn document is only `{"id", "withdrawn": true, "updated_at"}`."""
+
+    id = ma.fields.Integer()
+    withdrawn = ma.fields.Boolean(metadata={"description": "Present (true) on delta-sync tombstones only"})
+    kind = ma.fields.String(metadata={"enum": DOCUMENT_KINDS})
+    number = ma.fields.String(allow_none=True)
+    title = ma.fields.String()
+    summary = ma.fields.String()
+    issuing_body = ma.fields.String(allow_none=True)
+    issued_on = ma.fields.Date(allow_none=True)
+    published_at = UtcDateTime(allow_none=True)
+    requires_ack = ma.fields.Boolean()
+    deadline = LocalDateTime(allow_none=True, metadata={"description": "End of the last local day to acknowledge"})
+    version = ma.fields.Integer()
+    ack_version = ma.fields.Integer(metadata={"description": "The version members must have acknowledged"})
+    updated_at = UtcDateTime(metadata={"description": "Last change for readers; resume delta sync from it"})
+    tags = ma.fields.List(ma.fields.String())
+    series = ma.fields.Nested(SeriesRefSchema, allow_none=True)
+    my = ma.fields.Nested(MyStateSchema)
+
+
+class FeedSchema(StrictSchema):
+    items = ma.fields.List(ma.fields.Nested(DocumentItemSchema))
+    next_cursor = ma.fields.String(allow_none=True)
+    reset = ma.fields.Boolean(metadata={
+        "description": "True when the member moved to another unit since `updated_since`: drop the cache, "
+                       "the items are a full list"})
+
+
+class FeedArgs(PageArgs):
+    kind = ma.fields.String(validate=validate.OneOf(DOCUMENT_KINDS))
+    state = ma.fields.String(validate=validate.OneOf(READER_STATES))
+    q = ma.fields.String(validate=validate.Length(min=1, max=200),
+                         metadata={"description": "Words to find (accents, case and đ/d ignored; all must match)"})
+    updated_since = aware_datetime(metadata={"description": "Delta sync: changes at or after this time"})
+
+
+class AttachmentSchema(StrictSchema):
+    id = ma.fields.Integer()
+    filename = ma.fields.String()
+    content_type = ma.fields.String()
+    size = ma.fields.Integer()
+    sha256 = ma.fields.String()
+
+
+class DocumentDetailSchema(DocumentItemSchema):
+    body_html = ma.fields.String(metadata={"description": "Sanitised HTML"})
+    attachments = ma.fields.List(ma.fields.Nested(AttachmentSchema))
+
+
+class SeriesProgressSchema(StrictSchema):
+    lessons = ma.fields.Integer()
+    completed = ma.fields.Integer()
+
+
+class SeriesSchema(StrictSchema):
+    id = ma.fields.Integer()
+    title = ma.fields.String()
+    summary = ma.fields.String()
+    progress = ma.fields.Nested(SeriesProgressSchema)
+
+
+class SeriesListSchema(StrictSchema):
+    items = ma.fields.List(ma.fields.Nested(SeriesSchema))
+
+
+class SeriesDetailSchema(SeriesSchema):
+    lessons = ma.fields.List(ma.fields.Nested(DocumentItemSchema))
+
+
+# --- publishing ----------------------------------------------------------------------------------
+
+ROLE_NAMES = ["secretary", "committee", "publisher", "admin"]
+DOCUMENT_STATUSES = ["draft", "scheduled", "published", "withdrawn"]
+
+
+class AudienceInSchema(StrictSchema):
+    org_units = ma.fields.List(ma.fields.Integer(strict=True), required=True, validate=validate.Length(min=1, max=500),
+                               metadata={"description": "Units whose whole subtrees receive the document"})
+    roles = ma.fields.List(ma.fields.String(validate=validate.OneOf(ROLE_NAMES)), validate=validate.Length(max=4),
+                           metadata={"description": "Optional: only members holding one of these roles"})
+
+
+class DocumentWriteSchema(StrictSchema):
+    kind = ma.fields.String(validate=validate.OneOf(DOCUMENT_KINDS))
+    number = ma.fields.String(allow_none=True, validate=validate.Length(max=64), metadata={"example": "24-CT/TU"})
+    title = ma.fields.String(validate=validate.Length(min=1, max=500))
+    summary = ma.fields.String(validate=validate.Length(max=5000))
+    body_html = ma.fields.String(validate=validate.Length(max=2_000_000),
+                                 metadata={"description": "HTML; sanitised on save (no scripts, handlers, js: URLs)"})
+    issuing_body = ma.fields.String(allow_none=True, validate=validate.Length(max=255))
+    issued_on = ma.fields.Date(allow_none=True)
+    requires_ack = ma.fields.Boolean()
+    ack_days = ma.fields.Integer(strict=True, validate=validate.Range(1, 365))
+    audience = ma.fields.Nested(AudienceInSchema)
+    tags = ma.fields.List(ma.fields.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(max=30))
+    owner_unit = ma.fields.Integer(strict=True, metadata={
+        "description": "Issuing unit (default: your publishing unit that covers the audience)"})
+    series_id = ma.fields.Integer(strict=True, allow_none=True, metadata={"description": "Study series (kind=study)"})
+    lesson_no = ma.fields.Integer(strict=True, allow_none=True, validate=validate.Range(1, 10000))
+
+
+class DocumentCreateSchema(DocumentWriteSchema):
+    class Meta(DocumentWriteSchema.Meta):
+        pass
+
+    kind = ma.fields.String(required=True, validate=validate.OneOf(DOCUMENT_KINDS))
+    title = ma.fields.String(required=True, validate=validate.Length(min=1, max=500))
+    audience = ma.fields.Nested(AudienceInSchema, required=True)
+
+
+class DocumentPatchSchema(DocumentWriteSchema):
+    reack = ma.fields.Boolean(metadata={
+        "description": "Published documents: true for a material change that members must acknowledge again"})
+    note = ma.fields.String(allow_none=True, validate=validate.Length(max=2000), metadata={"description": "What changed"})
+
+
+class PublishSchema(StrictSchema):
+    publish_at = aware_datetime(allow_none=True, metadata={"description": "Future time to schedule; empty: now"})
+
+
+class WithdrawSchema(StrictSchema):
+    reason = ma.fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class PublishResultSchema(StrictSchema):
+    status = ma.fields.String(metadata={"enum": ["published", "scheduled"]})
+    published_at = UtcDateTime(allow_none=True)
+    deadline = LocalDateTime(allow_none=True)
+    notification_id = ma.fields.Integer(allow_none=True)
+
+
+class AudienceOutSchema(StrictSchema):
+    org_units = ma.fields.List(ma.fields.Nested(UnitBriefSchema))
+    roles = ma.fields.List(ma.fields.String(metadata={"enum": ROLE_NAMES}))
+
+
+class AdminDocumentSchema(StrictSchema):
+    id = ma.fields.Integer()
+    kind = ma.fields.String(metadata={"enum": DOCUMENT_KINDS})
+    status = ma.fields.String(metadata={"enum": DOCUMENT_STATUSES})
+    number = ma.fields.String(allow_none=True)
+    title = ma.fields.String()
+    summary = ma.fields.String()
+    issuing_body = ma.fields.String(allow_none=True)
+    issued_on = ma.fields.Date(allow_none=True)
+    tags = ma.fields.List(ma.fields.String())
+    owner_unit = ma.fields.Nested(UnitBriefSchema)
+    audience = ma.fields.Nested(AudienceOutSchema)
+    requires_ack = ma.fields.Boolean()
+    ack_days = ma.fields.Integer()
+    version = ma.fields.Integer()
+    ack_version = ma.fields.Integer()
+    series_id = ma.fields.Integer(allow_none=True)
+    lesson_no = ma.fields.Integer(allow_none=True)
+    published_at = UtcDateTime(allow_none=True)
+    deadline = LocalDateTime(allow_none=True)
+    withdrawn_at = UtcDateTime(allow_none=True)
+    withdraw_reason = ma.fields.String(allow_none=True)
+    created_by = ma.fields.Integer(allow_none=True)
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
+
+
+class AdminDocumentDetailSchema(AdminDocumentSchema):
+    body_html = ma.fields.String()
+    attachments = ma.fields.List(ma.fields.Nested(AttachmentSchema))
+
+
+class AdminDocumentListSchema(StrictSchema):
+    items = ma.fields.List(ma.fields.Nested(AdminDocumentSchema))
+    next_cursor = ma.fields.String(allow_none=True)
+
+
+class AdminDocumentArgs(PageArgs):
+    status = ma.fields.String(validate=validate.OneOf(DOCUMENT_STATUSES))
+    kind = ma.fields.String(validate=validate.OneOf(DOCUMENT_KINDS))
+
+
+class VersionSchema(StrictSchema):
+    version = ma.fields.Integer()
+    number = ma.fields.String(allow_none=True)
+    title = ma.fields.String()
+    summary = ma.fields.String()
+    issuing_body = ma.fields.String(allow_none=True)
+    issued_on = ma.fields.Date(allow_none=True)
+    tags = ma.fields.List(ma.fields.String())
+    reack = ma.fields.Boolean(metadata={"description": "This version had to be acknowledged again"})
+    note = ma.fields.String(allow_none=True)
+    created_by = ma.fields.Integer(allow_none=True)
+    created_at = UtcDateTime()
+
+
+class VersionDetailSchema(VersionSchema):
+    body_html = ma.fields.String()
+
+
+class VersionListSchema(StrictSchema):
+    items = ma.fields.List(ma.fields.Nested(VersionSchema))
+
+
+class SeriesCreateSchema(StrictSchema):
+    title = ma.fields.String(required=True, validate=validate.Length(min=1, max=500))
+    summary = ma.fields.String(validate=validate.Length(max=5000))
+    owner_unit = ma.fields.Integer(strict=True)
+
+
+class SeriesAdminSchema(StrictSchema):
+    id = ma.fields.Integer()
+    title = ma.fields.String()
+    summary = ma.fields.String()
+    owner_unit = ma.fields.Nested(UnitBriefSchema)
+    created_at = UtcDateTime()
+
+
+# --- audit ---------------------------------------------------------------------------------------
+
+class AuditArgs(PageArgs):
+    actor = ma.fields.Integer(metadata={"description": "Member id of the actor"})
+    action = ma.fields.String(validate=validate.Length(min=1, max=64), metadata={"example": "document.publish"})
+    since = aware_datetime()
+
+
+class ActorSchema(StrictSchema):
+    id = ma.fields.Integer()
+    card_number = ma.fields.String()
+    full_name = ma.fields.String()
+
+
+class AuditEntrySchema(StrictSchema):
+    id = ma.fields.Integer()
+    at = UtcDateTime()
+    actor = ma.fields.Nested(ActorSchema, allow_none=True)
+    action = ma.fields.String()
+    target_type = ma.fields.String(allow_none=True)
+    target_id = ma.fields.String(allow_none=True)
+    details = ma.fields.Dict()
+
+
+class AuditListSchema(StrictSchema):
+    items = ma.fields.List(ma.fields.Nested(AuditEntrySchema))
+    next_cursor = ma.fields.String(allow_none=True)

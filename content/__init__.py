@@ -1,10 +1,14 @@
-"""Documents, versions, attachments, audience, search and acknowledgements (issues 3 and 4).
+"""Documents, versions, attachments, audience, search and acknowledgements.
 
-Until documents exist, a member has nothing pending or overdue; push/ adds unread notifications.
+Modules: models (tables), access (who reads, who manages), documents (publishing workflow, versions),
+feed (reading, delta sync, search, series, badge), search (FTS5 / tsvector), sanitize (HTML allow-list),
+attachments and storage (files).
 """
 from __future__ import annotations
 
 
 def member_summary(member) -> dict:
-    """The badge counts of `GET /me/summary`: zero until content and the inbox exist."""
-    return {"pending": 0, "overdue": 0, "unread_notifications": 0}
+    """The badge counts of `GET /me/summary`."""
+    from content.feed import member_summary as summary
+
+    return summary(member)

@@ -105,6 +105,8 @@ def create_app(config: type[Config] | Mapping | None = None) -> Flask:
 
     # Models and JWT hooks register themselves on import.
     from handbook import audit, auth, members, orgunits  # noqa: F401
+    import content.models  # noqa: F401
+    import push.models  # noqa: F401
 
     from handbook.cli import register_cli
 

@@ -66,5 +66,33 @@ def prune_sessions_command():
     click.echo(f"Pruned {tokens} expired refresh tokens and {sessions} ended sessions.")
 
 
+push_cli = AppGroup("push", help="Publications, reminders and escalations that fall due.")
+handbook_cli.add_command(push_cli)
+
+
+@push_cli.command("run-due")
+@click.option("--at", "at", default=None, metavar="RFC3339",
+              help="The instant to run for (default now), e.g. 2026-12-01T08:00:00+07:00.")
+def run_due_command(at):
+    """Send every scheduled publication, reminder and escalation due at that instant. Safe to run twice."""
+    from datetime import datetime
+
+    from push.due import run_due
+
+    instant = None
+    if at is not None:
+        try:
+            instant = datetime.fromisoformat(at)
+        except ValueError:
+            raise click.BadParameter("not an RFC 3339 time", param_hint="--at") from None
+        if instant.tzinfo is None:
+            raise click.BadParameter("needs a UTC offset, e.g. +07:00", param_hint="--at")
+    lines = run_due(instant)
+    for line in lines:
+        click.echo(line)
+    if not lines:
+        click.echo("Nothing due.")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(handbook_cli)

@@ -53,6 +53,10 @@ PROBLEMS: dict[str, tuple[str, str, str, str]] = {
                      "Too many requests", "Too many requests; try again in {retry_after} seconds."),
     "service_unavailable": ("Dịch vụ tạm thời gián đoạn", "Cơ sở dữ liệu tạm thời không truy cập được, hãy thử lại sau.",
                             "Service unavailable", "The database is temporarily unreachable; try again later."),
+    "audience_out_of_scope": ("Ngoài phạm vi phát hành", "Đơn vị {unit} nằm ngoài phạm vi bạn được phát hành văn bản.",
+                              "Outside your publishing scope", "The unit {unit} is outside the scope you may publish to."),
+    "document_withdrawn": ("Văn bản đã bị thu hồi", "Văn bản này đã bị thu hồi.",
+                           "Document withdrawn", "This document has been withdrawn."),
     "internal_error": ("Lỗi hệ thống", "Đã xảy ra lỗi không mong muốn. Mã yêu cầu: {request_id}.",
                        "Internal error", "An unexpected error occurred. Request id: {request_id}."),
 }
@@ -78,11 +82,36 @@ FIELD_MESSAGES_VI: dict[str, str] = {
     "password_too_short": "Mật khẩu quá ngắn.",
     "wrong_password": "Mật khẩu hiện tại không đúng.",
     "invalid_characters": "Chứa ký tự không hợp lệ.",
+    "Must be one of: {choices}.": "Phải là một trong các giá trị: {choices}.",
+    "Must be greater than or equal to {min} and less than or equal to {max}.": "Phải từ {min} đến {max}.",
+    "Must be greater than or equal to {min}.": "Phải lớn hơn hoặc bằng {min}.",
+    "required": "Trường này là bắt buộc.",
+    "invalid_cursor": "Con trỏ phân trang không hợp lệ.",
+    "unknown_unit": "Không có đơn vị này.",
+    "unknown_series": "Không có chuyên đề này trong phạm vi của bạn.",
+    "must_contain_audience": "Đơn vị ban hành phải bao gồm mọi đơn vị nhận văn bản.",
+    "spans_several_scopes": "Các đơn vị nhận văn bản thuộc nhiều phạm vi phát hành khác nhau; hãy chọn đơn vị ban hành.",
+    "only_for_study": "Chỉ tài liệu học tập (study) mới thuộc một chuyên đề.",
+    "series_needs_study": "Văn bản thuộc chuyên đề phải là tài liệu học tập (study).",
+    "locked_after_publication": "Không thể thay đổi sau khi đã phát hành.",
+    "must_be_future": "Thời điểm phải ở tương lai.",
+    "needs_timezone": "Thời điểm phải có múi giờ (RFC 3339).",
 }
 FIELD_MESSAGES_EN: dict[str, str] = {
     "password_too_short": "Password is too short.",
     "wrong_password": "The current password is wrong.",
     "invalid_characters": "Contains characters that are not allowed.",
+    "required": "This field is required.",
+    "invalid_cursor": "Invalid pagination cursor.",
+    "unknown_unit": "No such unit.",
+    "unknown_series": "No such series in your scope.",
+    "must_contain_audience": "The issuing unit must contain every audience unit.",
+    "spans_several_scopes": "The audience spans several of your publishing scopes; choose the issuing unit.",
+    "only_for_study": "Only study materials belong to a series.",
+    "series_needs_study": "A document in a series must be a study material.",
+    "locked_after_publication": "Cannot change after publication.",
+    "must_be_future": "The time must be in the future.",
+    "needs_timezone": "The time needs a UTC offset (RFC 3339).",
 }
 
 
@@ -103,8 +132,8 @@ def problem_text(code: str, params: dict) -> tuple[str, str]:
 
 def _template_pattern(template: str) -> re.Pattern:
     escaped = re.escape(template)
-    for name in ("min", "max"):
-        escaped = escaped.replace(re.escape("{%s}" % name), f"(?P<{name}>\\S+?)")
+    for name in ("min", "max", "choices"):
+        escaped = escaped.replace(re.escape("{%s}" % name), f"(?P<{name}>.+?)")
     return re.compile(f"^{escaped}$")
 
 

@@ -35,6 +35,13 @@ def get_engine_url():
 config.set_main_option('sqlalchemy.url', get_engine_url())
 target_db = current_app.extensions['migrate'].db
 
+
+def include_name(name, type_, parent_names):
+    """Search tables (FTS5 / tsvector) are managed by hand, outside the model metadata."""
+    from content.search import is_search_table
+
+    return not (type_ == "table" and is_search_table(name))
+
 # other values from the config, defined by the needs of env.py,
 # can be acquired:
 # my_important_option = config.get_main_option("my_important_option")
@@ -96,6 +103,7 @@ def run_migrations_online():
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
+            include_name=include_name,
             **conf_args
         )
 

@@ -96,6 +96,7 @@ def app(_session_app):
             else:
                 for name in tables:
                     conn.execute(text(f"DELETE FROM {name}"))
+                conn.execute(text("DELETE FROM document_fts"))  # search index, outside the metadata
 
 
 @pytest.fixture()

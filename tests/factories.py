@@ -72,3 +72,28 @@ def in_parallel(app, count: int, request) -> list[int]:
     for t in threads:
         t.join(timeout=30)
     return results
+
+
+def document(owner: OrgUnit, audience: list[OrgUnit], *, title: str = "Chỉ thị về kỷ cương", number: str = "24-CT/TU",
+             kind: str = "directive", status: str = "published", body_html: str = "<p>Nội dung</p>",
+             summary: str = "", requires_ack: bool = True, roles: list[str] = (), created_by: Member | None = None):
+    """A document row built directly (published now unless `status` says otherwise), indexed for search."""
+    from datetime import timedelta
+
+    from content import search
+    from content.models import Document, DocumentAudience, roles_to_mask
+    from handbook.timeutil import utcnow
+
+    now = utcnow()
+    doc = Document(kind=kind, number=number, title=title, summary=summary, body_html=body_html,
+                   requires_ack=requires_ack, status=status, owner_unit_id=owner.id, roles_mask=roles_to_mask(roles),
+                   created_by=created_by.id if created_by else None,
+                   published_at=now if status in ("published", "withdrawn") else None,
+                   deadline=now + timedelta(days=14) if requires_ack and status == "published" else None,
+                   sync_at=now)
+    doc.audience = [DocumentAudience(org_unit_id=u.id) for u in audience]
+    db.session.add(doc)
+    db.session.flush()
+    search.index_document(doc)
+    db.session.commit()
+    return doc

@@ -1,0 +1,42 @@
+"""Reading: the member's feed (with delta sync and search) and one document."""
+from __future__ import annotations
+
+from flask_jwt_extended import current_user
+
+from api.common import Blueprint, auth_required
+from api.schemas import DocumentDetailSchema, FeedArgs, FeedSchema
+from content import feed
+
+PREFIX = "/documents"
+blp = Blueprint("documents", __name__, description="Đọc văn bản: bảng tin, đồng bộ, tìm kiếm")
+
+
+@blp.route("", methods=["GET"])
+@auth_required()
+@blp.etag
+@blp.arguments(FeedArgs, location="query")
+@blp.response(200, FeedSchema)
+def list_documents(args):
+    """Documents whose audience includes the caller, newest first.
+
+    `q` searches number, title, summary and body (accents, case and đ/d ignored; every word must match;
+    best match first). `updated_since` returns what changed since then, oldest change first, with
+    withdrawn documents as `{"id", "withdrawn": true}`; resume from the largest `updated_at` received.
+    Sends an ETag; `If-None-Match` answers 304 when nothing changed.
+    """
+    result = feed.feed(current_user, **args)
+    body = {"items": result.items, "next_cursor": result.next_cursor}
+    if result.reset:
+        body["reset"] = True
+    return body
+
+
+@blp.route("/<int:document_id>", methods=["GET"])
+@auth_required()
+@blp.etag
+@blp.response(200, DocumentDetailSchema)
+@blp.alt_response(404, description="not_found: no such document in the caller's audience")
+@blp.alt_response(410, description="document_withdrawn: the document was withdrawn")
+def get_document(document_id):
+    """One document with its sanitised body and attachments. ETag / If-None-Match → 304."""
+    return feed.detail(current_user, document_id)

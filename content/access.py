@@ -1,0 +1,90 @@
+"""Who may read and who may manage a document. The rules live in handbook.permissions; this applies them.
+
+- A member reads a document when it is out (published, or scheduled and due), its audience holds one of
+  the units on the member's path (their unit or any ancestor), and either the audience names no roles
+  or the member holds one of them. Anything else is 404, never 403 (no existence leak).
+- A publisher (or admin) manages a document when they hold `publisher`/`admin` over its owner unit;
+  a publisher of another district gets 404 too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, exists, or_, select
+
+from content.models import Document, DocumentAudience, Status, roles_to_mask
+from handbook.extensions import db
+from handbook.members import Member
+from handbook.orgunits import OrgUnit, in_subtree
+from handbook.permissions import PUBLISH_ROLES, has_role_over, not_found, scope_roots
+from handbook.timeutil import utcnow
+
+OUT_STATUSES = (Status.PUBLISHED.value, Status.SCHEDULED.value)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """What decides a member's audience: the units on their path and the roles they hold."""
+
+    member_id: int
+    unit_ids: tuple[int, ...]
+    roles_mask: int
+
+    @classmethod
+    def of(cls, member: Member) -> Reader:
+        unit = member.org_unit
+        return cls(member.id, (*unit.ancestor_ids, unit.id), roles_to_mask({g.role for g in member.roles}))
+
+
+def in_audience(reader: Reader):
+    """SQL condition: the reader is in the document's audience (whatever its status)."""
+    return and_(
+        exists().where(DocumentAudience.document_id == Document.id,
+                       DocumentAudience.org_unit_id.in_(reader.unit_ids)),
+        or_(Document.roles_mask == 0, Document.roles_mask.op("&")(reader.roles_mask) != 0),
+    )
+
+
+def is_out(now: datetime | None = None):
+    """SQL condition: the document is published, or scheduled and its time has come."""
+    return and_(Document.status.in_(OUT_STATUSES), Document.published_at <= (now or utcnow()))
+
+
+def readable(reader: Reader, now: datetime | None = None):
+    return and_(is_out(now), in_audience(reader))
+
+
+def readable_document(member: Member, document_id: int, *, include_withdrawn: bool = False) -> Document:
+    """The document if the member may read it, else 404. Withdrawn ones only when asked (for 410)."""
+    reader = Reader.of(member)
+    out = is_out()
+    if include_withdrawn:
+        out = or_(out, and_(Document.status == Status.WITHDRAWN.value, Document.published_at.is_not(None)))
+    doc = db.session.scalar(select(Document).where(Document.id == document_id, out, in_audience(reader)))
+    if doc is None:
+        raise not_found()
+    return doc
+
+
+def can_manage(member: Member, doc: Document) -> bool:
+    return has_role_over(member, doc.owner_unit, PUBLISH_ROLES)
+
+
+def managed_document(member: Member, document_id: int, *, for_update: bool = False) -> Document:
+    """The document if the member may manage it, else 404 (optionally locked for the transaction)."""
+    stmt = select(Document).where(Document.id == document_id)
+    if for_update:
+        stmt = stmt.with_for_update(of=Document)
+    doc = db.session.scalar(stmt)
+    if doc is None or not can_manage(member, doc):
+        raise not_found()
+    return doc
+
+
+def publish_scope_condition(member: Member, unit_column=OrgUnit.path):
+    """SQL condition on an org unit path: inside one of the member's publishing scopes."""
+    roots = scope_roots(member, PUBLISH_ROLES)
+    if not roots:
+        return None
+    return or_(*[in_subtree(unit_column, r.path) for r in roots])

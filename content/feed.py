@@ -1,0 +1,234 @@
+"""What a member reads (read side): the feed, delta sync, search, one document, series, the badge.
+
+Every query starts from the reader's few audience keys (their unit and its ancestors, their roles), so
+its cost does not grow with the number of members; the document side is driven by the audience primary
+key (org_unit_id, document_id) and the documents' primary key. The member's own receipt is one LEFT
+JOIN on its primary key.
+
+A member's state for a document:
+- `acknowledged`: they acknowledged the version that must be acknowledged (a correction keeps it; a
+  material change asks again);
+- `overdue`: it needs acknowledging, they have not, and the deadline has passed;
+- `opened`: they opened it (and it needs nothing more, or not yet);
+- `new`: not opened.
+Filters: `pending` = needs acknowledging and not acknowledged (overdue included); the others as above.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, case, false, func, literal, or_, select, true
+
+from content import search
+from content.access import Reader, in_audience, readable, readable_document
+from content.models import Document, Receipt, Series, Status
+from handbook.errors import ProblemError
+from handbook.extensions import db
+from handbook.members import Member, MemberTransfer
+from handbook.pagination import decode_cursor, encode_cursor, page
+from handbook.timeutil import as_utc, utcnow
+
+STATES = ("new", "opened", "acknowledged", "pending", "overdue")
+
+
+@dataclass
+class FeedPage:
+    items: list[dict]
+    next_cursor: str | None
+    reset: bool = False
+
+
+def _receipt_join(member_id: int):
+    return and_(Receipt.document_id == Document.id, Receipt.member_id == member_id)
+
+
+def _acknowledged():
+    return and_(Receipt.acknowledged_version.is_not(None), Receipt.acknowledged_version >= Document.ack_version)
+
+
+def _state_condition(state: str, now: datetime):
+    acknowledged = _acknowledged()
+    pending = and_(Document.requires_ack == true(), ~acknowledged)
+    if state == "acknowledged":
+        return and_(Document.requires_ack == true(), acknowledged)
+    if state == "pending":
+        return pending
+    if state == "overdue":
+        return and_(pending, Document.deadline < now)
+    if state == "opened":
+        return and_(Receipt.opened_at.is_not(None), or_(Document.requires_ack == false(), ~acknowledged))
+    return Receipt.opened_at.is_(None)  # new
+
+
+def my_state(doc: Document, receipt: Receipt | None, now: datetime) -> dict:
+    acked = (receipt is not None and receipt.acknowledged_version is not None
+             and receipt.acknowledged_version >= doc.ack_version)
+    if doc.requires_ack and acked:
+        state = "acknowledged"
+    elif doc.requires_ack and doc.deadline is not None and as_utc(doc.deadline) < now:
+        state = "overdue"
+    elif receipt is not None and receipt.opened_at is not None:
+        state = "opened"
+    else:
+        state = "new"
+    return {
+        "state": state,
+        "opened_at": receipt.opened_at if receipt else None,
+        "acknowledged_at": receipt.acknowledged_at if receipt else None,
+        "acknowledged_version": receipt.acknowledged_version if receipt else None,
+    }
+
+
+def item(doc: Document, receipt: Receipt | None, now: datetime) -> dict:
+    """One feed item (API.md: Reading)."""
+    return {
+        "id": doc.id, "kind": doc.kind, "number": doc.number, "title": doc.title, "summary": doc.summary,
+        "issuing_body": doc.issuing_body, "issued_on": doc.issued_on, "published_at": doc.published_at,
+        "requires_ack": doc.requires_ack, "deadline": doc.deadline if doc.requires_ack else None,
+        "version": doc.version, "ack_version": doc.ack_version, "updated_at": doc.sync_at, "tags": doc.tags or [],
+        "series": {"id": doc.series_id, "lesson_no": doc.lesson_no} if doc.series_id else None,
+        "my": my_state(doc, receipt, now),
+    }
+
+
+def _transferred_since(member_id: int, since: datetime) -> bool:
+    return db.session.scalar(select(func.count()).select_from(MemberTransfer).where(
+        MemberTransfer.member_id == member_id, MemberTransfer.transferred_at >= since)) > 0
+
+
+def feed(member: Member, *, kind: str | None = None, state: str | None = None, q: str | None = None,
+         updated_since: datetime | None = None, limit: int = 20, cursor: str | None = None) -> FeedPage:
+    """GET /documents. Newest first; with `updated_since`, changes in order of change, tombstones included;
+    with `q`, best match first."""
+    now = utcnow()
+    reader = Reader.of(member)
+    reset = False
+    if updated_since is not None and _transferred_since(member.id, as_utc(updated_since)):
+        # The member moved: their audience changed as a whole, so the client must refetch everything.
+        updated_since, reset = None, True
+
+    stmt = select(Document, Receipt).outerjoin(Receipt, _receipt_join(member.id))
+    if kind:
+        stmt = stmt.where(Document.kind == kind)
+    if state:
+        stmt = stmt.where(_state_condition(state, now))
+
+    if q is not None:
+        hits = search.matches(q)
+        if hits is None:
+            return FeedPage([], None)
+        stmt = stmt.join(hits, hits.c.document_id == Document.id).where(readable(reader, now))
+        offset = decode_cursor(cursor, int)[0] if cursor else 0
+        if offset < 0:
+            raise ProblemError("validation_error", 422, errors={"cursor": ["invalid_cursor"]})
+        rows = db.session.execute(stmt.order_by(hits.c.score, Document.published_at.desc(), Document.id.desc())
+                                  .offset(offset).limit(limit + 1)).all()
+        items = [item(d, r, now) for d, r in rows[:limit]]
+        return FeedPage(items, encode_cursor(offset + limit) if len(rows) > limit else None)
+
+    if updated_since is not None or reset:
+        return _sync(stmt, reader, now, updated_since, limit, cursor, tombstones=not (state or reset), reset=reset)
+
+    stmt = stmt.where(readable(reader, now))
+    if cursor:
+        at, last_id = decode_cursor(cursor, datetime, int)
+        stmt = stmt.where(or_(Document.published_at < at, and_(Document.published_at == at, Document.id < last_id)))
+    rows = db.session.execute(stmt.order_by(Document.published_at.desc(), Document.id.desc()).limit(limit + 1)).all()
+    rows, next_cursor = page(rows, limit, key=lambda row: (as_utc(row[0].published_at), row[0].id))
+    return FeedPage([item(d, r, now) for d, r in rows], next_cursor)
+
+
+def _sync(stmt, reader: Reader, now: datetime, since: datetime | None, limit: int, cursor: str | None, *,
+          tombstones: bool, reset: bool) -> FeedPage:
+    """Changes since `since`, oldest change first, so a client can resume from the last `updated_at`."""
+    visible = readable(reader, now)
+    if tombstones:
+        # Withdrawn documents that the reader could have seen, as tombstones.
+        visible = or_(visible, and_(in_audience(reader), Document.status == Status.WITHDRAWN.value,
+                                    Document.published_at <= Document.withdrawn_at))
+    stmt = stmt.where(visible, Document.sync_at <= now)
+    if since is not None:
+        stmt = stmt.where(Document.sync_at >= as_utc(since))
+    if cursor:
+        at, last_id = decode_cursor(cursor, datetime, int)
+        stmt = stmt.where(or_(Document.sync_at > at, and_(Document.sync_at == at, Document.id > last_id)))
+    rows = db.session.execute(stmt.order_by(Document.sync_at, Document.id).limit(limit + 1)).all()
+    rows, next_cursor = page(rows, limit, key=lambda row: (as_utc(row[0].sync_at), row[0].id))
+    items = [{"id": d.id, "withdrawn": True, "updated_at": d.sync_at} if d.status == Status.WITHDRAWN.value
+             else item(d, r, now) for d, r in rows]
+    return FeedPage(items, next_cursor, reset)
+
+
+def detail(member: Member, document_id: int) -> dict:
+    """GET /documents/{id}: the item, the sanitised body and the attachments; 410 once withdrawn."""
+    doc = readable_document(member, document_id, include_withdrawn=True)
+    if doc.status == Status.WITHDRAWN.value:
+        raise ProblemError("document_withdrawn", 410)
+    receipt = db.session.get(Receipt, (doc.id, member.id))
+    out = item(doc, receipt, utcnow())
+    out["body_html"] = doc.body_html
+    out["attachments"] = [a.brief() for a in doc.attachments]
+    if doc.series_id:
+        series = db.session.get(Series, doc.series_id)
+        out["series"]["title"] = series.title
+    return out
+
+
+def member_summary(member: Member) -> dict:
+    """GET /me/summary: documents waiting for the member's acknowledgement, and how many are late."""
+    now = utcnow()
+    reader = Reader.of(member)
+    pending = _state_condition("pending", now)
+    overdue = _state_condition("overdue", now)
+    row = db.session.execute(
+        select(func.count().filter(pending), func.count().filter(overdue))
+        .select_from(Document).outerjoin(Receipt, _receipt_join(member.id))
+        .where(readable(reader, now), Document.requires_ack == true())
+    ).one()
+    return {"pending": row[0], "overdue": row[1], "unread_notifications": 0}
+
+
+# --- study series ---------------------------------------------------------------------------------
+
+def _lesson_done():
+    """A lesson counts as done when acknowledged (if it asks for that) or opened (if it does not)."""
+    return case((Document.requires_ack == true(), _acknowledged()), else_=Receipt.opened_at.is_not(None))
+
+
+def series_list(member: Member) -> list[dict]:
+    """GET /series: the series with at least one lesson the member can read, with their progress."""
+    now = utcnow()
+    reader = Reader.of(member)
+    done = func.sum(case((_lesson_done(), literal(1)), else_=literal(0)))
+    rows = db.session.execute(
+        select(Series, func.count(Document.id), done)
+        .join(Document, Document.series_id == Series.id).outerjoin(Receipt, _receipt_join(member.id))
+        .where(readable(reader, now)).group_by(Series.id).order_by(Series.id.desc())
+    ).all()
+    return [_series_brief(s, total, completed or 0) for s, total, completed in rows]
+
+
+def _series_brief(series: Series, total: int, completed: int) -> dict:
+    return {"id": series.id, "title": series.title, "summary": series.summary,
+            "progress": {"lessons": total, "completed": completed}}
+
+
+def series_detail(member: Member, series_id: int) -> dict:
+    """GET /series/{id}: the lessons in order, each with the member's state, and the progress."""
+    now = utcnow()
+    reader = Reader.of(member)
+    series = db.session.get(Series, series_id)
+    rows = [] if series is None else db.session.execute(
+        select(Document, Receipt).outerjoin(Receipt, _receipt_join(member.id))
+        .where(Document.series_id == series_id, readable(reader, now))
+        .order_by(Document.lesson_no.is_(None), Document.lesson_no, Document.published_at, Document.id)
+    ).all()
+    if not rows:
+        raise ProblemError("not_found", 404)
+    lessons = [item(d, r, now) for d, r in rows]
+    completed = sum(1 for (d, r), it in zip(rows, lessons, strict=True)
+                    if (it["my"]["state"] == "acknowledged") or (not d.requires_ack and r and r.opened_at))
+    out = _series_brief(series, len(rows), completed)
+    out["lessons"] = lessons
+    return out

@@ -1,0 +1,217 @@
+"""Documents, their audience, versions, attachments, study series, and each member's receipt.
+
+A document is written by a publisher for an *owner unit* (the issuing level: the city, a district...)
+and targets an *audience*: org units whose whole subtrees receive it, optionally narrowed to members
+holding some roles. Readers never get a row per member: "is member M in the audience of D" is "is one of
+M's unit's ancestors (or the unit itself) an audience unit of D", a handful of primary-key probes.
+
+Search indexes (SQLite FTS5 / PostgreSQL tsvector) live outside this metadata: see content/search.py.
+"""
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+
+from sqlalchemy import (JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from handbook.extensions import db
+from handbook.members import Role
+from handbook.orgunits import OrgUnit
+from handbook.timeutil import utcnow
+
+DateTime = db.DateTime(timezone=True)
+
+
+class Kind(str, enum.Enum):
+    DIRECTIVE = "directive"      # chỉ thị
+    RESOLUTION = "resolution"    # nghị quyết
+    CONCLUSION = "conclusion"    # kết luận
+    PLAN = "plan"                # kế hoạch
+    GUIDANCE = "guidance"        # hướng dẫn
+    NOTICE = "notice"            # thông báo
+    STUDY = "study"              # tài liệu học tập
+
+
+KINDS = [k.value for k in Kind]
+
+
+class Status(str, enum.Enum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    PUBLISHED = "published"
+    WITHDRAWN = "withdrawn"
+
+
+STATUSES = [s.value for s in Status]
+
+# Audience roles are stored as a bit mask so that "no roles, or one of mine" is one integer test.
+ROLE_BITS = {role.value: 1 << i for i, role in enumerate(Role)}
+
+
+def roles_to_mask(roles) -> int:
+    mask = 0
+    for role in roles or ():
+        mask |= ROLE_BITS[role]
+    return mask
+
+
+def mask_to_roles(mask: int) -> list[str]:
+    return [role for role, bit in ROLE_BITS.items() if mask & bit]
+
+
+class Series(db.Model):
+    """A study series (chuyên đề): ordered lessons, each a `study` document."""
+
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(500))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    owner_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    owner_unit: Mapped[OrgUnit] = relationship(lazy="joined")
+
+
+class Document(db.Model):
+    __tablename__ = "documents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    number: Mapped[str | None] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(500))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    body_html: Mapped[str] = mapped_column(Text, default="")
+    issuing_body: Mapped[str | None] = mapped_column(String(255))
+    issued_on: Mapped[date | None] = mapped_column(Date)
+    tags: Mapped[list] = mapped_column(JSON, default=list)
+    requires_ack: Mapped[bool] = mapped_column(Boolean, default=True)
+    ack_days: Mapped[int] = mapped_column(Integer, default=14)
+
+    status: Mapped[str] = mapped_column(String(16), default=Status.DRAFT.value)
+    owner_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
+    roles_mask: Mapped[int] = mapped_column(Integer, default=0)
+    series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id"))
+    lesson_no: Mapped[int | None] = mapped_column(Integer)
+
+    # Current version, and the version members must have acknowledged (bumped by a material change).
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    ack_version: Mapped[int] = mapped_column(Integer, default=1)
+    # Readers see the document from `published_at` on (set when publishing or scheduling).
+    published_at: Mapped[datetime | None] = mapped_column(DateTime)
+    deadline: Mapped[datetime | None] = mapped_column(DateTime)
+    # When the document last changed for readers; delta sync (`updated_since`) is driven by it.
+    # A scheduled document gets its publication time here, so it surfaces in the sync when it goes out.
+    sync_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime)
+    withdraw_reason: Mapped[str | None] = mapped_column(Text)
+
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    owner_unit: Mapped[OrgUnit] = relationship(lazy="joined")
+    audience: Mapped[list[DocumentAudience]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="DocumentAudience.org_unit_id")
+    attachments: Mapped[list[Attachment]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="Attachment.id")
+
+    __table_args__ = (
+        Index("ix_documents_owner_unit_id_id", "owner_unit_id", "id"),
+        Index("ix_documents_status_published_at", "status", "published_at"),
+        Index("ix_documents_sync_at", "sync_at"),
+        Index("ix_documents_series_id_lesson_no", "series_id", "lesson_no"),
+    )
+
+    @property
+    def audience_roles(self) -> list[str]:
+        return mask_to_roles(self.roles_mask)
+
+    @property
+    def audience_unit_ids(self) -> list[int]:
+        return [a.org_unit_id for a in self.audience]
+
+
+class DocumentAudience(db.Model):
+    """One audience unit of a document: its whole subtree receives the document."""
+
+    __tablename__ = "document_audience"
+
+    # Primary key led by the unit: the feed probes (unit ∈ my ancestors) → documents.
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+
+    org_unit: Mapped[OrgUnit] = relationship(lazy="joined")
+
+    __table_args__ = (Index("ix_document_audience_document_id", "document_id"),)
+
+
+class DocumentVersion(db.Model):
+    """A snapshot of a document's content as published (version 1) and after each later edit."""
+
+    __tablename__ = "document_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    number: Mapped[str | None] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(500))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    body_html: Mapped[str] = mapped_column(Text, default="")
+    issuing_body: Mapped[str | None] = mapped_column(String(255))
+    issued_on: Mapped[date | None] = mapped_column(Date)
+    tags: Mapped[list] = mapped_column(JSON, default=list)
+    reack: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("document_id", "version"),)
+
+
+class Attachment(db.Model):
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(255))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    def brief(self) -> dict:
+        return {"id": self.id, "filename": self.filename, "content_type": self.content_type,
+                "size": self.size, "sha256": self.sha256}
+
+
+class Receipt(db.Model):
+    """What one member did with one document: opened, acknowledged (which version, how, by whom).
+
+    Never deleted, not even when the document is withdrawn. Written by content/acknowledgements.py.
+    """
+
+    __tablename__ = "receipts"
+
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    opened_at: Mapped[datetime | None] = mapped_column(DateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime)
+    acknowledged_version: Mapped[int | None] = mapped_column(Integer)
+    # "app" (the member) or "briefing" (recorded by a secretary).
+    method: Mapped[str | None] = mapped_column(String(16))
+    recorded_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    # What the client said (offline phones), next to the server's own time.
+    client_acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime)
+    recorded_at: Mapped[datetime | None] = mapped_column(DateTime)
+    platform: Mapped[str | None] = mapped_column(String(16))
+    device: Mapped[str | None] = mapped_column(String(128))
+    held_on: Mapped[date | None] = mapped_column(Date)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_receipts_member_id_document_id", "member_id", "document_id"),)
