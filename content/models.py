@@ -18,9 +18,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from handbook.extensions import db
 from handbook.members import Role
 from handbook.orgunits import OrgUnit
-from handbook.timeutil import utcnow
+from handbook.timeutil import UTCDateTime, utcnow
 
-DateTime = db.DateTime(timezone=True)
+DateTime = UTCDateTime
 
 
 class Kind(str, enum.Enum):

@@ -25,7 +25,7 @@ from handbook.errors import ProblemError
 from handbook.extensions import db, jwt
 from handbook.members import Member, find_by_login
 from handbook.text import fold, normalise_phone
-from handbook.timeutil import utcnow
+from handbook.timeutil import UTCDateTime, utcnow
 
 
 class AuthSession(db.Model):
@@ -33,9 +33,9 @@ class AuthSession(db.Model):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
-    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
-    refreshed_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
     user_agent: Mapped[str | None] = mapped_column(String(255))
     ip: Mapped[str | None] = mapped_column(String(64))
@@ -46,9 +46,9 @@ class RefreshToken(db.Model):
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("auth_sessions.id"), index=True)
-    issued_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True))
-    used_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 # --- passwords -------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from handbook.extensions import db
 from handbook.orgunits import OrgUnit, ancestors_of
 from handbook.text import normalise_phone, nfc
-from handbook.timeutil import utcnow
+from handbook.timeutil import UTCDateTime, utcnow
 
 
 class Role(str, enum.Enum):
@@ -33,8 +33,8 @@ class Member(db.Model):
     org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(default=True)
-    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     org_unit: Mapped[OrgUnit] = relationship(lazy="joined")
     roles: Mapped[list[RoleGrant]] = relationship(
@@ -58,7 +58,7 @@ class MemberTransfer(db.Model):
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
     from_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"))
     to_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
-    transferred_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    transferred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     source: Mapped[str] = mapped_column(String(32), default="import")
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
 
@@ -70,7 +70,7 @@ class RoleGrant(db.Model):
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
     role: Mapped[str] = mapped_column(String(16))
     org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
-    granted_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     granted_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
 
     member: Mapped[Member] = relationship(back_populates="roles", foreign_keys=[member_id])

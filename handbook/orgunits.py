@@ -14,7 +14,7 @@ from sqlalchemy import ForeignKey, Index, String, and_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from handbook.extensions import db
-from handbook.timeutil import utcnow
+from handbook.timeutil import UTCDateTime, utcnow
 
 
 class UnitKind(str, enum.Enum):
@@ -47,8 +47,8 @@ class OrgUnit(db.Model):
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"), index=True)
     path: Mapped[str] = mapped_column(PathString)
     depth: Mapped[int] = mapped_column(default=0)
-    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (Index("ix_org_units_path", "path", unique=True),)
 

@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from flask import current_app
+from sqlalchemy import DateTime
+from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> datetime:
@@ -18,3 +20,25 @@ def as_utc(value: datetime) -> datetime:
 
 def local_zone() -> ZoneInfo:
     return ZoneInfo(current_app.config["HANDBOOK_TIMEZONE"])
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp column that always stores UTC and always gives back an aware UTC datetime.
+
+    PostgreSQL's timestamptz does that already; SQLite stores text without an offset, so a naive value
+    read back is UTC, and an aware value in another zone must be converted before it is written (or
+    compared: bound parameters go through here too).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else as_utc(value)

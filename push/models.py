@@ -13,9 +13,9 @@ from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from handbook.extensions import db
-from handbook.timeutil import utcnow
+from handbook.timeutil import UTCDateTime, utcnow
 
-DateTime = db.DateTime(timezone=True)
+DateTime = UTCDateTime
 
 
 class NotificationKind(str, enum.Enum):
