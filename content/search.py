@@ -4,11 +4,14 @@ Text is folded in Python (`handbook.text.fold`: NFD, drop combining marks, đ→
 plain alphanumeric tokens before it reaches either engine, so both see the same clean words and no
 query syntax ever comes from the user:
 
-- SQLite: an FTS5 table `document_fts(head, summary, body)` keyed by the document id, ranked by bm25
-  with the number and title weighing most.
+- SQLite: an FTS5 table `document_fts(number, title, summary, body)` keyed by the document id, ranked
+  by bm25 with column weights 20 / 10 / 3 / 1.
 - PostgreSQL: a table `document_search(document_id, tsv)` with a GIN index; the tsvector uses the
-  `simple` configuration (no stemming, no stop words: Vietnamese has neither) and weights A/B/C for
-  number+title / summary / body, ranked by ts_rank.
+  `simple` configuration (no stemming, no stop words: Vietnamese has neither) and weights A/B/C/D for
+  number / title / summary and tags / body, ranked by ts_rank.
+
+A document that carries the number ranks above one that only cites it; the title (with the series'
+title for a lesson) above the summary and tags, and those above the body.
 
 Every query word must match (AND); the last one also matches as a prefix, for type-ahead. The two
 tables are created by migration 0002 with dialect-specific DDL and kept out of the SQLAlchemy metadata.
@@ -50,23 +53,31 @@ def _dialect() -> str:
     return db.session.get_bind().dialect.name
 
 
-def index_document(doc) -> None:
-    """(Re)index one document's number, title, summary and body, in the caller's transaction."""
-    head = " ".join(tokens(doc.number) + tokens(doc.title))
-    summary = " ".join(tokens(doc.summary))
-    body = " ".join(tokens(html_to_text(doc.body_html)))
-    params = {"id": doc.id, "head": head, "summary": summary, "body": body}
+def index_document(doc, series_title: str | None = None) -> None:
+    """(Re)index one document, in the caller's transaction: its number; its title (and its series'
+    title); its summary and tags; its body."""
+    if series_title is None and doc.series_id is not None:
+        from content.models import Series
+
+        series_title = db.session.get(Series, doc.series_id).title
+    params = {
+        "id": doc.id,
+        "number": " ".join(tokens(doc.number)),
+        "title": " ".join(tokens(doc.title) + tokens(series_title)),
+        "summary": " ".join(tokens(doc.summary) + [t for tag in doc.tags or [] for t in tokens(tag)]),
+        "body": " ".join(tokens(html_to_text(doc.body_html))),
+    }
     if _dialect() == "postgresql":
         db.session.execute(text(
             f"INSERT INTO {POSTGRES_TABLE} (document_id, tsv) VALUES (:id, "
-            "setweight(to_tsvector('simple', :head), 'A') || setweight(to_tsvector('simple', :summary), 'B')"
-            " || setweight(to_tsvector('simple', :body), 'C')) "
+            "setweight(to_tsvector('simple', :number), 'A') || setweight(to_tsvector('simple', :title), 'B')"
+            " || setweight(to_tsvector('simple', :summary), 'C') || setweight(to_tsvector('simple', :body), 'D')) "
             "ON CONFLICT (document_id) DO UPDATE SET tsv = EXCLUDED.tsv"), params)
     else:
         db.session.execute(text(f"DELETE FROM {SQLITE_TABLE} WHERE rowid = :id"), params)
         db.session.execute(text(
-            f"INSERT INTO {SQLITE_TABLE} (rowid, head, summary, body) VALUES (:id, :head, :summary, :body)"),
-            params)
+            f"INSERT INTO {SQLITE_TABLE} (rowid, number, title, summary, body) "
+            "VALUES (:id, :number, :title, :summary, :body)"), params)
 
 
 def unindex_document(document_id: int) -> None:
@@ -94,6 +105,6 @@ def matches(q: str):
     else:
         fts = " ".join([f'"{w}"' for w in words[:-1]] + [f'"{words[-1]}"*'])
         stmt = text(
-            f"SELECT rowid AS document_id, bm25({SQLITE_TABLE}, 10.0, 3.0, 1.0) AS score FROM {SQLITE_TABLE} "
+            f"SELECT rowid AS document_id, bm25({SQLITE_TABLE}, 20.0, 10.0, 3.0, 1.0) AS score FROM {SQLITE_TABLE} "
             f"WHERE {SQLITE_TABLE} MATCH :fts").bindparams(fts=fts)
     return stmt.columns(document_id=Integer, score=Float).subquery("hits")

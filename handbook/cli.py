@@ -44,8 +44,10 @@ def import_members_command(file):
 @click.option("--if-empty", is_flag=True, help="Do nothing (but print the demo logins) if data exists.")
 @click.option("--seed", type=int, default=2023, show_default=True)
 def demo_command(members, if_empty, seed):
-    """Load a Hanoi-shaped demo tree with N members and print the demo logins."""
+    """Load a Hanoi-shaped demo tree with N members and a few documents; print the demo logins."""
     from handbook.demo import DemoExists, demo_logins, load_demo
+
+    from content.demo import load_demo_documents
 
     try:
         load_demo(members, seed=seed)
@@ -53,6 +55,9 @@ def demo_command(members, if_empty, seed):
         if not if_empty:
             raise click.ClickException("the database already holds org units; demo data not loaded") from None
         click.echo("Database already has data; demo data not loaded.")
+    else:
+        for line in load_demo_documents():
+            click.echo(line)
     for line in demo_logins():
         click.echo(line)
 

@@ -17,8 +17,8 @@ demo accounts that `demo_logins()` prints:
 Every other branch (and chi bộ cơ sở) gets a secretary, its first member; every grassroots unit gets
 one committee member.
 
-The content issue adds published directives to the demo (Chỉ thị 24-CT/TU of 7/8/2023 on discipline
-and responsibility, Chỉ thị 05-CT/TW); the documents table does not exist yet, so none are created here.
+Documents (Chỉ thị 24-CT/TU of 7/8/2023 on discipline and responsibility, Chỉ thị 05-CT/TW, a district
+plan, a study series) are added by content.demo.load_demo_documents, which the demo command runs next.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 # Frozen copies of content.search's DDL (a migration must not change when the code does).
 SQLITE_SEARCH_DDL = [
-    "CREATE VIRTUAL TABLE document_fts USING fts5(head, summary, body, tokenize = 'unicode61')",
+    "CREATE VIRTUAL TABLE document_fts USING fts5(number, title, summary, body, tokenize = 'unicode61')",
 ]
 POSTGRES_SEARCH_DDL = [
     "CREATE TABLE document_search (document_id INTEGER PRIMARY KEY REFERENCES documents (id) "
