@@ -110,6 +110,18 @@ def _series(actor: Member, series_id: int | None, kind: str) -> Series | None:
     return series
 
 
+def _lesson_no(series: Series | None, lesson_no: int | None, document_id: int | None = None) -> int | None:
+    """A lesson's place in its series; two live lessons of one series never share a number."""
+    if series is None or lesson_no is None:
+        return None
+    taken = db.session.scalar(select(Document.id).where(
+        Document.series_id == series.id, Document.lesson_no == lesson_no,
+        Document.status != Status.WITHDRAWN.value, Document.id != (document_id or 0)).limit(1))
+    if taken is not None:
+        raise _invalid("lesson_no", "lesson_taken")
+    return lesson_no
+
+
 def require_publisher(actor: Member) -> None:
     if not scope_roots(actor, PUBLISH_ROLES):
         raise ProblemError("forbidden", 403)
@@ -118,6 +130,9 @@ def require_publisher(actor: Member) -> None:
 def create_document(actor: Member, data: dict) -> Document:
     """A new draft (API: POST /admin/documents)."""
     require_publisher(actor)
+    missing = [f for f in ("kind", "title") if not data.get(f)]
+    if missing:
+        raise ProblemError("validation_error", 422, errors={f: ["required"] for f in missing})
     data = _clean_text(data)
     audience = data.get("audience") or {}
     units = _audience_units(actor, audience.get("org_units") or [])
@@ -128,9 +143,9 @@ def create_document(actor: Member, data: dict) -> Document:
         kind=data["kind"], number=data.get("number"), title=data["title"], summary=data.get("summary") or "",
         body_html=data.get("body_html") or "", issuing_body=data.get("issuing_body"),
         issued_on=data.get("issued_on"), tags=data.get("tags") or [],
-        requires_ack=data.get("requires_ack", True), ack_days=data.get("ack_days") or DEFAULT_ACK_DAYS,
+        requires_ack=data.get("requires_ack", True), ack_days=DEFAULT_ACK_DAYS if data.get("ack_days") is None else data["ack_days"],
         status=Status.DRAFT.value, owner_unit_id=owner.id, roles_mask=roles_to_mask(audience.get("roles")),
-        series_id=series.id if series else None, lesson_no=data.get("lesson_no") if series else None,
+        series_id=series.id if series else None, lesson_no=_lesson_no(series, data.get("lesson_no")),
         created_by=actor.id, created_at=now, updated_at=now, sync_at=now,
     )
     doc.audience = [DocumentAudience(org_unit_id=u.id) for u in units]
@@ -200,13 +215,11 @@ def _edit_unpublished(actor: Member, doc: Document, data: dict, changed: dict) -
         if doc.series_id is not None and data["kind"] != Kind.STUDY.value:
             raise _invalid("kind", "series_needs_study")
         doc.kind = changed["kind"] = data["kind"]
-    if "series_id" in data:
-        series = _series(actor, data["series_id"], doc.kind)
+    if "series_id" in data or "lesson_no" in data:
+        series = _series(actor, data.get("series_id", doc.series_id), doc.kind)
         doc.series_id = series.id if series else None
-        changed["series_id"] = doc.series_id
-    if "lesson_no" in data:
-        doc.lesson_no = data["lesson_no"] if doc.series_id else None
-        changed["lesson_no"] = doc.lesson_no
+        doc.lesson_no = _lesson_no(series, data.get("lesson_no", doc.lesson_no), doc.id)
+        changed["series_id"], changed["lesson_no"] = doc.series_id, doc.lesson_no
     if "audience" in data or "owner_unit" in data:
         audience = data.get("audience") or {}
         unit_ids = audience.get("org_units") if "org_units" in audience else doc.audience_unit_ids

@@ -59,6 +59,20 @@ PROBLEMS: dict[str, tuple[str, str, str, str]] = {
                            "Document withdrawn", "This document has been withdrawn."),
     "internal_error": ("Lỗi hệ thống", "Đã xảy ra lỗi không mong muốn. Mã yêu cầu: {request_id}.",
                        "Internal error", "An unexpected error occurred. Request id: {request_id}."),
+    # Attachments (content/attachments.py, api/attachments.py)
+    "unsupported_file_type": ("Loại tệp không được hỗ trợ",
+                              ("Chỉ nhận tệp PDF, DOCX hoặc ảnh (PNG, JPEG, WEBP, GIF), và phần mở rộng của tên tệp "
+                               "phải khớp với nội dung tệp."),
+                              "Unsupported file type",
+                              ("Only PDF, DOCX or image files (PNG, JPEG, WEBP, GIF) are accepted, and the file "
+                               "name's extension must match the file's content.")),
+    "attachment_locked": ("Không thể gỡ tệp đính kèm",
+                          "Chỉ gỡ được tệp đính kèm khi văn bản còn là bản nháp hoặc đang chờ phát hành.",
+                          "Attachment locked",
+                          "Attachments can only be removed while the document is a draft or scheduled."),
+    "range_not_satisfiable": ("Khoảng dữ liệu không hợp lệ",
+                              "Khoảng byte được yêu cầu không nằm trong tệp ({size} byte).",
+                              "Range not satisfiable", "The requested byte range is not within the file ({size} bytes)."),
 }
 
 # Marshmallow / webargs messages (and our own validation words) in Vietnamese.
@@ -95,6 +109,7 @@ FIELD_MESSAGES_VI: dict[str, str] = {
     "series_needs_study": "Văn bản thuộc chuyên đề phải là tài liệu học tập (study).",
     "locked_after_publication": "Không thể thay đổi sau khi đã phát hành.",
     "must_be_future": "Thời điểm phải ở tương lai.",
+    "lesson_taken": "Chuyên đề đã có bài với số thứ tự này.",
     "needs_timezone": "Thời điểm phải có múi giờ (RFC 3339).",
 }
 FIELD_MESSAGES_EN: dict[str, str] = {
@@ -111,6 +126,7 @@ FIELD_MESSAGES_EN: dict[str, str] = {
     "series_needs_study": "A document in a series must be a study material.",
     "locked_after_publication": "Cannot change after publication.",
     "must_be_future": "The time must be in the future.",
+    "lesson_taken": "The series already has a lesson with this number.",
     "needs_timezone": "The time needs a UTC offset (RFC 3339).",
 }
 

@@ -500,3 +500,16 @@ def test_series_creation_scope(client, tree, board, district):
     assert lesson["series_id"] == series_id
     other = client.post(ADMIN, json=body(tree, kind="directive", series_id=series_id), headers=board)
     assert_problem(other, 422, "validation_error")
+
+
+def test_two_lessons_cannot_share_a_number(client, tree, board):
+    series = client.post("/api/v1/admin/series", json={"title": "Chuyên đề"}, headers=board).json["id"]
+    first = create(client, board, body(tree, kind="study", series_id=series, lesson_no=1))
+    clash = client.post(ADMIN, json=body(tree, kind="study", series_id=series, lesson_no=1), headers=board)
+    assert_problem(clash, 422, "validation_error")
+    assert "lesson_no" in clash.json["errors"]
+    second = create(client, board, body(tree, kind="study", series_id=series, lesson_no=2))
+    moved = client.patch(f"{ADMIN}/{second['id']}", json={"lesson_no": 1}, headers=board)
+    assert_problem(moved, 422, "validation_error")
+    assert client.patch(f"{ADMIN}/{first['id']}", json={"lesson_no": 1}, headers=board).status_code == 200
+    assert client.patch(f"{ADMIN}/{second['id']}", json={"lesson_no": 3}, headers=board).json["lesson_no"] == 3
