@@ -70,6 +70,14 @@ class Config:
     # Requests
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 20 * 1024 * 1024)
 
+    # Attachments (content/attachments.py, content/storage.py). The storage directory defaults to
+    # `<instance_path>/attachments` (resolved by content.storage.get_storage). An upload is also bounded
+    # by MAX_CONTENT_LENGTH, which covers the whole multipart request.
+    ATTACHMENT_STORAGE_DIR = _env("ATTACHMENT_STORAGE_DIR")
+    ATTACHMENT_MAX_BYTES = _env_int("ATTACHMENT_MAX_BYTES", 20 * 1024 * 1024)
+    # How long a member's device may keep a downloaded file without asking again (private cache).
+    ATTACHMENT_CACHE_MAX_AGE = _env_int("ATTACHMENT_CACHE_MAX_AGE", 3600)
+
     # Time
     HANDBOOK_TIMEZONE = _env("HANDBOOK_TIMEZONE", "Asia/Ho_Chi_Minh")
     QUIET_HOURS = os.environ.get("QUIET_HOURS", "21:00-07:00")

@@ -1,7 +1,137 @@
-"""Placeholder: filled in by the content issue."""
+"""POST/DELETE /admin/documents/{id}/attachments[/{attachment_id}], GET /documents/{id}/attachments/{attachment_id}."""
 from __future__ import annotations
 
-from api.common import Blueprint
+import marshmallow as ma
+from flask import current_app, send_file, url_for
+from flask_jwt_extended import current_user
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
+
+from api.common import Blueprint, auth_required
+from content import attachments
+from content.storage import get_storage
+from handbook.errors import PROBLEM_MIMETYPE, ProblemError, ProblemSchema
+from handbook.timeutil import as_utc
 
 PREFIX = ""
-blp = Blueprint("attachments", __name__)
+blp = Blueprint("attachments", __name__, description="Tệp đính kèm của văn bản (PDF, DOCX, ảnh)")
+
+BINARY = {"type": "string", "format": "binary"}
+
+
+class AttachmentUploadSchema(ma.Schema):
+    file = ma.fields.Raw(required=True, metadata={
+        "type": "string", "format": "binary",
+        "description": "PDF, DOCX, PNG, JPEG, WEBP or GIF; the name's extension must match the content"})
+
+
+class AttachmentInfoSchema(ma.Schema):
+    id = ma.fields.Integer()
+    filename = ma.fields.String(metadata={"description": "Sanitised file name (NFC, no path)"})
+    content_type = ma.fields.String(metadata={"description": "Decided from the file's bytes",
+                                              "enum": attachments.CONTENT_TYPES})
+    size = ma.fields.Integer(metadata={"description": "Bytes"})
+    sha256 = ma.fields.String(metadata={"description": "Hex SHA-256 of the content; also the download's ETag"})
+
+
+def _problem(status: int, description: str):
+    return blp.alt_response(status, schema=ProblemSchema, content_type=PROBLEM_MIMETYPE, description=description)
+
+
+def _download_url(document_id: int, attachment_id: int) -> str:
+    return url_for("attachments.download", document_id=document_id, attachment_id=attachment_id)
+
+
+@blp.route("/admin/documents/<int:document_id>/attachments", methods=["POST"])
+@auth_required()
+@blp.arguments(AttachmentUploadSchema, location="files")
+@blp.response(201, AttachmentInfoSchema, description="Attached",
+              headers={"Location": {"description": "The download URL", "schema": {"type": "string"}}})
+@_problem(401, "unauthorized, invalid_token, token_expired or token_revoked")
+@_problem(404, "not_found: no such document, or the caller does not manage it")
+@_problem(409, "document_withdrawn: the document has been withdrawn")
+@_problem(413, "payload_too_large: the file exceeds ATTACHMENT_MAX_BYTES (or the request MAX_CONTENT_LENGTH)")
+@_problem(415, "unsupported_file_type: not a PDF, DOCX or PNG/JPEG/WEBP/GIF image, or the file name's "
+               "extension does not match the content")
+@_problem(422, "validation_error: no `file` part, an empty file or an empty file name")
+def upload(args, document_id):
+    """Attach a file to a document the caller manages (multipart field `file`).
+
+    The type is decided from the file's bytes, not from the client's Content-Type; the file name is
+    sanitised (last path component, NFC, no control characters, at most 255 characters). Allowed on
+    drafts, scheduled and published documents (a published document then shows up in readers' delta
+    sync); refused on withdrawn ones."""
+    doc = attachments.managed_for_change(current_user, document_id)
+    attachment = attachments.add_attachment(current_user, doc, args["file"])
+    return attachment, 201, {"Location": _download_url(document_id, attachment.id)}
+
+
+@blp.route("/admin/documents/<int:document_id>/attachments/<int:attachment_id>", methods=["DELETE"])
+@auth_required()
+@blp.response(204, description="Removed")
+@_problem(401, "unauthorized, invalid_token, token_expired or token_revoked")
+@_problem(404, "not_found: no such document or attachment, or the caller does not manage the document")
+@_problem(409, "attachment_locked: the document is published or withdrawn")
+def remove(document_id, attachment_id):
+    """Remove an attachment from a draft or scheduled document the caller manages."""
+    doc = attachments.managed_for_change(current_user, document_id)
+    attachments.remove_attachment(current_user, doc, attachment_id)
+
+
+_FILE_HEADERS = {
+    "ETag": {"description": "The content's SHA-256 (quoted)", "schema": {"type": "string"}},
+    "Content-Disposition": {"description": "`inline` for PDF and images, `attachment` for DOCX; the file name",
+                            "schema": {"type": "string"}},
+    "Accept-Ranges": {"schema": {"type": "string", "enum": ["bytes"]}},
+    "Cache-Control": {"description": "private, max-age=ATTACHMENT_CACHE_MAX_AGE", "schema": {"type": "string"}},
+    "X-Content-Type-Options": {"schema": {"type": "string", "enum": ["nosniff"]}},
+}
+
+
+def _file_responses(view):
+    """Document the file body once per content type (OpenAPI 3 merges them under one status)."""
+    description = "The file (its content type is one of these)"
+    first, *others = attachments.CONTENT_TYPES
+    for content_type in reversed(others):
+        view = blp.alt_response(200, schema=BINARY, content_type=content_type, success=True,
+                                description=description)(view)
+    return blp.response(200, BINARY, content_type=first, headers=_FILE_HEADERS, description=description)(view)
+
+
+@blp.route("/documents/<int:document_id>/attachments/<int:attachment_id>", methods=["GET"])
+@auth_required()
+@_file_responses
+@blp.alt_response(206, schema=BINARY, content_type="application/octet-stream", success=True,
+                  description="Partial content for a `Range: bytes=…` request (one range), with `Content-Range`",
+                  headers={"Content-Range": {"schema": {"type": "string"}}})
+@blp.alt_response(304, description="Not modified (`If-None-Match` matches the ETag)", success=True)
+@_problem(401, "unauthorized, invalid_token, token_expired or token_revoked")
+@_problem(404, "not_found: no such attachment, or the document is not readable by the caller (outside the "
+               "audience, not yet published, withdrawn) and not managed by the caller")
+@_problem(416, "range_not_satisfiable: the requested range is outside the file; `Content-Range: bytes */size`")
+def download(document_id, attachment_id):
+    """Download an attachment.
+
+    For members in the document's audience once it is out, and for publishers who manage the document
+    (drafts too). Supports `If-None-Match` (304) and single `Range` requests (206/416). The ETag is the
+    content's SHA-256; the file may be kept in the device's private cache."""
+    attachment = attachments.attachment_for(current_user, document_id, attachment_id)
+    storage = get_storage()
+    path = storage.local_path(attachment.storage_key)
+    try:
+        response = send_file(
+            path if path is not None else storage.open(attachment.storage_key),
+            mimetype=attachment.content_type,
+            as_attachment=not attachments.inline_disposition(attachment.content_type),
+            download_name=attachment.filename,
+            conditional=True,
+            etag=attachment.sha256,
+            last_modified=as_utc(attachment.created_at),
+        )
+    except RequestedRangeNotSatisfiable:
+        raise ProblemError("range_not_satisfiable", 416, size=attachment.size,
+                           headers={"Content-Range": f"bytes */{attachment.size}"}) from None
+    response.cache_control.no_cache = None
+    response.cache_control.private = True
+    response.cache_control.max_age = current_app.config["ATTACHMENT_CACHE_MAX_AGE"]
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -143,7 +143,7 @@ READER_STATES = ["new", "opened", "acknowledged", "pending", "overdue"]
 
 
 class MyStateSchema(StrictSchema):
-    state = ma.fields.String(metadata={"enum": ["new", "opened", "acknowledged", "overdue"]})
+    state = ma.fields.String(metadata={"enum": ["new", "opened", "acknowledged", "overdue", "exempt"]})
     opened_at = UtcDateTime(allow_none=True)
     acknowledged_at = UtcDateTime(allow_none=True)
     acknowledged_version = ma.fields.Integer(allow_none=True)
@@ -398,3 +398,150 @@ class AuditEntrySchema(StrictSchema):
 class AuditListSchema(StrictSchema):
     items = ma.fields.List(ma.fields.Nested(AuditEntrySchema))
     next_cursor = ma.fields.String(allow_none=True)
+
+
+# --- acknowledgements ----------------------------------------------------------------------------
+
+PLATFORMS = ["android", "ios", "web"]
+
+
+class AcknowledgeSchema(StrictSchema):
+    version = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=1),
+                                metadata={"description": "The version the member read"})
+    acknowledged_at = aware_datetime(allow_none=True, metadata={
+        "description": "Client time (offline); clamped to [publication, now], the server time is kept too"})
+    platform = ma.fields.String(validate=validate.OneOf(PLATFORMS))
+    device = ma.fields.String(validate=validate.Length(max=128))
+
+
+class AcknowledgementSchema(StrictSchema):
+    state = ma.fields.String(metadata={"enum": ["acknowledged"]})
+    opened_at = UtcDateTime(allow_none=True)
+    acknowledged_at = UtcDateTime(allow_none=True)
+    acknowledged_version = ma.fields.Integer(allow_none=True)
+
+
+class SyncItemSchema(StrictSchema):
+    document_id = ma.fields.Integer(required=True, strict=True)
+    version = ma.fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1))
+    opened_at = aware_datetime(allow_none=True)
+    acknowledged_at = aware_datetime(allow_none=True)
+
+
+class SyncSchema(StrictSchema):
+    items = ma.fields.List(ma.fields.Nested(SyncItemSchema), required=True, validate=validate.Length(max=500))
+    platform = ma.fields.String(validate=validate.OneOf(PLATFORMS))
+    device = ma.fields.String(validate=validate.Length(max=128))
+
+
+class SyncResultSchema(StrictSchema):
+    document_id = ma.fields.Integer()
+    status = ma.fields.String(metadata={"enum": ["ok", "stale_version", "not_found", "not_required", "invalid"]})
+    current_version = ma.fields.Integer(metadata={"description": "With stale_version: the current version"})
+
+
+class SyncResultsSchema(StrictSchema):
+    results = ma.fields.List(ma.fields.Nested(SyncResultSchema))
+
+
+# --- following up --------------------------------------------------------------------------------
+
+MEMBER_STATES = ["new", "opened", "acknowledged", "pending", "overdue", "exempt"]
+
+
+class ProgressArgs(StrictSchema):
+    org_unit = ma.fields.Integer(metadata={"description": "Unit to report on (default: the caller's scope root)"})
+
+
+class FiguresSchema(StrictSchema):
+    total = ma.fields.Integer(metadata={"description": "Audience members in the subtree"})
+    acknowledged = ma.fields.Integer()
+    opened = ma.fields.Integer(metadata={"description": "Opened, not acknowledged, not exempt"})
+    pending = ma.fields.Integer(metadata={"description": "total - acknowledged - exempt"})
+    overdue = ma.fields.Integer(metadata={"description": "pending, once the deadline has passed"})
+    exempt = ma.fields.Integer()
+
+
+class ChildProgressSchema(FiguresSchema):
+    org_unit = ma.fields.Nested(UnitBriefSchema)
+
+
+class ProgressSchema(FiguresSchema):
+    org_unit = ma.fields.Nested(UnitBriefSchema)
+    deadline = LocalDateTime(allow_none=True)
+    children = ma.fields.List(ma.fields.Nested(ChildProgressSchema))
+
+
+class MemberListArgs(PageArgs):
+    org_unit = ma.fields.Integer()
+    state = ma.fields.String(validate=validate.OneOf(MEMBER_STATES))
+    format = ma.fields.String(load_default="json", validate=validate.OneOf(["json", "csv", "xlsx"]),
+                              metadata={"description": "csv (UTF-8 with BOM, opens in Excel) and xlsx stream every row"})
+
+
+class MemberBriefSchema(StrictSchema):
+    id = ma.fields.Integer()
+    card_number = ma.fields.String()
+    full_name = ma.fields.String()
+    org_unit = ma.fields.Nested(UnitBriefSchema)
+
+
+class MemberStateSchema(StrictSchema):
+    member = ma.fields.Nested(MemberBriefSchema)
+    state = ma.fields.String(metadata={"enum": ["new", "opened", "acknowledged", "overdue", "exempt"]})
+    opened_at = UtcDateTime(allow_none=True)
+    acknowledged_at = UtcDateTime(allow_none=True)
+    acknowledged_version = ma.fields.Integer(allow_none=True)
+    method = ma.fields.String(allow_none=True, metadata={"enum": ["app", "briefing"]})
+    exempt_reason = ma.fields.String(allow_none=True)
+    held_on = ma.fields.Date(allow_none=True)
+
+
+class MemberStateListSchema(StrictSchema):
+    items = ma.fields.List(ma.fields.Nested(MemberStateSchema))
+    next_cursor = ma.fields.String(allow_none=True)
+
+
+MEMBER_IDS = ma.fields.List(ma.fields.Integer(strict=True), required=True, validate=validate.Length(min=1, max=500))
+
+
+class BriefingSchema(StrictSchema):
+    member_ids = MEMBER_IDS
+    method = ma.fields.String(required=True, validate=validate.OneOf(["briefing"]))
+    held_on = ma.fields.Date(required=True, metadata={"description": "Date of the branch meeting"})
+    note = ma.fields.String(allow_none=True, validate=validate.Length(max=2000))
+
+
+class ExemptionSchema(StrictSchema):
+    member_ids = MEMBER_IDS
+    reason = ma.fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class MemberResultSchema(StrictSchema):
+    member_id = ma.fields.Integer()
+    status = ma.fields.String(metadata={"enum": ["ok", "already_acknowledged", "not_found"]})
+
+
+class MemberResultsSchema(StrictSchema):
+    results = ma.fields.List(ma.fields.Nested(MemberResultSchema))
+
+
+class OverviewDocumentSchema(StrictSchema):
+    id = ma.fields.Integer()
+    kind = ma.fields.String(metadata={"enum": DOCUMENT_KINDS})
+    number = ma.fields.String(allow_none=True)
+    title = ma.fields.String()
+    published_at = UtcDateTime()
+    deadline = LocalDateTime(allow_none=True)
+    version = ma.fields.Integer()
+
+
+class OverviewItemSchema(FiguresSchema):
+    document = ma.fields.Nested(OverviewDocumentSchema)
+    percent = ma.fields.Float(metadata={"description": "(acknowledged + exempt) / total, in %"})
+    days_left = ma.fields.Integer(metadata={"description": "Local days until the deadline; negative once overdue"})
+
+
+class OverviewSchema(StrictSchema):
+    org_unit = ma.fields.Nested(UnitBriefSchema)
+    items = ma.fields.List(ma.fields.Nested(OverviewItemSchema))

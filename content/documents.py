@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select, update
 
-from content import search
+from content import progress, search
 from content.access import managed_document, publish_scope_condition
 from content.models import Document, DocumentAudience, DocumentVersion, Kind, Series, Status, roles_to_mask
 from content.sanitize import clean_html
@@ -194,6 +194,9 @@ def update_document(actor: Member, document_id: int, data: dict) -> Document:
                                         created_by=actor.id))
         doc.sync_at = now
         _snapshot(doc, actor, reack=reack, note=note)
+        if reack and doc.requires_ack:
+            db.session.flush()
+            progress.recount_document(doc)  # every acknowledgement of an older version is pending again
     else:
         return doc  # nothing changed: no new version
 
@@ -269,6 +272,7 @@ def publish_document(actor: Member, document_id: int, publish_at: datetime | Non
     if not scheduled:
         _snapshot(doc, actor, reack=False, note=None)
     db.session.flush()
+    progress.recount_document(doc)
     audit.record("document.schedule" if scheduled else "document.publish", actor_id=actor.id,
                  target_type="document", target_id=doc.id, publish_at=at.isoformat(),
                  notification_id=notification.id)

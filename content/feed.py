@@ -8,6 +8,7 @@ JOIN on its primary key.
 A member's state for a document:
 - `acknowledged`: they acknowledged the version that must be acknowledged (a correction keeps it; a
   material change asks again);
+- `exempt`: their secretary excused them (not counted as pending);
 - `overdue`: it needs acknowledging, they have not, and the deadline has passed;
 - `opened`: they opened it (and it needs nothing more, or not yet);
 - `new`: not opened.
@@ -49,7 +50,7 @@ def _acknowledged():
 
 def _state_condition(state: str, now: datetime):
     acknowledged = _acknowledged()
-    pending = and_(Document.requires_ack == true(), ~acknowledged)
+    pending = and_(Document.requires_ack == true(), ~acknowledged, Receipt.exempted_at.is_(None))
     if state == "acknowledged":
         return and_(Document.requires_ack == true(), acknowledged)
     if state == "pending":
@@ -66,6 +67,8 @@ def my_state(doc: Document, receipt: Receipt | None, now: datetime) -> dict:
              and receipt.acknowledged_version >= doc.ack_version)
     if doc.requires_ack and acked:
         state = "acknowledged"
+    elif doc.requires_ack and receipt is not None and receipt.exempted_at is not None:
+        state = "exempt"
     elif doc.requires_ack and doc.deadline is not None and as_utc(doc.deadline) < now:
         state = "overdue"
     elif receipt is not None and receipt.opened_at is not None:

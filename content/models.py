@@ -213,5 +213,38 @@ class Receipt(db.Model):
     device: Mapped[str | None] = mapped_column(String(128))
     held_on: Mapped[date | None] = mapped_column(Date)
     note: Mapped[str | None] = mapped_column(Text)
+    # An exemption (illness, exempt from party activities) takes the member out of the denominator.
+    exempt_reason: Mapped[str | None] = mapped_column(Text)
+    exempted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    exempted_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
 
     __table_args__ = (Index("ix_receipts_member_id_document_id", "member_id", "document_id"),)
+
+
+class ProgressCounter(db.Model):
+    """Per document and member-holding unit: how many audience members are in each state.
+
+    Updated in the same transaction as every acknowledgement, briefing, exemption, undo, transfer and
+    re-acknowledgement reset, and summed up the tree on read, so progress costs O(units in scope), not
+    O(members). A branch row is touched by its 5-60 members only: no city-wide hot row. `l1_id`..`l3_id`
+    are the unit's ancestors-or-self at depths 1-3, so the breakdown of a unit at depth k into its
+    children is one GROUP BY on the column of depth k+1. `new` = total - opened - acknowledged - exempt.
+    """
+
+    __tablename__ = "progress_counters"
+
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), primary_key=True)
+    l1_id: Mapped[int | None] = mapped_column(Integer)
+    l2_id: Mapped[int | None] = mapped_column(Integer)
+    l3_id: Mapped[int | None] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    opened: Mapped[int] = mapped_column(Integer, default=0)        # opened, not (yet) acknowledged
+    acknowledged: Mapped[int] = mapped_column(Integer, default=0)  # acknowledged the version to acknowledge
+    exempt: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        Index("ix_progress_counters_document_id_l1_id", "document_id", "l1_id"),
+        Index("ix_progress_counters_document_id_l2_id", "document_id", "l2_id"),
+        Index("ix_progress_counters_document_id_l3_id", "document_id", "l3_id"),
+    )

@@ -71,6 +71,18 @@ def prune_sessions_command():
     click.echo(f"Pruned {tokens} expired refresh tokens and {sessions} ended sessions.")
 
 
+@handbook_cli.command("recount")
+@click.option("--document", "document_ids", type=int, multiple=True, help="Only these documents (repeatable).")
+def recount_command(document_ids):
+    """Rebuild the progress counters of active documents from the raw receipts (repair)."""
+    from content.progress import recount
+    from handbook.extensions import db
+
+    rows = recount(document_ids or None)
+    db.session.commit()
+    click.echo(f"Recounted: {rows} unit rows written.")
+
+
 push_cli = AppGroup("push", help="Publications, reminders and escalations that fall due.")
 handbook_cli.add_command(push_cli)
 

@@ -57,6 +57,8 @@ PROBLEMS: dict[str, tuple[str, str, str, str]] = {
                               "Outside your publishing scope", "The unit {unit} is outside the scope you may publish to."),
     "document_withdrawn": ("Văn bản đã bị thu hồi", "Văn bản này đã bị thu hồi.",
                            "Document withdrawn", "This document has been withdrawn."),
+    "ack_not_required": ("Văn bản không cần xác nhận", "Văn bản này không yêu cầu xác nhận đã đọc.",
+                         "No acknowledgement needed", "This document does not ask for an acknowledgement."),
     "internal_error": ("Lỗi hệ thống", "Đã xảy ra lỗi không mong muốn. Mã yêu cầu: {request_id}.",
                        "Internal error", "An unexpected error occurred. Request id: {request_id}."),
     # Attachments (content/attachments.py, api/attachments.py)
@@ -110,6 +112,9 @@ FIELD_MESSAGES_VI: dict[str, str] = {
     "locked_after_publication": "Không thể thay đổi sau khi đã phát hành.",
     "must_be_future": "Thời điểm phải ở tương lai.",
     "lesson_taken": "Chuyên đề đã có bài với số thứ tự này.",
+    "unknown_version": "Văn bản chưa có phiên bản này.",
+    "not_in_future": "Ngày không được ở tương lai.",
+    "before_publication": "Ngày không được trước ngày phát hành văn bản.",
     "needs_timezone": "Thời điểm phải có múi giờ (RFC 3339).",
 }
 FIELD_MESSAGES_EN: dict[str, str] = {
@@ -127,6 +132,9 @@ FIELD_MESSAGES_EN: dict[str, str] = {
     "locked_after_publication": "Cannot change after publication.",
     "must_be_future": "The time must be in the future.",
     "lesson_taken": "The series already has a lesson with this number.",
+    "unknown_version": "The document has no such version.",
+    "not_in_future": "The date cannot be in the future.",
+    "before_publication": "The date cannot be before the document was published.",
     "needs_timezone": "The time needs a UTC offset (RFC 3339).",
 }
 

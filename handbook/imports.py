@@ -22,7 +22,7 @@ from sqlalchemy import delete, insert, select, update
 
 from handbook import audit
 from handbook.extensions import db
-from handbook.members import ROLE_VALUES, Member, MemberTransfer, RoleGrant
+from handbook.members import ROLE_VALUES, Member, MemberTransfer, RoleGrant, membership_changed
 from handbook.orgunits import ALLOWED_PARENTS, OrgUnit, UnitKind, holds_members, recompute_paths
 from handbook.text import nfc, normalise_phone
 from handbook.timeutil import utcnow
@@ -442,6 +442,7 @@ class _MemberImport:
         # once that member's row has released them (or reported as taken if it never does).
         self.deferred_phones: dict[str, tuple[int, str, str]] = {}  # card -> (line, phone, holder card)
         self.role_audit: list[dict] = []
+        self.changed_units: set[int] = set()  # units that gained or lost members (or role holders)
         self.now = utcnow()
 
     def run(self, path: str) -> ImportReport:
@@ -464,6 +465,8 @@ class _MemberImport:
         if report.errors:
             db.session.rollback()
             return report
+        if self.changed_units:
+            membership_changed.send(self, unit_ids=self.changed_units)
         if self.role_audit:
             db.session.execute(insert(audit.AuditEntry), self.role_audit)
         audit.record("import.members", actor_id=self.actor_id, target_type="file",
@@ -562,6 +565,8 @@ class _MemberImport:
             db.session.execute(update(Member), [u for u in updates if tuple(sorted(u)) == keys])
         if transfers:
             db.session.execute(insert(MemberTransfer), transfers)
+            self.changed_units.update(u for t in transfers for u in (t["from_unit_id"], t["to_unit_id"]) if u)
+        self.changed_units.update(m.unit_id for m in new_rows)
         report = self.report
         report.created += len(new_rows)
         report.updated += len(updates)
@@ -661,6 +666,8 @@ class _MemberImport:
         for member_id, role, unit in revokes:
             db.session.execute(delete(RoleGrant).where(RoleGrant.member_id == member_id, RoleGrant.role == role,
                                                        RoleGrant.org_unit_id == unit))
+        role_changed = {member_id for member_id, _, _ in grants + revokes}
+        self.changed_units.update(m.unit_id for m in batch if ids[m.card_number] in role_changed)
         self.report.roles_granted += len(grants)
         self.report.roles_revoked += len(revokes)
         for action, items in (("role.grant", grants), ("role.revoke", revokes)):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import enum
+
+from blinker import Namespace
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, select
@@ -21,6 +23,10 @@ class Role(str, enum.Enum):
 
 
 ROLE_VALUES = {r.value for r in Role}
+
+# Sent inside the writer's transaction when members join, leave or move between units, or their roles
+# change, with `unit_ids` (every unit that gained or lost one). content/ keeps its counters exact by it.
+membership_changed = Namespace().signal("membership-changed")
 
 
 class Member(db.Model):

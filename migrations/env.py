@@ -36,6 +36,15 @@ config.set_main_option('sqlalchemy.url', get_engine_url())
 target_db = current_app.extensions['migrate'].db
 
 
+def render_item(type_, obj, autogen_context):
+    """Render our UTCDateTime decorator as the plain column type it stores."""
+    from handbook.timeutil import UTCDateTime
+
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def include_name(name, type_, parent_names):
     """Search tables (FTS5 / tsvector) are managed by hand, outside the model metadata."""
     from content.search import is_search_table
@@ -104,6 +113,7 @@ def run_migrations_online():
             connection=connection,
             target_metadata=get_metadata(),
             include_name=include_name,
+            render_item=render_item,
             **conf_args
         )
 

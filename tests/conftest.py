@@ -57,11 +57,15 @@ def _reset_schema(app) -> None:
                 conn.execute(text("CREATE SCHEMA public"))
 
 
+# Uploaded files of the whole run go to one temporary folder, never into the repository's instance/.
+_ATTACHMENTS = tempfile.TemporaryDirectory(prefix="handbook-test-attachments-")
+
+
 def make_app(database_url: str, **overrides):
     from handbook import create_app
 
     settings = {k: getattr(TestConfig, k) for k in dir(TestConfig) if k.isupper()}
-    settings.update(SQLALCHEMY_DATABASE_URI=database_url, **overrides)
+    settings.update(SQLALCHEMY_DATABASE_URI=database_url, ATTACHMENT_STORAGE_DIR=_ATTACHMENTS.name, **overrides)
     return create_app(settings)
 
 

@@ -1,0 +1,43 @@
+"""Reading, continued: opening, acknowledging and offline sync (every member)."""
+from __future__ import annotations
+
+from flask_jwt_extended import current_user
+
+from api.common import Blueprint, auth_required
+from api.schemas import AcknowledgementSchema, AcknowledgeSchema, SyncResultsSchema, SyncSchema
+from content import acknowledgements
+
+PREFIX = ""
+blp = Blueprint("acknowledgements", __name__, description="Xác nhận đã đọc")
+
+
+@blp.route("/documents/<int:document_id>/open", methods=["POST"])
+@auth_required()
+@blp.response(204)
+@blp.alt_response(404, description="not_found: no such document in the caller's audience")
+def open_document(document_id):
+    """Record that the member opened the document; the first open is kept."""
+    acknowledgements.open_document(current_user, document_id)
+
+
+@blp.route("/documents/<int:document_id>/acknowledgement", methods=["PUT"])
+@auth_required()
+@blp.arguments(AcknowledgeSchema)
+@blp.response(200, AcknowledgementSchema)
+@blp.alt_response(404, description="not_found")
+@blp.alt_response(409, description="stale_version (with current_version) / ack_not_required")
+def acknowledge(args, document_id):
+    """Acknowledge having read and understood `version`. Idempotent; implies opening."""
+    return acknowledgements.acknowledge(current_user, document_id, args["version"],
+                                        client_at=args.get("acknowledged_at"), platform=args.get("platform"),
+                                        device=args.get("device"))
+
+
+@blp.route("/me/acknowledgements/sync", methods=["POST"])
+@auth_required()
+@blp.arguments(SyncSchema)
+@blp.response(200, SyncResultsSchema)
+def sync(args):
+    """What an offline phone did (≤ 500 items): opens and acknowledgements, with one result per item."""
+    return {"results": acknowledgements.sync(current_user, args["items"], platform=args.get("platform"),
+                                             device=args.get("device"))}

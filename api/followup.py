@@ -1,0 +1,102 @@
+"""Following up: progress, member lists and exports, briefings, exemptions, a unit's overview."""
+from __future__ import annotations
+
+from flask import Response, stream_with_context
+from flask_jwt_extended import current_user
+
+from api.common import Blueprint, auth_required
+from api.schemas import (BriefingSchema, ExemptionSchema, MemberListArgs, MemberResultsSchema,
+                         MemberStateListSchema, OverviewSchema, ProgressArgs, ProgressSchema)
+from content import acknowledgements, followup
+
+PREFIX = ""
+blp = Blueprint("followup", __name__, description="Theo dõi tiến độ")
+
+EXPORT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+@blp.route("/documents/<int:document_id>/progress", methods=["GET"])
+@auth_required()
+@blp.arguments(ProgressArgs, location="query")
+@blp.response(200, ProgressSchema)
+@blp.alt_response(403, description="forbidden: the unit is outside the caller's scope")
+@blp.alt_response(404, description="not_found: the document does not reach the caller's scope")
+def progress(args, document_id):
+    """Counts for a unit's subtree and each of its children. Costs O(units), not O(members)."""
+    return followup.progress(current_user, document_id, args.get("org_unit"))
+
+
+@blp.route("/documents/<int:document_id>/members", methods=["GET"])
+@auth_required()
+@blp.arguments(MemberListArgs, location="query")
+@blp.response(200, MemberStateListSchema, content_type="application/json")
+@blp.alt_response(200, description="format=csv or xlsx: the whole list as a file (streamed)", success=True,
+                  content_type="text/csv")
+@blp.alt_response(403, description="forbidden: the unit is outside the caller's scope")
+@blp.alt_response(404, description="not_found")
+def members(args, document_id):
+    """One row per audience member of the unit's subtree, pending first. CSV/XLSX exports are audited."""
+    fmt = args.pop("format")
+    if fmt == "json":
+        items, next_cursor = followup.members(current_user, document_id, **args)
+        return {"items": items, "next_cursor": next_cursor}
+    args.pop("limit", None)
+    args.pop("cursor", None)
+    chunks, filename = followup.export(current_user, document_id, fmt=fmt, **args)
+    response = Response(stream_with_context(chunks), content_type=EXPORT_TYPES[fmt])
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@blp.route("/documents/<int:document_id>/acknowledgements", methods=["POST"])
+@auth_required()
+@blp.arguments(BriefingSchema)
+@blp.response(200, MemberResultsSchema)
+@blp.alt_response(403, description="forbidden: not a secretary")
+@blp.alt_response(404, description="not_found")
+def record_briefing(args, document_id):
+    """Record that members without the app were briefed at a branch meeting (per-member results)."""
+    return {"results": acknowledgements.record_briefing(current_user, document_id, args["member_ids"],
+                                                        args["held_on"], args.get("note"))}
+
+
+@blp.route("/documents/<int:document_id>/acknowledgements/<int:member_id>", methods=["DELETE"])
+@auth_required()
+@blp.response(204)
+@blp.alt_response(404, description="not_found: no briefing of that member")
+def undo_briefing(document_id, member_id):
+    """Undo a briefing recorded by mistake (an acknowledgement made in the app cannot be undone)."""
+    acknowledgements.undo_briefing(current_user, document_id, member_id)
+
+
+@blp.route("/documents/<int:document_id>/exemptions", methods=["POST"])
+@auth_required()
+@blp.arguments(ExemptionSchema)
+@blp.response(200, MemberResultsSchema)
+@blp.alt_response(403, description="forbidden: not a secretary")
+@blp.alt_response(404, description="not_found")
+def exempt(args, document_id):
+    """Excuse members (illness, exempt from party activities): they leave the denominator."""
+    return {"results": acknowledgements.exempt(current_user, document_id, args["member_ids"], args["reason"])}
+
+
+@blp.route("/documents/<int:document_id>/exemptions/<int:member_id>", methods=["DELETE"])
+@auth_required()
+@blp.response(204)
+@blp.alt_response(404, description="not_found: no exemption of that member")
+def undo_exemption(document_id, member_id):
+    """Undo an exemption."""
+    acknowledgements.undo_exemption(current_user, document_id, member_id)
+
+
+@blp.route("/org-units/<int:org_unit_id>/overview", methods=["GET"])
+@auth_required()
+@blp.response(200, OverviewSchema)
+@blp.alt_response(403, description="forbidden: the unit is outside the caller's scope")
+def overview(org_unit_id):
+    """Every active document that needs acknowledging in the unit, with counts and days left; overdue first."""
+    return followup.overview(current_user, org_unit_id)

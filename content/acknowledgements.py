@@ -1,0 +1,289 @@
+"""Opening and acknowledging (members), briefings and exemptions (secretaries), with their undo.
+
+Every change goes through `_change()`: lock the document (shared) and the member's receipt, note the
+member's state before, change the receipt, note the state after, and move one count in the progress
+counters, all in one transaction. Acknowledging is idempotent and implies opening; nothing here ever
+deletes a receipt.
+
+Client times (offline phones) are kept but clamped: never in the future, never before publication; the
+server's own time is recorded beside them.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time
+
+from sqlalchemy import select
+
+from content import progress
+from content.access import Reader, in_audience, is_out, readable_document
+from content.models import Document, Receipt, Status
+from handbook import audit
+from handbook.errors import ProblemError
+from handbook.extensions import db
+from handbook.members import Member, Role
+from handbook.permissions import has_role_over, scope_roots
+from handbook.text import nfc
+from handbook.timeutil import local_zone, utcnow
+
+BRIEFING_ROLES = frozenset({Role.SECRETARY.value, Role.ADMIN.value})
+MAX_SYNC_ITEMS = 500
+
+
+def _clamp(client_at: datetime | None, doc: Document, now: datetime) -> datetime:
+    if client_at is None:
+        return now
+    floor = doc.published_at or now
+    return max(floor, min(client_at.astimezone(UTC), now))
+
+
+def _receipt_for_update(document_id: int, member_id: int) -> Receipt:
+    """The receipt row, created if missing, locked for this transaction."""
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    db.session.execute(insert(Receipt).values(document_id=document_id, member_id=member_id)
+                       .on_conflict_do_nothing(index_elements=["document_id", "member_id"]))
+    stmt = select(Receipt).where(Receipt.document_id == document_id, Receipt.member_id == member_id)
+    if dialect == "postgresql":
+        stmt = stmt.with_for_update()
+    return db.session.scalars(stmt.execution_options(populate_existing=True)).one()
+
+
+def _change(doc: Document, member: Member, mutate: Callable[[Receipt], None]) -> tuple[str, str, Receipt]:
+    """Apply `mutate` to the member's receipt and keep the counters exact; returns (before, after, receipt)."""
+    progress.lock_document(doc.id)
+    receipt = _receipt_for_update(doc.id, member.id)
+    before = progress.classify(receipt, doc.ack_version)
+    mutate(receipt)
+    after = progress.classify(receipt, doc.ack_version)
+    db.session.flush()
+    progress.apply(doc, member.org_unit_id, before, after)
+    return before, after, receipt
+
+
+def my_receipt(doc: Document, receipt: Receipt) -> dict:
+    acknowledged = progress.classify(receipt, doc.ack_version) == "acknowledged"
+    return {"state": "acknowledged" if acknowledged else ("opened" if receipt.opened_at else "new"),
+            "opened_at": receipt.opened_at, "acknowledged_at": receipt.acknowledged_at,
+            "acknowledged_version": receipt.acknowledged_version}
+
+
+# --- members ---------------------------------------------------------------------------------------
+
+def _open(receipt: Receipt, at: datetime) -> None:
+    if receipt.opened_at is None:
+        receipt.opened_at = at
+
+
+def open_document(member: Member, document_id: int, *, client_at: datetime | None = None) -> None:
+    """POST /documents/{id}/open: the first open is kept; repeats change nothing."""
+    doc = readable_document(member, document_id)
+    now = utcnow()
+    _change(doc, member, lambda r: _open(r, _clamp(client_at, doc, now)))
+    db.session.commit()
+
+
+def _check_version(doc: Document, version: int) -> None:
+    if not doc.requires_ack:
+        raise ProblemError("ack_not_required", 409)
+    if version > doc.version:
+        raise ProblemError("validation_error", 422, errors={"version": ["unknown_version"]})
+    if version < doc.ack_version:
+        raise ProblemError("stale_version", 409, current_version=doc.version,
+                           extra={"current_version": doc.version, "ack_version": doc.ack_version})
+
+
+def _acknowledge(doc: Document, member: Member, version: int, at: datetime, now: datetime, *,
+                 platform: str | None = None, device: str | None = None,
+                 client_at: datetime | None = None) -> Receipt:
+    def mutate(r: Receipt) -> None:
+        _open(r, at)
+        if r.acknowledged_version is not None and r.acknowledged_version >= doc.ack_version:
+            return  # already acknowledged: idempotent
+        r.acknowledged_at, r.acknowledged_version, r.method, r.recorded_by = at, version, "app", member.id
+        r.recorded_at, r.client_acknowledged_at, r.platform, r.device = now, client_at, platform, device
+        r.held_on = r.note = None
+
+    return _change(doc, member, mutate)[2]
+
+
+def acknowledge(member: Member, document_id: int, version: int, *, client_at: datetime | None = None,
+                platform: str | None = None, device: str | None = None) -> dict:
+    """PUT /documents/{id}/acknowledgement. Idempotent; a version older than the one to acknowledge is
+    409 stale_version."""
+    doc = readable_document(member, document_id)
+    _check_version(doc, version)
+    now = utcnow()
+    receipt = _acknowledge(doc, member, version, _clamp(client_at, doc, now), now, platform=platform,
+                           device=device, client_at=client_at)
+    db.session.commit()
+    return my_receipt(doc, receipt)
+
+
+def sync(member: Member, items: list[dict], *, platform: str | None = None, device: str | None = None) -> list[dict]:
+    """POST /me/acknowledgements/sync: what an offline phone did, item by item, in one transaction."""
+    reader = Reader.of(member)
+    ids = {item["document_id"] for item in items}
+    docs = {d.id: d for d in db.session.scalars(
+        select(Document).where(Document.id.in_(ids), is_out(), in_audience(reader)))}
+    now = utcnow()
+    results = []
+    for item in items:
+        doc = docs.get(item["document_id"])
+        status = "ok"
+        if doc is None:
+            status = "not_found"
+        else:
+            version = item.get("version")
+            acknowledged_at = item.get("acknowledged_at")
+            opened_at = item.get("opened_at")
+            if acknowledged_at is not None or (version is not None and opened_at is None):
+                if not doc.requires_ack:
+                    status = "not_required"
+                elif version is None or version > doc.version:
+                    status = "invalid"
+                elif version < doc.ack_version:
+                    status = "stale_version"
+                else:
+                    _acknowledge(doc, member, version, _clamp(acknowledged_at, doc, now), now, platform=platform,
+                                 device=device, client_at=acknowledged_at)
+            if opened_at is not None and status == "ok":
+                _change(doc, member, lambda r, d=doc, at=opened_at: _open(r, _clamp(at, d, now)))
+        result = {"document_id": item["document_id"], "status": status}
+        if status == "stale_version":
+            result["current_version"] = doc.version
+        results.append(result)
+    db.session.commit()
+    return results
+
+
+# --- secretaries -----------------------------------------------------------------------------------
+
+def _followed_document(actor: Member, document_id: int) -> Document:
+    """A document that is out (or was: withdrawn ones are 409) and reaches some unit of the actor's scope."""
+    if not scope_roots(actor, BRIEFING_ROLES):
+        raise ProblemError("forbidden", 403)
+    doc = db.session.get(Document, document_id)
+    if doc is None or doc.published_at is None or doc.status == Status.DRAFT.value:
+        raise ProblemError("not_found", 404)
+    if doc.status == Status.WITHDRAWN.value:
+        raise ProblemError("document_withdrawn", 409)
+    return doc
+
+
+def _members_in_scope(actor: Member, doc: Document, member_ids: list[int]) -> dict[int, Member]:
+    """The listed members that are in the document's audience and inside the actor's briefing scope."""
+    from handbook.orgunits import OrgUnit
+
+    rows = db.session.scalars(
+        select(Member).join(OrgUnit, OrgUnit.id == Member.org_unit_id)
+        .where(Member.id.in_(member_ids), progress.audience_members(doc)))
+    return {m.id: m for m in rows if has_role_over(actor, m.org_unit, BRIEFING_ROLES)}
+
+
+def record_briefing(actor: Member, document_id: int, member_ids: list[int], held_on: date,
+                    note: str | None) -> list[dict]:
+    """POST /documents/{id}/acknowledgements (method briefing): members briefed at a branch meeting."""
+    doc = _followed_document(actor, document_id)
+    if not doc.requires_ack:
+        raise ProblemError("ack_not_required", 409)
+    now = utcnow()
+    zone = local_zone()
+    if held_on > now.astimezone(zone).date():
+        raise ProblemError("validation_error", 422, errors={"held_on": ["not_in_future"]})
+    if held_on < doc.published_at.astimezone(zone).date():
+        raise ProblemError("validation_error", 422, errors={"held_on": ["before_publication"]})
+    at = _clamp(datetime.combine(held_on, time(12, 0), tzinfo=zone), doc, now)
+    note = nfc(note)
+    members = _members_in_scope(actor, doc, member_ids)
+    results, recorded = [], []
+    for member_id in dict.fromkeys(member_ids):
+        member = members.get(member_id)
+        if member is None:
+            results.append({"member_id": member_id, "status": "not_found"})
+            continue
+
+        def mutate(r: Receipt) -> None:
+            if r.acknowledged_version is not None and r.acknowledged_version >= doc.ack_version:
+                return
+            r.acknowledged_at, r.acknowledged_version, r.method, r.recorded_by = at, doc.version, "briefing", actor.id
+            r.recorded_at, r.held_on, r.note, r.client_acknowledged_at = now, held_on, note, None
+            r.platform = r.device = None
+
+        before, after, _ = _change(doc, member, mutate)
+        changed = before != "acknowledged" and after == "acknowledged"
+        results.append({"member_id": member_id, "status": "ok" if changed else "already_acknowledged"})
+        if changed:
+            recorded.append(member_id)
+    audit.record("acknowledgement.briefing", actor_id=actor.id, target_type="document", target_id=doc.id,
+                 members=recorded, held_on=held_on.isoformat(), note=note)
+    db.session.commit()
+    return results
+
+
+def undo_briefing(actor: Member, document_id: int, member_id: int) -> None:
+    """DELETE /documents/{id}/acknowledgements/{member_id}: only a briefing can be undone."""
+    doc = _followed_document(actor, document_id)
+    member = _members_in_scope(actor, doc, [member_id]).get(member_id)
+    if member is None:
+        raise ProblemError("not_found", 404)
+    receipt = db.session.get(Receipt, (doc.id, member.id))
+    if receipt is None or receipt.method != "briefing":
+        raise ProblemError("not_found", 404)
+
+    def mutate(r: Receipt) -> None:
+        r.acknowledged_at = r.acknowledged_version = r.method = r.recorded_by = None
+        r.recorded_at = r.held_on = r.note = None
+
+    _change(doc, member, mutate)
+    audit.record("acknowledgement.briefing_undo", actor_id=actor.id, target_type="document", target_id=doc.id,
+                 member=member_id)
+    db.session.commit()
+
+
+def exempt(actor: Member, document_id: int, member_ids: list[int], reason: str) -> list[dict]:
+    """POST /documents/{id}/exemptions: members excused, with the reason kept; out of the denominator."""
+    doc = _followed_document(actor, document_id)
+    reason = nfc(reason)
+    if not reason:
+        raise ProblemError("validation_error", 422, errors={"reason": ["required"]})
+    now = utcnow()
+    members = _members_in_scope(actor, doc, member_ids)
+    results, recorded = [], []
+    for member_id in dict.fromkeys(member_ids):
+        member = members.get(member_id)
+        if member is None:
+            results.append({"member_id": member_id, "status": "not_found"})
+            continue
+
+        def mutate(r: Receipt) -> None:
+            r.exempt_reason, r.exempted_at, r.exempted_by = reason, now, actor.id
+
+        before, after, _ = _change(doc, member, mutate)
+        status = "already_acknowledged" if before == "acknowledged" else "ok"
+        results.append({"member_id": member_id, "status": status})
+        recorded.append(member_id)
+    audit.record("acknowledgement.exemption", actor_id=actor.id, target_type="document", target_id=doc.id,
+                 members=recorded, reason=reason)
+    db.session.commit()
+    return results
+
+
+def undo_exemption(actor: Member, document_id: int, member_id: int) -> None:
+    """DELETE /documents/{id}/exemptions/{member_id}."""
+    doc = _followed_document(actor, document_id)
+    member = _members_in_scope(actor, doc, [member_id]).get(member_id)
+    receipt = db.session.get(Receipt, (doc.id, member_id)) if member else None
+    if receipt is None or receipt.exempted_at is None:
+        raise ProblemError("not_found", 404)
+
+    def mutate(r: Receipt) -> None:
+        r.exempt_reason = r.exempted_at = r.exempted_by = None
+
+    _change(doc, member, mutate)
+    audit.record("acknowledgement.exemption_undo", actor_id=actor.id, target_type="document", target_id=doc.id,
+                 member=member_id)
+    db.session.commit()

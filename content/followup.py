@@ -1,0 +1,218 @@
+"""Following up (secretaries, committees, publishers, admins within their scope): progress, who has not
+acknowledged, exports, and a unit's overview of its active directives.
+
+Access: the caller needs a follow-up role over the unit they ask about (403 otherwise, API.md), and the
+document must be out and reach their scope (404 otherwise). Progress reads the per-unit counters
+(content/progress.py): O(units in scope). The member list reads members of the unit's subtree with their
+receipts, pending first, keyset-paginated; exports stream the same rows.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+
+from sqlalchemy import and_, case, literal, or_, select
+
+from content.access import can_manage
+from content.models import Document, Receipt, Status
+from content.progress import audience_members, state_expression, unit_progress
+from handbook import audit
+from handbook.extensions import db
+from handbook.members import Member
+from handbook.orgunits import OrgUnit, in_subtree
+from handbook.pagination import decode_cursor, page
+from handbook.permissions import FOLLOW_UP_ROLES, forbidden, has_role_over, not_found, scope_roots
+from handbook.timeutil import as_utc, local_zone, utcnow
+
+MEMBER_STATES = ("new", "opened", "acknowledged", "pending", "overdue", "exempt")
+
+
+def resolve_unit(viewer: Member, org_unit_id: int | None) -> OrgUnit:
+    """The unit asked about (default: the caller's topmost follow-up unit); 403 outside their scope."""
+    roots = scope_roots(viewer, FOLLOW_UP_ROLES)
+    if not roots:
+        raise forbidden()
+    if org_unit_id is None:
+        return roots[0]
+    unit = db.session.get(OrgUnit, org_unit_id)
+    if unit is None:
+        raise not_found()
+    if not has_role_over(viewer, unit, FOLLOW_UP_ROLES):
+        raise forbidden()
+    return unit
+
+
+def followed_document(viewer: Member, document_id: int, unit: OrgUnit) -> Document:
+    """A document that went out and whose audience reaches `unit` (or that the caller manages); else 404."""
+    doc = db.session.get(Document, document_id)
+    if doc is None or doc.published_at is None or doc.status == Status.DRAFT.value:
+        raise not_found()
+    reaches = any(a.org_unit.contains(unit) or unit.contains(a.org_unit) for a in doc.audience)
+    if not (reaches or can_manage(viewer, doc)):
+        raise not_found()
+    return doc
+
+
+def progress(viewer: Member, document_id: int, org_unit_id: int | None) -> dict:
+    """GET /documents/{id}/progress."""
+    unit = resolve_unit(viewer, org_unit_id)
+    doc = followed_document(viewer, document_id, unit)
+    return unit_progress(doc, unit, utcnow())
+
+
+# --- the member list -------------------------------------------------------------------------------
+
+def _member_query(doc: Document, unit: OrgUnit, state: str | None, now: datetime):
+    raw = state_expression(doc.ack_version)
+    overdue = bool(doc.requires_ack and doc.deadline is not None and as_utc(doc.deadline) < now)
+    shown = case((raw.in_(("new", "opened")), literal("overdue")), else_=raw) if overdue else raw
+    rank = case((raw.in_(("new", "opened")), 0), (raw == "exempt", 1), else_=2)
+    stmt = (
+        select(Member.id, Member.card_number, Member.full_name, OrgUnit.id.label("unit_id"),
+               OrgUnit.code, OrgUnit.name, OrgUnit.kind, OrgUnit.path, shown.label("state"), rank.label("rank"),
+               Receipt.opened_at, Receipt.acknowledged_at, Receipt.acknowledged_version, Receipt.method,
+               Receipt.exempt_reason, Receipt.held_on)
+        .join(OrgUnit, OrgUnit.id == Member.org_unit_id)
+        .outerjoin(Receipt, and_(Receipt.document_id == doc.id, Receipt.member_id == Member.id))
+        .where(audience_members(doc, in_subtree(OrgUnit.path, unit.path)))
+    )
+    if state == "pending":
+        stmt = stmt.where(raw.in_(("new", "opened")))
+    elif state == "overdue":
+        stmt = stmt.where(raw.in_(("new", "opened")) if overdue else literal(False))
+    elif state in ("new", "opened"):
+        stmt = stmt.where(raw == state)
+    elif state in ("acknowledged", "exempt"):
+        stmt = stmt.where(raw == state)
+    return stmt, rank
+
+
+def _row(r) -> dict:
+    return {
+        "member": {"id": r.id, "card_number": r.card_number, "full_name": r.full_name,
+                   "org_unit": {"id": r.unit_id, "code": r.code, "name": r.name, "kind": r.kind}},
+        "state": r.state, "opened_at": r.opened_at, "acknowledged_at": r.acknowledged_at,
+        "acknowledged_version": r.acknowledged_version,
+        "method": r.method if r.acknowledged_at is not None else None,
+        "exempt_reason": r.exempt_reason, "held_on": r.held_on,
+    }
+
+
+def members(viewer: Member, document_id: int, *, org_unit: int | None = None, state: str | None = None,
+            limit: int = 20, cursor: str | None = None) -> tuple[list[dict], str | None]:
+    """GET /documents/{id}/members: one row per audience member of the unit's subtree, pending first."""
+    unit = resolve_unit(viewer, org_unit)
+    doc = followed_document(viewer, document_id, unit)
+    stmt, rank = _member_query(doc, unit, state, utcnow())
+    if cursor:
+        last_rank, last_path, last_id = decode_cursor(cursor, int, str, int)
+        stmt = stmt.where(or_(rank > last_rank, and_(rank == last_rank, OrgUnit.path > last_path),
+                              and_(rank == last_rank, OrgUnit.path == last_path, Member.id > last_id)))
+    rows = db.session.execute(stmt.order_by(rank, OrgUnit.path, Member.id).limit(limit + 1)).all()
+    rows, next_cursor = page(rows, limit, key=lambda r: (r.rank, r.path, r.id))
+    return [_row(r) for r in rows], next_cursor
+
+
+# --- exports ---------------------------------------------------------------------------------------
+
+EXPORT_HEADERS = ("Số thẻ đảng viên", "Họ và tên", "Mã đơn vị", "Đơn vị", "Trạng thái", "Mở lúc",
+                  "Xác nhận lúc", "Phiên bản đã xác nhận", "Hình thức", "Ngày sinh hoạt", "Lý do miễn")
+STATE_LABELS = {"new": "Chưa mở", "opened": "Đã mở, chưa xác nhận", "acknowledged": "Đã xác nhận",
+                "overdue": "Quá hạn, chưa xác nhận", "exempt": "Được miễn"}
+METHOD_LABELS = {"app": "Ứng dụng", "briefing": "Phổ biến tại sinh hoạt chi bộ"}
+
+
+def _local(value: datetime | None) -> str:
+    return "" if value is None else as_utc(value).astimezone(local_zone()).strftime("%d/%m/%Y %H:%M")
+
+
+def _export_cells(r) -> list:
+    return [r.card_number, r.full_name, r.code, r.name, STATE_LABELS.get(r.state, r.state), _local(r.opened_at),
+            _local(r.acknowledged_at), r.acknowledged_version or "",
+            METHOD_LABELS.get(r.method, "") if r.acknowledged_at is not None else "",
+            r.held_on.strftime("%d/%m/%Y") if r.held_on else "", r.exempt_reason or ""]
+
+
+def export(viewer: Member, document_id: int, *, org_unit: int | None = None, state: str | None = None,
+           fmt: str = "csv") -> tuple[Iterator[bytes], str]:
+    """The member list as CSV (UTF-8 with BOM, for Excel) or XLSX, streamed; (chunks, file name).
+
+    Access is checked and the export audited before the first byte; rows are read in batches from a
+    server-side cursor, so memory stays flat at any size.
+    """
+    unit = resolve_unit(viewer, org_unit)
+    doc = followed_document(viewer, document_id, unit)
+    stmt, rank = _member_query(doc, unit, state, utcnow())
+    stmt = stmt.order_by(rank, OrgUnit.path, Member.id).execution_options(yield_per=2000)
+    audit.record("export.members", actor_id=viewer.id, target_type="document", target_id=doc.id,
+                 org_unit=unit.id, state=state, format=fmt)
+    db.session.commit()
+    name = f"tien-do-{doc.id}-{unit.code}.{fmt}"
+    if fmt == "xlsx":
+        return _xlsx(stmt), name
+    return _csv(stmt), name
+
+
+def _csv(stmt) -> Iterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    buffer.write("\ufeff")
+    writer.writerow(EXPORT_HEADERS)
+    for n, row in enumerate(db.session.execute(stmt), 1):
+        writer.writerow(_export_cells(row))
+        if n % 500 == 0:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode()
+
+
+def _xlsx(stmt) -> Iterator[bytes]:
+    from openpyxl import Workbook
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("Tiến độ")
+    sheet.append(list(EXPORT_HEADERS))
+    for row in db.session.execute(stmt):
+        sheet.append(_export_cells(row))
+    with tempfile.TemporaryFile() as f:
+        workbook.save(f)
+        f.seek(0)
+        while chunk := f.read(64 * 1024):
+            yield chunk
+
+
+# --- overview --------------------------------------------------------------------------------------
+
+def overview(viewer: Member, org_unit_id: int) -> dict:
+    """GET /org-units/{id}/overview: active documents that need acknowledging in the unit, overdue first."""
+    unit = resolve_unit(viewer, org_unit_id)
+    now = utcnow()
+    zone = local_zone()
+    ancestors = [*unit.ancestor_ids, unit.id]
+    from content.models import DocumentAudience
+
+    reaching = select(DocumentAudience.document_id).join(OrgUnit, OrgUnit.id == DocumentAudience.org_unit_id) \
+        .where(or_(OrgUnit.id.in_(ancestors), in_subtree(OrgUnit.path, unit.path)))
+    docs = db.session.scalars(select(Document).where(
+        Document.status == Status.PUBLISHED.value, Document.requires_ack.is_(True), Document.published_at <= now,
+        Document.id.in_(reaching))).all()
+    out = []
+    for doc in docs:
+        figures = unit_progress(doc, unit, now)
+        deadline = as_utc(doc.deadline)
+        days_left = (deadline.astimezone(zone).date() - now.astimezone(zone).date()).days
+        total = figures["total"]
+        done = figures["acknowledged"] + figures["exempt"]
+        out.append({
+            "document": {"id": doc.id, "kind": doc.kind, "number": doc.number, "title": doc.title,
+                         "published_at": doc.published_at, "deadline": doc.deadline, "version": doc.version},
+            **{k: figures[k] for k in ("total", "acknowledged", "opened", "pending", "overdue", "exempt")},
+            "percent": round(100 * done / total, 1) if total else 100.0,
+            "days_left": days_left,
+        })
+    out.sort(key=lambda d: (d["overdue"] == 0, d["days_left"], -d["pending"]))
+    return {"org_unit": unit.brief(), "items": out}

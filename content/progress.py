@@ -1,0 +1,191 @@
+"""Per-unit progress counters: kept exact in the writer's transaction, summed up the tree on read.
+
+Each audience member of a document is in exactly one state:
+    acknowledged  acknowledged a version >= the document's `ack_version` (by app or briefing);
+    exempt        excused (with a reason) and not acknowledged;
+    opened        opened, neither acknowledged nor exempt;
+    new           none of these.
+`progress_counters` holds, per (document, member-holding unit), the total and the opened / acknowledged /
+exempt counts (new is the rest). Single-member changes (`apply`) move one count from one column to
+another; set-based changes (publication, re-acknowledgement, membership changes) `recount` the affected
+rows from the raw rows with one GROUP BY. Both run in the caller's transaction.
+
+Concurrency (PostgreSQL): a member-level writer holds FOR SHARE on the document row and FOR UPDATE on
+the receipt; `recount` takes FOR UPDATE on the documents it rebuilds, so it never interleaves with a
+single-member change on the same document, and two changes of one member are serialised by the receipt.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import and_, case, delete, exists, false, func, insert, literal, or_, select, update
+
+from content.models import Document, DocumentAudience, ProgressCounter, Receipt, Status, mask_to_roles
+from handbook.extensions import db
+from handbook.members import Member, RoleGrant, membership_changed
+from handbook.orgunits import OrgUnit, in_subtree
+
+ACTIVE_STATUSES = (Status.PUBLISHED.value, Status.SCHEDULED.value)
+COLUMNS = {"opened": "opened", "acknowledged": "acknowledged", "exempt": "exempt"}
+LEVEL_COLUMNS = ("l1_id", "l2_id", "l3_id")
+
+
+def classify(receipt: Receipt | None, ack_version: int) -> str:
+    if receipt is None:
+        return "new"
+    if receipt.acknowledged_version is not None and receipt.acknowledged_version >= ack_version:
+        return "acknowledged"
+    if receipt.exempted_at is not None:
+        return "exempt"
+    if receipt.opened_at is not None:
+        return "opened"
+    return "new"
+
+
+def state_expression(ack_version):
+    """SQL CASE giving the state of a (LEFT JOINed) receipt; mirrors `classify`."""
+    return case(
+        (and_(Receipt.acknowledged_version.is_not(None), Receipt.acknowledged_version >= ack_version),
+         literal("acknowledged")),
+        (Receipt.exempted_at.is_not(None), literal("exempt")),
+        (Receipt.opened_at.is_not(None), literal("opened")),
+        else_=literal("new"),
+    )
+
+
+def levels(path: str) -> dict[str, int | None]:
+    """'/1/7/93/400/' → l1=7, l2=93, l3=400: ancestors-or-self at depths 1-3."""
+    ids = [int(p) for p in path.strip("/").split("/")]
+    return {col: (ids[i + 1] if len(ids) > i + 1 else None) for i, col in enumerate(LEVEL_COLUMNS)}
+
+
+def lock_document(document_id: int, *, exclusive: bool = False) -> None:
+    """Row lock on the document (PostgreSQL): shared for member-level writers, exclusive for recounts."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        stmt = select(Document.id).where(Document.id == document_id)
+        db.session.execute(stmt.with_for_update() if exclusive else stmt.with_for_update(read=True))
+
+
+def apply(doc: Document, unit_id: int, before: str, after: str) -> None:
+    """Move one member of `unit_id` from state `before` to `after` in the document's counters."""
+    if before == after or doc.status not in ACTIVE_STATUSES:
+        return
+    values = {}
+    if before in COLUMNS:
+        values[COLUMNS[before]] = getattr(ProgressCounter, COLUMNS[before]) - 1
+    if after in COLUMNS:
+        values[COLUMNS[after]] = getattr(ProgressCounter, COLUMNS[after]) + 1
+    result = db.session.execute(update(ProgressCounter).where(
+        ProgressCounter.document_id == doc.id, ProgressCounter.org_unit_id == unit_id).values(**values))
+    if result.rowcount == 0:
+        # No row yet (a unit that got its first audience member after publication): count it from scratch.
+        recount_document(doc, unit_ids=[unit_id])
+
+
+def audience_members(doc: Document, unit_filter=None):
+    """SQL condition on Member/OrgUnit (joined): the member is in the document's audience."""
+    audience_paths = select(OrgUnit.path).join(DocumentAudience, DocumentAudience.org_unit_id == OrgUnit.id) \
+        .where(DocumentAudience.document_id == doc.id)
+    paths = list(db.session.scalars(audience_paths))
+    conditions = [Member.active.is_(True), or_(*[in_subtree(OrgUnit.path, p) for p in paths]) if paths else false()]
+    if doc.roles_mask:
+        conditions.append(exists().where(RoleGrant.member_id == Member.id,
+                                         RoleGrant.role.in_(mask_to_roles(doc.roles_mask))))
+    if unit_filter is not None:
+        conditions.append(unit_filter)
+    return and_(*conditions)
+
+
+def recount_document(doc: Document, unit_ids: Iterable[int] | None = None) -> int:
+    """Rebuild the document's counters (all units, or only `unit_ids`) from members and receipts."""
+    unit_ids = None if unit_ids is None else sorted(set(unit_ids))
+    where = [ProgressCounter.document_id == doc.id]
+    if unit_ids is not None:
+        where.append(ProgressCounter.org_unit_id.in_(unit_ids))
+    db.session.execute(delete(ProgressCounter).where(*where))
+    if doc.status not in ACTIVE_STATUSES:
+        return 0
+    state = state_expression(doc.ack_version)
+
+    def count(name):
+        return func.sum(case((state == name, 1), else_=0))
+
+    stmt = (
+        select(Member.org_unit_id, OrgUnit.path, func.count(), count("opened"), count("acknowledged"),
+               count("exempt"))
+        .join(OrgUnit, OrgUnit.id == Member.org_unit_id)
+        .outerjoin(Receipt, and_(Receipt.document_id == doc.id, Receipt.member_id == Member.id))
+        .where(audience_members(doc, Member.org_unit_id.in_(unit_ids) if unit_ids is not None else None))
+        .group_by(Member.org_unit_id, OrgUnit.path)
+    )
+    rows = [{"document_id": doc.id, "org_unit_id": unit_id, **levels(path), "total": total, "opened": opened,
+             "acknowledged": acknowledged, "exempt": exempt}
+            for unit_id, path, total, opened, acknowledged, exempt in db.session.execute(stmt)]
+    for start in range(0, len(rows), 5000):
+        db.session.execute(insert(ProgressCounter), rows[start:start + 5000])
+    return len(rows)
+
+
+def recount(document_ids: Iterable[int] | None = None, unit_ids: Iterable[int] | None = None) -> int:
+    """Rebuild the counters of active documents (all, or some), for all units or only `unit_ids`.
+
+    Used after membership changes (imports, transfers) and by `handbook recount`; returns rows written.
+    """
+    stmt = select(Document).where(Document.status.in_(ACTIVE_STATUSES)).order_by(Document.id)
+    if document_ids is not None:
+        stmt = stmt.where(Document.id.in_(list(document_ids)))
+    if db.session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=Document)
+    written = 0
+    for doc in db.session.scalars(stmt).all():
+        written += recount_document(doc, unit_ids)
+    return written
+
+
+@membership_changed.connect
+def on_membership_changed(sender, unit_ids: set[int], **_) -> None:
+    """Members joined, left or moved between these units (or their roles changed): recount them."""
+    if unit_ids:
+        recount(unit_ids=unit_ids)
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+def _child_column(depth: int):
+    return getattr(ProgressCounter, LEVEL_COLUMNS[depth]) if depth < len(LEVEL_COLUMNS) \
+        else ProgressCounter.org_unit_id
+
+
+def _scope_condition(unit: OrgUnit):
+    if unit.depth == 0:
+        return None
+    if unit.depth <= len(LEVEL_COLUMNS):
+        return getattr(ProgressCounter, LEVEL_COLUMNS[unit.depth - 1]) == unit.id
+    return ProgressCounter.org_unit_id == unit.id
+
+
+def _figures(total, opened, acknowledged, exempt, overdue: bool) -> dict:
+    total, opened, acknowledged, exempt = (int(v or 0) for v in (total, opened, acknowledged, exempt))
+    pending = total - acknowledged - exempt
+    return {"total": total, "acknowledged": acknowledged, "opened": opened, "pending": pending,
+            "overdue": pending if overdue else 0, "exempt": exempt}
+
+
+def unit_progress(doc: Document, unit: OrgUnit, now: datetime) -> dict:
+    """Totals for `unit`'s subtree and the breakdown by its children: one GROUP BY over counter rows."""
+    child = _child_column(unit.depth)
+    stmt = (select(child, func.sum(ProgressCounter.total), func.sum(ProgressCounter.opened),
+                   func.sum(ProgressCounter.acknowledged), func.sum(ProgressCounter.exempt))
+            .where(ProgressCounter.document_id == doc.id).group_by(child))
+    scope = _scope_condition(unit)
+    if scope is not None:
+        stmt = stmt.where(scope)
+    rows = db.session.execute(stmt).all()
+    overdue = doc.requires_ack and doc.deadline is not None and doc.deadline < now
+    sums = [sum(int(r[i] or 0) for r in rows) for i in range(1, 5)]
+    child_rows = [r for r in rows if r[0] is not None and r[0] != unit.id]
+    units = {u.id: u for u in db.session.scalars(select(OrgUnit).where(OrgUnit.id.in_([r[0] for r in child_rows])))}
+    children = [{"org_unit": units[r[0]].brief(), **_figures(*r[1:], overdue)}
+                for r in sorted(child_rows, key=lambda r: units[r[0]].path) if r[0] in units]
+    return {"org_unit": unit.brief(), **_figures(*sums, overdue), "deadline": doc.deadline, "children": children}
