@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, case, false, func, literal, or_, select, true
+from sqlalchemy.orm import defer, lazyload
 
 from content import search
 from content.access import Reader, in_audience, readable, readable_document
@@ -31,6 +32,10 @@ from handbook.pagination import decode_cursor, encode_cursor, page
 from handbook.timeutil import as_utc, utcnow
 
 STATES = ("new", "opened", "acknowledged", "pending", "overdue")
+
+
+# Lists need neither bodies nor relationships: no body_html column, no eager loads.
+_LIST_OPTIONS = (lazyload("*"), defer(Document.body_html))
 
 
 @dataclass
@@ -111,7 +116,7 @@ def feed(member: Member, *, kind: str | None = None, state: str | None = None, q
         # The member moved: their audience changed as a whole, so the client must refetch everything.
         updated_since, reset = None, True
 
-    stmt = select(Document, Receipt).outerjoin(Receipt, _receipt_join(member.id))
+    stmt = select(Document, Receipt).outerjoin(Receipt, _receipt_join(member.id)).options(*_LIST_OPTIONS)
     if kind:
         stmt = stmt.where(Document.kind == kind)
     if state:
@@ -223,7 +228,7 @@ def series_detail(member: Member, series_id: int) -> dict:
     reader = Reader.of(member)
     series = db.session.get(Series, series_id)
     rows = [] if series is None else db.session.execute(
-        select(Document, Receipt).outerjoin(Receipt, _receipt_join(member.id))
+        select(Document, Receipt).outerjoin(Receipt, _receipt_join(member.id)).options(*_LIST_OPTIONS)
         .where(Document.series_id == series_id, readable(reader, now))
         .order_by(Document.lesson_no.is_(None), Document.lesson_no, Document.published_at, Document.id)
     ).all()
