@@ -4,8 +4,10 @@ from __future__ import annotations
 import functools
 import json
 
+from flask import Response, abort, request
 from flask_jwt_extended import current_user, get_jwt, verify_jwt_in_request
 from flask_smorest import Blueprint as _SmorestBlueprint
+from marshmallow import RAISE
 from webargs.flaskparser import FlaskParser
 
 from handbook.errors import ProblemError
@@ -15,7 +17,10 @@ BEARER = [{"bearerAuth": []}]
 
 class Parser(FlaskParser):
     """webargs only turns JSONDecodeError into a 400; absurdly deep nesting (RecursionError) and
-    integers past Python's digit limit (ValueError) are malformed JSON too, not a 500."""
+    integers past Python's digit limit (ValueError) are malformed JSON too, not a 500. Unknown query
+    parameters are refused like unknown body fields (a typo such as `?stat=` must not pass unnoticed)."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": RAISE}
 
     def _raw_load_json(self, req):
         try:
@@ -29,6 +34,13 @@ class Parser(FlaskParser):
 
 class Blueprint(_SmorestBlueprint):
     ARGUMENTS_PARSER = Parser()
+
+    def _check_not_modified(self, etag):
+        """flask-smorest raises a bare 304; RFC 9110 wants the ETag on it too."""
+        if request.method in self.METHODS_CHECKING_NOT_MODIFIED and etag in request.if_none_match:
+            response = Response(status=304)
+            response.set_etag(etag)
+            abort(response)
 
 
 def auth_required(*, refresh: bool = False, any_type: bool = False):

@@ -21,13 +21,16 @@ def list_documents(args):
 
     `q` searches number, title, summary and body (accents, case and đ/d ignored; every word must match;
     best match first). `updated_since` returns what changed since then, oldest change first, with
-    withdrawn documents as `{"id", "withdrawn": true}`; resume from the largest `updated_at` received.
+    withdrawn documents as `{"id", "withdrawn": true}`; on its last page it gives a `watermark` to pass
+    as the next `updated_since` (or resume from the largest `updated_at` received).
     Sends an ETag; `If-None-Match` answers 304 when nothing changed.
     """
     result = feed.feed(current_user, **args)
     body = {"items": result.items, "next_cursor": result.next_cursor}
     if result.reset:
         body["reset"] = True
+    if result.watermark is not None:
+        body["watermark"] = result.watermark
     return body
 
 

@@ -120,9 +120,19 @@ class LocalDateTime(UtcDateTime):
         return super()._serialize(value, attr, obj, **kwargs)
 
 
+class AwareUtcDateTime(ma.fields.AwareDateTime):
+    """An input time that must carry its UTC offset; handed on in UTC (0001-01-01+07:00 is refused)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE) from None
+
+
 def aware_datetime(**kwargs):
-    """An input time that must carry its UTC offset."""
-    return ma.fields.AwareDateTime(**kwargs)
+    return AwareUtcDateTime(**kwargs)
 
 
 LIMIT = ma.fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(1, MAX_LIMIT),
@@ -139,7 +149,7 @@ class PageArgs(StrictSchema):
 # --- reading -------------------------------------------------------------------------------------
 
 DOCUMENT_KINDS = ["directive", "resolution", "conclusion", "plan", "guidance", "notice", "study"]
-READER_STATES = ["new", "opened", "acknowledged", "pending", "overdue"]
+READER_STATES = ["new", "opened", "acknowledged", "pending", "overdue", "exempt"]
 
 
 class MyStateSchema(StrictSchema):
@@ -183,6 +193,8 @@ class FeedSchema(StrictSchema):
     reset = ma.fields.Boolean(metadata={
         "description": "True when the member moved to another unit since `updated_since`: drop the cache, "
                        "the items are a full list"})
+    watermark = UtcDateTime(metadata={
+        "description": "Delta sync, last page: pass it as the next `updated_since`"})
 
 
 class FeedArgs(PageArgs):

@@ -51,6 +51,11 @@ def is_out(now: datetime | None = None):
     return and_(Document.status.in_(OUT_STATUSES), Document.published_at <= (now or utcnow()))
 
 
+def was_out():
+    """SQL condition: withdrawn after readers could see it (not a scheduled one withdrawn in time)."""
+    return and_(Document.status == Status.WITHDRAWN.value, Document.published_at <= Document.withdrawn_at)
+
+
 def readable(reader: Reader, now: datetime | None = None):
     return and_(is_out(now), in_audience(reader))
 
@@ -60,7 +65,7 @@ def readable_document(member: Member, document_id: int, *, include_withdrawn: bo
     reader = Reader.of(member)
     out = is_out()
     if include_withdrawn:
-        out = or_(out, and_(Document.status == Status.WITHDRAWN.value, Document.published_at.is_not(None)))
+        out = or_(out, was_out())
     doc = db.session.scalar(select(Document).where(Document.id == document_id, out, in_audience(reader)))
     if doc is None:
         raise not_found()

@@ -17,13 +17,13 @@ Filters: `pending` = needs acknowledging and not acknowledged (overdue included)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, false, func, literal, or_, select, true
+from sqlalchemy import and_, case, func, literal, or_, select, true
 from sqlalchemy.orm import defer, lazyload
 
 from content import search
-from content.access import Reader, in_audience, readable, readable_document
+from content.access import Reader, in_audience, readable, readable_document, was_out
 from content.models import Document, Receipt, Series, Status
 from handbook.errors import ProblemError
 from handbook.extensions import db
@@ -43,6 +43,7 @@ class FeedPage:
     items: list[dict]
     next_cursor: str | None
     reset: bool = False
+    watermark: datetime | None = None
 
 
 def _receipt_join(member_id: int):
@@ -54,17 +55,23 @@ def _acknowledged():
 
 
 def _state_condition(state: str, now: datetime):
-    acknowledged = _acknowledged()
-    pending = and_(Document.requires_ack == true(), ~acknowledged, Receipt.exempted_at.is_(None))
-    if state == "acknowledged":
-        return and_(Document.requires_ack == true(), acknowledged)
-    if state == "pending":
-        return pending
-    if state == "overdue":
-        return and_(pending, Document.deadline < now)
-    if state == "opened":
-        return and_(Receipt.opened_at.is_not(None), or_(Document.requires_ack == false(), ~acknowledged))
-    return Receipt.opened_at.is_(None)  # new
+    """SQL condition: the member's state (as `my_state` computes it) is `state`; `pending` is every
+    document still waiting for their acknowledgement, overdue ones included."""
+    needs_ack = Document.requires_ack == true()
+    acknowledged = and_(needs_ack, _acknowledged())
+    exempt = and_(needs_ack, ~_acknowledged(), Receipt.exempted_at.is_not(None))
+    pending = and_(needs_ack, ~_acknowledged(), Receipt.exempted_at.is_(None))
+    overdue = and_(pending, Document.deadline < now)
+    settled = or_(acknowledged, exempt, overdue)
+    conditions = {
+        "acknowledged": acknowledged,
+        "exempt": exempt,
+        "pending": pending,
+        "overdue": overdue,
+        "opened": and_(Receipt.opened_at.is_not(None), ~settled),
+        "new": and_(Receipt.opened_at.is_(None), ~settled),
+    }
+    return conditions[state]
 
 
 def my_state(doc: Document, receipt: Receipt | None, now: datetime) -> dict:
@@ -100,9 +107,14 @@ def item(doc: Document, receipt: Receipt | None, now: datetime) -> dict:
     }
 
 
-def _transferred_since(member_id: int, since: datetime) -> bool:
-    return db.session.scalar(select(func.count()).select_from(MemberTransfer).where(
-        MemberTransfer.member_id == member_id, MemberTransfer.transferred_at >= since)) > 0
+# Delta sync hands out a watermark a little in the past, so that a document committed a moment after
+# the query (its sync_at set at the start of its transaction) is not skipped; re-sent items are harmless.
+SYNC_MARGIN = timedelta(seconds=10)
+
+
+def _last_transfer(member_id: int) -> datetime | None:
+    return db.session.scalar(select(func.max(MemberTransfer.transferred_at))
+                             .where(MemberTransfer.member_id == member_id))
 
 
 def feed(member: Member, *, kind: str | None = None, state: str | None = None, q: str | None = None,
@@ -111,10 +123,12 @@ def feed(member: Member, *, kind: str | None = None, state: str | None = None, q
     with `q`, best match first."""
     now = utcnow()
     reader = Reader.of(member)
-    reset = False
-    if updated_since is not None and _transferred_since(member.id, as_utc(updated_since)):
-        # The member moved: their audience changed as a whole, so the client must refetch everything.
-        updated_since, reset = None, True
+    reset = None
+    if updated_since is not None:
+        moved = _last_transfer(member.id)
+        if moved is not None and moved > updated_since:
+            # The member moved: their audience changed as a whole, so the client must refetch everything.
+            updated_since, reset = None, moved
 
     stmt = select(Document, Receipt).outerjoin(Receipt, _receipt_join(member.id)).options(*_LIST_OPTIONS)
     if kind:
@@ -135,8 +149,9 @@ def feed(member: Member, *, kind: str | None = None, state: str | None = None, q
         items = [item(d, r, now) for d, r in rows[:limit]]
         return FeedPage(items, encode_cursor(offset + limit) if len(rows) > limit else None)
 
-    if updated_since is not None or reset:
-        return _sync(stmt, reader, now, updated_since, limit, cursor, tombstones=not (state or reset), reset=reset)
+    if updated_since is not None or reset is not None:
+        return _sync(stmt, reader, now, updated_since, limit, cursor, tombstones=not state and reset is None,
+                     reset=reset)
 
     stmt = stmt.where(readable(reader, now))
     if cursor:
@@ -148,13 +163,14 @@ def feed(member: Member, *, kind: str | None = None, state: str | None = None, q
 
 
 def _sync(stmt, reader: Reader, now: datetime, since: datetime | None, limit: int, cursor: str | None, *,
-          tombstones: bool, reset: bool) -> FeedPage:
-    """Changes since `since`, oldest change first, so a client can resume from the last `updated_at`."""
+          tombstones: bool, reset: datetime | None) -> FeedPage:
+    """Changes since `since`, oldest change first, so a client can resume from the last `updated_at`
+    (or from `watermark`, on the last page). After a transfer (`reset`, its time), the full list, each
+    item's `updated_at` no earlier than the transfer, so that resuming from it does not reset again."""
     visible = readable(reader, now)
     if tombstones:
         # Withdrawn documents that the reader could have seen, as tombstones.
-        visible = or_(visible, and_(in_audience(reader), Document.status == Status.WITHDRAWN.value,
-                                    Document.published_at <= Document.withdrawn_at))
+        visible = or_(visible, and_(in_audience(reader), was_out()))
     stmt = stmt.where(visible, Document.sync_at <= now)
     if since is not None:
         stmt = stmt.where(Document.sync_at >= as_utc(since))
@@ -165,7 +181,11 @@ def _sync(stmt, reader: Reader, now: datetime, since: datetime | None, limit: in
     rows, next_cursor = page(rows, limit, key=lambda row: (as_utc(row[0].sync_at), row[0].id))
     items = [{"id": d.id, "withdrawn": True, "updated_at": d.sync_at} if d.status == Status.WITHDRAWN.value
              else item(d, r, now) for d, r in rows]
-    return FeedPage(items, next_cursor, reset)
+    if reset is not None:
+        for it in items:
+            it["updated_at"] = max(as_utc(it["updated_at"]), reset)
+    watermark = None if next_cursor else max(now - SYNC_MARGIN, reset or now - SYNC_MARGIN)
+    return FeedPage(items, next_cursor, reset is not None, watermark)
 
 
 def detail(member: Member, document_id: int) -> dict:

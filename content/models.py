@@ -122,6 +122,8 @@ class Document(db.Model):
     __table_args__ = (
         Index("ix_documents_owner_unit_id_id", "owner_unit_id", "id"),
         Index("ix_documents_status_published_at", "status", "published_at"),
+        # The feed's order (newest first): lets PostgreSQL walk documents backwards and stop at the limit.
+        Index("ix_documents_published_at_id", "published_at", "id"),
         Index("ix_documents_sync_at", "sync_at"),
         Index("ix_documents_series_id_lesson_no", "series_id", "lesson_no"),
     )

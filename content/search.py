@@ -98,10 +98,19 @@ def matches(q: str):
     if not words:
         return None
     if _dialect() == "postgresql":
-        tsquery = " & ".join(words[:-1] + [words[-1] + ":*"])
+        # ts_rank adds up every occurrence, so a body repeating the words could outrank a title that has
+        # them once. Rank first by the best field in which all the words occur (the same query limited
+        # to weights A, AB, ABC), then by ts_rank within that tier.
+        def query(weights: str = "") -> str:
+            return " & ".join([f"{w}:{weights}" if weights else w for w in words[:-1]]
+                              + [f"{words[-1]}:*{weights}"])
+
         stmt = text(
-            f"SELECT document_id, -ts_rank(tsv, to_tsquery('simple', :tsq)) AS score FROM {POSTGRES_TABLE} "
-            "WHERE tsv @@ to_tsquery('simple', :tsq)").bindparams(tsq=tsquery)
+            f"SELECT document_id, -(CASE WHEN tsv @@ to_tsquery('simple', :a) THEN 3 "
+            "WHEN tsv @@ to_tsquery('simple', :ab) THEN 2 WHEN tsv @@ to_tsquery('simple', :abc) THEN 1 "
+            "ELSE 0 END + ts_rank(tsv, to_tsquery('simple', :tsq), 1)) AS score "
+            f"FROM {POSTGRES_TABLE} WHERE tsv @@ to_tsquery('simple', :tsq)"
+        ).bindparams(tsq=query(), a=query("A"), ab=query("AB"), abc=query("ABC"))
     else:
         fts = " ".join([f'"{w}"' for w in words[:-1]] + [f'"{words[-1]}"*'])
         stmt = text(

@@ -16,6 +16,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from config import Config, config_from_env
 
@@ -79,8 +80,18 @@ class _AuthSchemeCaseFix:
         return self.wsgi_app(environ, start_response)
 
 
+class _IdConverter(IntegerConverter):
+    """`<int:...>` path parts are database ids: past PostgreSQL's 32-bit integer there is no such row,
+    so such a path matches no route (404) instead of failing in the database."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def create_app(config: type[Config] | Mapping | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(PROJECT_ROOT / "instance"))
+    app.url_map.converters["int"] = _IdConverter
     _load_config(app, config)
     app.json.ensure_ascii = False
     app.json.sort_keys = False

@@ -100,6 +100,8 @@ def _webargs_errors(data: dict) -> dict:
 
 
 def handle_http_exception(e: HTTPException):
+    if e.response is not None:  # a complete response (e.g. 304 with its ETag) raised with abort()
+        return e.response
     status = e.code or 500
     code = STATUS_CODES.get(status, "bad_request" if status < 500 else "internal_error")
     data = getattr(e, "data", None) or {}

@@ -90,6 +90,7 @@ FIELD_MESSAGES_VI: dict[str, str] = {
     "Not a valid mapping type.": "Giá trị phải là đối tượng.",
     "Not a valid date.": "Ngày không hợp lệ (định dạng YYYY-MM-DD).",
     "Not a valid datetime.": "Thời điểm không hợp lệ (RFC 3339).",
+    "Not a valid aware datetime.": "Thời điểm phải có múi giờ (RFC 3339, ví dụ 2026-12-01T08:00:00+07:00).",
     "Invalid input type.": "Kiểu dữ liệu không hợp lệ.",
     "Invalid JSON body.": "Nội dung không phải JSON hợp lệ.",
     "Shorter than minimum length {min}.": "Ngắn hơn độ dài tối thiểu {min}.",
