@@ -5,7 +5,7 @@ from flask import Response, stream_with_context
 from flask_jwt_extended import current_user
 
 from api.common import Blueprint, auth_required
-from api.schemas import (BriefingSchema, ExemptionSchema, MemberListArgs, MemberResultsSchema,
+from api.schemas import (BriefingSchema, ComplianceSchema, ExemptionSchema, PageArgs, MemberListArgs, MemberResultsSchema,
                          MemberStateListSchema, OverviewSchema, ProgressArgs, ProgressSchema)
 from content import acknowledgements, followup
 
@@ -100,3 +100,15 @@ def undo_exemption(document_id, member_id):
 def overview(org_unit_id):
     """Every active document that needs acknowledging in the unit, with counts and days left; overdue first."""
     return followup.overview(current_user, org_unit_id)
+
+
+@blp.route("/org-units/<int:org_unit_id>/compliance", methods=["GET"])
+@auth_required()
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, ComplianceSchema)
+@blp.alt_response(403, description="forbidden: the unit is outside the caller's scope")
+def compliance(args, org_unit_id):
+    """Closed directives (deadline passed), latest first: did the unit and each child unit reach every
+    member by the deadline? Read from progress frozen when each deadline passed (`push run-due`)."""
+    body, next_cursor = followup.compliance(current_user, org_unit_id, **args)
+    return {**body, "next_cursor": next_cursor}

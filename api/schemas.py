@@ -557,3 +557,28 @@ class OverviewItemSchema(FiguresSchema):
 class OverviewSchema(StrictSchema):
     org_unit = ma.fields.Nested(UnitBriefSchema)
     items = ma.fields.List(ma.fields.Nested(OverviewItemSchema))
+
+
+class ComplianceFiguresSchema(StrictSchema):
+    total = ma.fields.Integer()
+    acknowledged = ma.fields.Integer(metadata={"description": "Acknowledged by the deadline"})
+    exempt = ma.fields.Integer()
+    pending = ma.fields.Integer(metadata={"description": "Not acknowledged by the deadline, not exempt"})
+    reached = ma.fields.Boolean(metadata={"description": "Every member acknowledged in time or was exempt"})
+
+
+class ChildComplianceSchema(ComplianceFiguresSchema):
+    org_unit = ma.fields.Nested(UnitBriefSchema)
+
+
+class ComplianceItemSchema(ComplianceFiguresSchema):
+    document = ma.fields.Nested(OverviewDocumentSchema)
+    units_reached = ma.fields.Integer()
+    units_total = ma.fields.Integer()
+    children = ma.fields.List(ma.fields.Nested(ChildComplianceSchema))
+
+
+class ComplianceSchema(StrictSchema):
+    org_unit = ma.fields.Nested(UnitBriefSchema)
+    items = ma.fields.List(ma.fields.Nested(ComplianceItemSchema))
+    next_cursor = ma.fields.String(allow_none=True)

@@ -17,8 +17,8 @@ from datetime import datetime
 from sqlalchemy import and_, case, literal, or_, select
 
 from content.access import can_manage
-from content.models import Document, Receipt, Status
-from content.progress import audience_members, state_expression, unit_progress
+from content.models import Document, DocumentAudience, Receipt, Status
+from content.progress import audience_members, state_expression, unit_compliance, unit_progress
 from handbook import audit
 from handbook.extensions import db
 from handbook.members import Member
@@ -185,24 +185,25 @@ def _xlsx(stmt) -> Iterator[bytes]:
             yield chunk
 
 
-# --- overview --------------------------------------------------------------------------------------
+# --- overview and compliance ----------------------------------------------------------------------
+
+def _reaching(unit: OrgUnit):
+    """Ids of documents whose audience covers the unit or lies inside it."""
+    return (select(DocumentAudience.document_id).join(OrgUnit, OrgUnit.id == DocumentAudience.org_unit_id)
+            .where(or_(OrgUnit.id.in_([*unit.ancestor_ids, unit.id]), in_subtree(OrgUnit.path, unit.path))))
+
 
 def overview(viewer: Member, org_unit_id: int) -> dict:
     """GET /org-units/{id}/overview: active documents that need acknowledging in the unit, overdue first."""
     unit = resolve_unit(viewer, org_unit_id)
     now = utcnow()
     zone = local_zone()
-    ancestors = [*unit.ancestor_ids, unit.id]
-    from content.models import DocumentAudience
-
-    reaching = select(DocumentAudience.document_id).join(OrgUnit, OrgUnit.id == DocumentAudience.org_unit_id) \
-        .where(or_(OrgUnit.id.in_(ancestors), in_subtree(OrgUnit.path, unit.path)))
     docs = db.session.scalars(select(Document).where(
         Document.status == Status.PUBLISHED.value, Document.requires_ack.is_(True), Document.published_at <= now,
-        Document.id.in_(reaching))).all()
+        Document.id.in_(_reaching(unit)))).all()
     out = []
     for doc in docs:
-        figures = unit_progress(doc, unit, now)
+        figures = unit_progress(doc, unit, now, children=False)
         deadline = as_utc(doc.deadline)
         days_left = (deadline.astimezone(zone).date() - now.astimezone(zone).date()).days
         total = figures["total"]
@@ -216,3 +217,30 @@ def overview(viewer: Member, org_unit_id: int) -> dict:
         })
     out.sort(key=lambda d: (d["overdue"] == 0, d["days_left"], -d["pending"]))
     return {"org_unit": unit.brief(), "items": out}
+
+
+def compliance(viewer: Member, org_unit_id: int, *, limit: int = 20, cursor: str | None = None
+               ) -> tuple[dict, str | None]:
+    """GET /org-units/{id}/compliance: closed directives (deadline passed), latest first, and for each
+    whether the unit and each of its children reached every member by the deadline."""
+    unit = resolve_unit(viewer, org_unit_id)
+    stmt = select(Document).where(Document.closed_at.is_not(None), Document.status == Status.PUBLISHED.value,
+                                  Document.id.in_(_reaching(unit)))
+    if cursor:
+        at, last_id = decode_cursor(cursor, datetime, int)
+        stmt = stmt.where(or_(Document.deadline < at, and_(Document.deadline == at, Document.id < last_id)))
+    docs = list(db.session.scalars(stmt.order_by(Document.deadline.desc(), Document.id.desc()).limit(limit + 1)))
+    docs, next_cursor = page(docs, limit, key=lambda d: (d.deadline, d.id))
+    items = []
+    for doc in docs:
+        figures = unit_compliance(doc, unit)
+        children = figures.pop("children")
+        figures.pop("org_unit")
+        items.append({
+            "document": {"id": doc.id, "kind": doc.kind, "number": doc.number, "title": doc.title,
+                         "published_at": doc.published_at, "deadline": doc.deadline, "version": doc.version},
+            **figures,
+            "units_reached": sum(1 for c in children if c["reached"]), "units_total": len(children),
+            "children": children,
+        })
+    return {"org_unit": unit.brief(), "items": items}, next_cursor

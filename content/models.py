@@ -108,6 +108,8 @@ class Document(db.Model):
     sync_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime)
     withdraw_reason: Mapped[str | None] = mapped_column(Text)
+    # When the deadline passed and progress was frozen into progress_snapshots.
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -223,17 +225,10 @@ class Receipt(db.Model):
     __table_args__ = (Index("ix_receipts_member_id_document_id", "member_id", "document_id"),)
 
 
-class ProgressCounter(db.Model):
-    """Per document and member-holding unit: how many audience members are in each state.
-
-    Updated in the same transaction as every acknowledgement, briefing, exemption, undo, transfer and
-    re-acknowledgement reset, and summed up the tree on read, so progress costs O(units in scope), not
-    O(members). A branch row is touched by its 5-60 members only: no city-wide hot row. `l1_id`..`l3_id`
-    are the unit's ancestors-or-self at depths 1-3, so the breakdown of a unit at depth k into its
-    children is one GROUP BY on the column of depth k+1. `new` = total - opened - acknowledged - exempt.
-    """
-
-    __tablename__ = "progress_counters"
+class _UnitCounts:
+    """Counts of one document's audience members in one member-holding unit. `l1_id`..`l3_id` are the
+    unit's ancestors-or-self at depths 1-3, so the breakdown of a unit at depth k into its children is
+    one GROUP BY on the column of depth k+1. `new` = total - opened - acknowledged - exempt."""
 
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
     org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), primary_key=True)
@@ -245,8 +240,26 @@ class ProgressCounter(db.Model):
     acknowledged: Mapped[int] = mapped_column(Integer, default=0)  # acknowledged the version to acknowledge
     exempt: Mapped[int] = mapped_column(Integer, default=0)
 
-    __table_args__ = (
-        Index("ix_progress_counters_document_id_l1_id", "document_id", "l1_id"),
-        Index("ix_progress_counters_document_id_l2_id", "document_id", "l2_id"),
-        Index("ix_progress_counters_document_id_l3_id", "document_id", "l3_id"),
-    )
+
+def _level_indexes(table: str) -> tuple[Index, ...]:
+    return tuple(Index(f"ix_{table}_document_id_{col}", "document_id", col) for col in ("l1_id", "l2_id", "l3_id"))
+
+
+class ProgressCounter(_UnitCounts, db.Model):
+    """Live progress per (document, member-holding unit).
+
+    Updated in the same transaction as every acknowledgement, briefing, exemption, undo, transfer and
+    re-acknowledgement reset, and summed up the tree on read, so progress costs O(units in scope), not
+    O(members). A branch row is touched by its 5-60 members only: no city-wide hot row.
+    """
+
+    __tablename__ = "progress_counters"
+    __table_args__ = _level_indexes("progress_counters")
+
+
+class ProgressSnapshot(_UnitCounts, db.Model):
+    """Progress frozen at a document's deadline (`acknowledged` = acknowledged by the deadline): the
+    compliance view reads which units reached every member in time."""
+
+    __tablename__ = "progress_snapshots"
+    __table_args__ = _level_indexes("progress_snapshots")

@@ -21,7 +21,8 @@ from datetime import datetime
 
 from sqlalchemy import and_, case, delete, exists, false, func, insert, literal, or_, select, update
 
-from content.models import Document, DocumentAudience, ProgressCounter, Receipt, Status, mask_to_roles
+from content.models import (Document, DocumentAudience, ProgressCounter, ProgressSnapshot, Receipt, Status,
+                            mask_to_roles)
 from handbook.extensions import db
 from handbook.members import Member, RoleGrant, membership_changed
 from handbook.orgunits import OrgUnit, in_subtree
@@ -43,11 +44,14 @@ def classify(receipt: Receipt | None, ack_version: int) -> str:
     return "new"
 
 
-def state_expression(ack_version):
-    """SQL CASE giving the state of a (LEFT JOINed) receipt; mirrors `classify`."""
+def state_expression(ack_version, acknowledged_by: datetime | None = None):
+    """SQL CASE giving the state of a (LEFT JOINed) receipt; mirrors `classify`. With `acknowledged_by`,
+    an acknowledgement counts only if made by then (for the state at a deadline)."""
+    acknowledged = and_(Receipt.acknowledged_version.is_not(None), Receipt.acknowledged_version >= ack_version)
+    if acknowledged_by is not None:
+        acknowledged = and_(acknowledged, Receipt.acknowledged_at <= acknowledged_by)
     return case(
-        (and_(Receipt.acknowledged_version.is_not(None), Receipt.acknowledged_version >= ack_version),
-         literal("acknowledged")),
+        (acknowledged, literal("acknowledged")),
         (Receipt.exempted_at.is_not(None), literal("exempt")),
         (Receipt.opened_at.is_not(None), literal("opened")),
         else_=literal("new"),
@@ -97,16 +101,9 @@ def audience_members(doc: Document, unit_filter=None):
     return and_(*conditions)
 
 
-def recount_document(doc: Document, unit_ids: Iterable[int] | None = None) -> int:
-    """Rebuild the document's counters (all units, or only `unit_ids`) from members and receipts."""
-    unit_ids = None if unit_ids is None else sorted(set(unit_ids))
-    where = [ProgressCounter.document_id == doc.id]
-    if unit_ids is not None:
-        where.append(ProgressCounter.org_unit_id.in_(unit_ids))
-    db.session.execute(delete(ProgressCounter).where(*where))
-    if doc.status not in ACTIVE_STATUSES:
-        return 0
-    state = state_expression(doc.ack_version)
+def _count_rows(doc: Document, unit_ids: list[int] | None, acknowledged_by: datetime | None = None) -> list[dict]:
+    """Per member-holding unit: the audience members and how many are in each state (one GROUP BY)."""
+    state = state_expression(doc.ack_version, acknowledged_by)
 
     def count(name):
         return func.sum(case((state == name, 1), else_=0))
@@ -119,12 +116,45 @@ def recount_document(doc: Document, unit_ids: Iterable[int] | None = None) -> in
         .where(audience_members(doc, Member.org_unit_id.in_(unit_ids) if unit_ids is not None else None))
         .group_by(Member.org_unit_id, OrgUnit.path)
     )
-    rows = [{"document_id": doc.id, "org_unit_id": unit_id, **levels(path), "total": total, "opened": opened,
+    return [{"document_id": doc.id, "org_unit_id": unit_id, **levels(path), "total": total, "opened": opened,
              "acknowledged": acknowledged, "exempt": exempt}
             for unit_id, path, total, opened, acknowledged, exempt in db.session.execute(stmt)]
+
+
+def _write(model, rows: list[dict]) -> None:
     for start in range(0, len(rows), 5000):
-        db.session.execute(insert(ProgressCounter), rows[start:start + 5000])
+        db.session.execute(insert(model), rows[start:start + 5000])
+
+
+def recount_document(doc: Document, unit_ids: Iterable[int] | None = None) -> int:
+    """Rebuild the document's counters (all units, or only `unit_ids`) from members and receipts."""
+    unit_ids = None if unit_ids is None else sorted(set(unit_ids))
+    where = [ProgressCounter.document_id == doc.id]
+    if unit_ids is not None:
+        where.append(ProgressCounter.org_unit_id.in_(unit_ids))
+    db.session.execute(delete(ProgressCounter).where(*where))
+    if doc.status not in ACTIVE_STATUSES:
+        return 0
+    rows = _count_rows(doc, unit_ids)
+    _write(ProgressCounter, rows)
     return len(rows)
+
+
+def close_due(at: datetime) -> list[Document]:
+    """Freeze the progress of every published document whose deadline has passed by `at` (once each):
+    `acknowledged` counts only acknowledgements made by the deadline. Safe to run twice."""
+    stmt = (select(Document).where(Document.status == Status.PUBLISHED.value, Document.requires_ack.is_(True),
+                                   Document.deadline <= at, Document.closed_at.is_(None))
+            .order_by(Document.deadline, Document.id))
+    if db.session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True, of=Document)
+    docs = list(db.session.scalars(stmt))
+    for doc in docs:
+        db.session.execute(delete(ProgressSnapshot).where(ProgressSnapshot.document_id == doc.id))
+        _write(ProgressSnapshot, _count_rows(doc, None, acknowledged_by=doc.deadline))
+        doc.closed_at = at
+    db.session.commit()
+    return docs
 
 
 def recount(document_ids: Iterable[int] | None = None, unit_ids: Iterable[int] | None = None) -> int:
@@ -152,17 +182,16 @@ def on_membership_changed(sender, unit_ids: set[int], **_) -> None:
 
 # --- reading ---------------------------------------------------------------------------------------
 
-def _child_column(depth: int):
-    return getattr(ProgressCounter, LEVEL_COLUMNS[depth]) if depth < len(LEVEL_COLUMNS) \
-        else ProgressCounter.org_unit_id
+def _child_column(model, depth: int):
+    return getattr(model, LEVEL_COLUMNS[depth]) if depth < len(LEVEL_COLUMNS) else model.org_unit_id
 
 
-def _scope_condition(unit: OrgUnit):
+def _scope_condition(model, unit: OrgUnit):
     if unit.depth == 0:
         return None
     if unit.depth <= len(LEVEL_COLUMNS):
-        return getattr(ProgressCounter, LEVEL_COLUMNS[unit.depth - 1]) == unit.id
-    return ProgressCounter.org_unit_id == unit.id
+        return getattr(model, LEVEL_COLUMNS[unit.depth - 1]) == unit.id
+    return model.org_unit_id == unit.id
 
 
 def _figures(total, opened, acknowledged, exempt, overdue: bool) -> dict:
@@ -172,20 +201,39 @@ def _figures(total, opened, acknowledged, exempt, overdue: bool) -> dict:
             "overdue": pending if overdue else 0, "exempt": exempt}
 
 
-def unit_progress(doc: Document, unit: OrgUnit, now: datetime) -> dict:
-    """Totals for `unit`'s subtree and the breakdown by its children: one GROUP BY over counter rows."""
-    child = _child_column(unit.depth)
-    stmt = (select(child, func.sum(ProgressCounter.total), func.sum(ProgressCounter.opened),
-                   func.sum(ProgressCounter.acknowledged), func.sum(ProgressCounter.exempt))
-            .where(ProgressCounter.document_id == doc.id).group_by(child))
-    scope = _scope_condition(unit)
+def _breakdown(model, doc: Document, unit: OrgUnit, overdue: bool, children: bool = True) -> dict:
+    """Totals for `unit`'s subtree and by its children: one GROUP BY over the rows of `model`."""
+    child = _child_column(model, unit.depth)
+    stmt = (select(child, func.sum(model.total), func.sum(model.opened), func.sum(model.acknowledged),
+                   func.sum(model.exempt))
+            .where(model.document_id == doc.id).group_by(child))
+    scope = _scope_condition(model, unit)
     if scope is not None:
         stmt = stmt.where(scope)
     rows = db.session.execute(stmt).all()
-    overdue = doc.requires_ack and doc.deadline is not None and doc.deadline < now
     sums = [sum(int(r[i] or 0) for r in rows) for i in range(1, 5)]
-    child_rows = [r for r in rows if r[0] is not None and r[0] != unit.id]
-    units = {u.id: u for u in db.session.scalars(select(OrgUnit).where(OrgUnit.id.in_([r[0] for r in child_rows])))}
-    children = [{"org_unit": units[r[0]].brief(), **_figures(*r[1:], overdue)}
-                for r in sorted(child_rows, key=lambda r: units[r[0]].path) if r[0] in units]
-    return {"org_unit": unit.brief(), **_figures(*sums, overdue), "deadline": doc.deadline, "children": children}
+    out = {"org_unit": unit.brief(), **_figures(*sums, overdue)}
+    if children:
+        child_rows = [r for r in rows if r[0] is not None and r[0] != unit.id]
+        units = {u.id: u for u in db.session.scalars(
+            select(OrgUnit).where(OrgUnit.id.in_([r[0] for r in child_rows])))}
+        out["children"] = [{"org_unit": units[r[0]].brief(), **_figures(*r[1:], overdue)}
+                           for r in sorted(child_rows, key=lambda r: units[r[0]].path) if r[0] in units]
+    return out
+
+
+def unit_progress(doc: Document, unit: OrgUnit, now: datetime, *, children: bool = True) -> dict:
+    """Live progress for `unit`'s subtree and each of its children."""
+    overdue = bool(doc.requires_ack and doc.deadline is not None and doc.deadline < now)
+    return {**_breakdown(ProgressCounter, doc, unit, overdue, children), "deadline": doc.deadline}
+
+
+def unit_compliance(doc: Document, unit: OrgUnit) -> dict:
+    """Progress at the deadline for `unit` and its children, each with `reached`: every audience member
+    acknowledged by the deadline or was exempt."""
+    out = _breakdown(ProgressSnapshot, doc, unit, overdue=True)
+    for part in [out, *out["children"]]:
+        part["reached"] = part["pending"] == 0
+        for key in ("opened", "overdue"):
+            part.pop(key)
+    return out
