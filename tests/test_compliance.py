@@ -1,0 +1,110 @@
+"""The compliance view: progress frozen when a deadline passes; which units reached every member in time."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from content.models import Document, ProgressSnapshot, Receipt
+from handbook.extensions import db
+from handbook.timeutil import local_zone
+from tests.factories import bearer, login, member, small_tree
+from tests.test_errors import assert_problem
+
+
+@pytest.fixture()
+def world(app, client):
+    tree = small_tree()
+    member("B1", tree["city"], roles=[("publisher", tree["city"]), ("admin", tree["city"])])
+    member("S1", tree["b1"], roles=[("secretary", tree["b1"])])
+    member("C2", tree["dong_da"], roles=[("committee", tree["dong_da"])])
+    people = {card: member(card, unit) for card, unit in
+              (("M1", tree["b1"]), ("M2", tree["b1"]), ("M3", tree["b2"]), ("M4", tree["cbcs"]))}
+    auth = {card: bearer(login(client, card).json["access_token"]) for card in ("B1", "S1", "C2", "M1")}
+    doc = client.post("/api/v1/admin/documents", headers=auth["B1"], json={
+        "kind": "directive", "number": "24-CT/TU", "title": "Chỉ thị", "audience": {"org_units": [tree["city"].id]},
+        "ack_days": 3}).json
+    client.post(f"/api/v1/admin/documents/{doc['id']}/publish", json={}, headers=auth["B1"])
+    return {"tree": tree, "people": people, "auth": auth, "doc": db.session.get(Document, doc["id"])}
+
+
+def _run_due(app, at: datetime):
+    return app.test_cli_runner().invoke(args=["handbook", "push", "run-due", "--at", at.isoformat()])
+
+
+def test_deadline_freezes_progress_once(app, client, world):
+    doc, people, auth = world["doc"], world["people"], world["auth"]
+    client.put(f"/api/v1/documents/{doc.id}/acknowledgement", json={"version": 1}, headers=auth["M1"])
+    deadline = doc.deadline
+    before = _run_due(app, deadline - timedelta(seconds=1))
+    assert "closed" not in before.output
+    closing = _run_due(app, deadline + timedelta(minutes=1))
+    assert f"closed document {doc.id}" in closing.output
+    again = _run_due(app, deadline + timedelta(minutes=2))
+    assert "closed" not in again.output
+    rows = db.session.scalar(select(func.count()).select_from(ProgressSnapshot))
+    assert rows == 5  # the city itself (B1), b1, b2, cbcs... one row per member-holding unit with members
+    # A late acknowledgement changes live progress but not the frozen one.
+    receipt = Receipt(document_id=doc.id, member_id=people["M2"].id, opened_at=deadline + timedelta(hours=1),
+                      acknowledged_at=deadline + timedelta(hours=1), acknowledged_version=1, method="app")
+    db.session.add(receipt)
+    db.session.commit()
+    body = client.get(f"/api/v1/org-units/{world['tree']['b1'].id}/compliance", headers=auth["S1"]).json
+    [item] = body["items"]
+    assert (item["total"], item["acknowledged"], item["pending"], item["reached"]) == (3, 1, 2, False)
+    assert item["document"]["id"] == doc.id and body["next_cursor"] is None
+
+
+def test_acknowledged_in_time_or_exempt_reaches(app, client, world):
+    doc, people, auth, tree = world["doc"], world["people"], world["auth"], world["tree"]
+    client.put(f"/api/v1/documents/{doc.id}/acknowledgement", json={"version": 1}, headers=auth["M1"])
+    secretary = auth["S1"]
+    sec_id = client.get("/api/v1/me", headers=secretary).json["id"]
+    briefing = client.post(f"/api/v1/documents/{doc.id}/acknowledgements", headers=secretary, json={
+        "member_ids": [sec_id], "method": "briefing", "held_on": datetime.now(local_zone()).date().isoformat()})
+    assert briefing.json["results"] == [{"member_id": sec_id, "status": "ok"}]
+    client.post(f"/api/v1/documents/{doc.id}/exemptions", headers=secretary,
+                json={"member_ids": [people["M2"].id], "reason": "Ốm dài ngày"})
+    _run_due(app, doc.deadline + timedelta(seconds=1))
+    city = client.get(f"/api/v1/org-units/{tree['city'].id}/compliance", headers=auth["B1"]).json["items"][0]
+    assert city["reached"] is False and city["units_total"] == 2
+    district = client.get(f"/api/v1/org-units/{tree['phuong'].id}/compliance", headers=auth["B1"]).json["items"][0]
+    reached = {c["org_unit"]["code"]: c["reached"] for c in district["children"]}
+    assert reached == {"HN.BD.DB.1": True, "HN.BD.DB.2": False}
+    assert district["units_reached"] == 1 and district["units_total"] == 2
+
+
+def test_compliance_scope_and_open_documents(app, client, world):
+    tree, auth = world["tree"], world["auth"]
+    # Nothing is closed yet.
+    assert client.get(f"/api/v1/org-units/{tree['city'].id}/compliance", headers=auth["B1"]).json["items"] == []
+    assert_problem(client.get(f"/api/v1/org-units/{tree['ba_dinh'].id}/compliance", headers=auth["C2"]), 403,
+                   "forbidden")
+    assert_problem(client.get(f"/api/v1/org-units/{tree['b1'].id}/compliance", headers=auth["M1"]), 403,
+                   "forbidden")
+    assert_problem(client.get(f"/api/v1/org-units/{tree['b1'].id}/compliance"), 401, "unauthorized")
+
+
+def test_compliance_pagination(app, client, world):
+    tree, auth = world["tree"], world["auth"]
+    ids = [world["doc"].id]
+    for n in range(4):
+        doc = client.post("/api/v1/admin/documents", headers=auth["B1"], json={
+            "kind": "plan", "title": f"Kế hoạch {n}", "audience": {"org_units": [tree["ba_dinh"].id]},
+            "ack_days": n + 1}).json
+        client.post(f"/api/v1/admin/documents/{doc['id']}/publish", json={}, headers=auth["B1"])
+        ids.append(doc["id"])
+    _run_due(app, datetime.now(UTC) + timedelta(days=10))
+    seen, cursor = [], None
+    while True:
+        query = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        body = client.get(f"/api/v1/org-units/{tree['phuong'].id}/compliance", query_string=query,
+                          headers=auth["B1"]).json
+        seen += [i["document"]["id"] for i in body["items"]]
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+    deadlines = [db.session.get(Document, i).deadline for i in seen]
+    assert deadlines == sorted(deadlines, reverse=True)
