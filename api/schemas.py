@@ -491,10 +491,7 @@ class MemberListArgs(PageArgs):
                               metadata={"description": "csv (UTF-8 with BOM, opens in Excel) and xlsx stream every row"})
 
 
-class MemberBriefSchema(StrictSchema):
-    id = ma.fields.Integer()
-    card_number = ma.fields.String()
-    full_name = ma.fields.String()
+class MemberBriefSchema(ActorSchema):
     org_unit = ma.fields.Nested(UnitBriefSchema)
 
 

@@ -184,6 +184,26 @@ def _members_in_scope(actor: Member, doc: Document, member_ids: list[int]) -> di
     return {m.id: m for m in rows if has_role_over(actor, m.org_unit, BRIEFING_ROLES)}
 
 
+def _for_each_member(actor: Member, doc: Document, member_ids: list[int], mutate: Callable[[Receipt], None], *,
+                     count_changed_only: bool) -> tuple[list[dict], list[int]]:
+    """Apply `mutate` to each listed member in the actor's scope: per-member results, and the ids recorded
+    (every member found, or with `count_changed_only` only those who became acknowledged)."""
+    members = _members_in_scope(actor, doc, member_ids)
+    results, recorded = [], []
+    for member_id in dict.fromkeys(member_ids):
+        member = members.get(member_id)
+        if member is None:
+            results.append({"member_id": member_id, "status": "not_found"})
+            continue
+        before, after, _ = _change(doc, member, mutate)
+        became = before != "acknowledged" and after == "acknowledged"
+        results.append({"member_id": member_id,
+                        "status": "already_acknowledged" if before == "acknowledged" else "ok"})
+        if became or not count_changed_only:
+            recorded.append(member_id)
+    return results, recorded
+
+
 def record_briefing(actor: Member, document_id: int, member_ids: list[int], held_on: date,
                     note: str | None) -> list[dict]:
     """POST /documents/{id}/acknowledgements (method briefing): members briefed at a branch meeting."""
@@ -198,26 +218,15 @@ def record_briefing(actor: Member, document_id: int, member_ids: list[int], held
         raise ProblemError("validation_error", 422, errors={"held_on": ["before_publication"]})
     at = _clamp(datetime.combine(held_on, time(12, 0), tzinfo=zone), doc, now)
     note = nfc(note)
-    members = _members_in_scope(actor, doc, member_ids)
-    results, recorded = [], []
-    for member_id in dict.fromkeys(member_ids):
-        member = members.get(member_id)
-        if member is None:
-            results.append({"member_id": member_id, "status": "not_found"})
-            continue
 
-        def mutate(r: Receipt) -> None:
-            if r.acknowledged_version is not None and r.acknowledged_version >= doc.ack_version:
-                return
-            r.acknowledged_at, r.acknowledged_version, r.method, r.recorded_by = at, doc.version, "briefing", actor.id
-            r.recorded_at, r.held_on, r.note, r.client_acknowledged_at = now, held_on, note, None
-            r.platform = r.device = None
+    def mutate(r: Receipt) -> None:
+        if r.acknowledged_version is not None and r.acknowledged_version >= doc.ack_version:
+            return
+        r.acknowledged_at, r.acknowledged_version, r.method, r.recorded_by = at, doc.version, "briefing", actor.id
+        r.recorded_at, r.held_on, r.note, r.client_acknowledged_at = now, held_on, note, None
+        r.platform = r.device = None
 
-        before, after, _ = _change(doc, member, mutate)
-        changed = before != "acknowledged" and after == "acknowledged"
-        results.append({"member_id": member_id, "status": "ok" if changed else "already_acknowledged"})
-        if changed:
-            recorded.append(member_id)
+    results, recorded = _for_each_member(actor, doc, member_ids, mutate, count_changed_only=True)
     audit.record("acknowledgement.briefing", actor_id=actor.id, target_type="document", target_id=doc.id,
                  members=recorded, held_on=held_on.isoformat(), note=note)
     db.session.commit()
@@ -251,21 +260,11 @@ def exempt(actor: Member, document_id: int, member_ids: list[int], reason: str) 
     if not reason:
         raise ProblemError("validation_error", 422, errors={"reason": ["required"]})
     now = utcnow()
-    members = _members_in_scope(actor, doc, member_ids)
-    results, recorded = [], []
-    for member_id in dict.fromkeys(member_ids):
-        member = members.get(member_id)
-        if member is None:
-            results.append({"member_id": member_id, "status": "not_found"})
-            continue
 
-        def mutate(r: Receipt) -> None:
-            r.exempt_reason, r.exempted_at, r.exempted_by = reason, now, actor.id
+    def mutate(r: Receipt) -> None:
+        r.exempt_reason, r.exempted_at, r.exempted_by = reason, now, actor.id
 
-        before, after, _ = _change(doc, member, mutate)
-        status = "already_acknowledged" if before == "acknowledged" else "ok"
-        results.append({"member_id": member_id, "status": status})
-        recorded.append(member_id)
+    results, recorded = _for_each_member(actor, doc, member_ids, mutate, count_changed_only=False)
     audit.record("acknowledgement.exemption", actor_id=actor.id, target_type="document", target_id=doc.id,
                  members=recorded, reason=reason)
     db.session.commit()
