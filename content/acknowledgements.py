@@ -52,15 +52,26 @@ def _receipt_for_update(document_id: int, member_id: int) -> Receipt:
     return db.session.scalars(stmt.execution_options(populate_existing=True)).one()
 
 
-def _change(doc: Document, member: Member, mutate: Callable[[Receipt], None]) -> tuple[str, str, Receipt]:
-    """Apply `mutate` to the member's receipt and keep the counters exact; returns (before, after, receipt)."""
-    progress.lock_document(doc.id)
+def _change(doc: Document, member: Member, mutate: Callable[[Receipt], None],
+            check: Callable[[Document], None] | None = None) -> tuple[str, str, Receipt]:
+    """Apply `mutate` to the member's receipt and keep the counters exact; returns (before, after, receipt).
+
+    Under the lock, the document (its ack_version) and the member's unit are read afresh: a material
+    change or a transfer that committed while this request waited must not be missed. `check` runs on
+    the fresh document before anything is written (e.g. the version check).
+    """
+    doc = progress.lock_document(doc.id)
+    if check is not None:
+        check(doc)
+    unit_id, active = db.session.execute(
+        select(Member.org_unit_id, Member.active).where(Member.id == member.id)).one()
     receipt = _receipt_for_update(doc.id, member.id)
     before = progress.classify(receipt, doc.ack_version)
     mutate(receipt)
     after = progress.classify(receipt, doc.ack_version)
     db.session.flush()
-    progress.apply(doc, member.org_unit_id, before, after)
+    if active:
+        progress.apply(doc, unit_id, before, after)
     return before, after, receipt
 
 
@@ -96,10 +107,10 @@ def _check_version(doc: Document, version: int) -> None:
                            extra={"current_version": doc.version, "ack_version": doc.ack_version})
 
 
-def _acknowledge(doc: Document, member: Member, version: int, at: datetime, now: datetime, *,
-                 platform: str | None = None, device: str | None = None,
-                 client_at: datetime | None = None) -> Receipt:
+def _acknowledge(doc: Document, member: Member, version: int, client_at: datetime | None, now: datetime, *,
+                 platform: str | None = None, device: str | None = None) -> Receipt:
     def mutate(r: Receipt) -> None:
+        at = _clamp(client_at, doc, now)
         _open(r, at)
         if r.acknowledged_version is not None and r.acknowledged_version >= doc.ack_version:
             return  # already acknowledged: idempotent
@@ -107,7 +118,7 @@ def _acknowledge(doc: Document, member: Member, version: int, at: datetime, now:
         r.recorded_at, r.client_acknowledged_at, r.platform, r.device = now, client_at, platform, device
         r.held_on = r.note = None
 
-    return _change(doc, member, mutate)[2]
+    return _change(doc, member, mutate, check=lambda fresh: _check_version(fresh, version))[2]
 
 
 def acknowledge(member: Member, document_id: int, version: int, *, client_at: datetime | None = None,
@@ -115,10 +126,7 @@ def acknowledge(member: Member, document_id: int, version: int, *, client_at: da
     """PUT /documents/{id}/acknowledgement. Idempotent; a version older than the one to acknowledge is
     409 stale_version."""
     doc = readable_document(member, document_id)
-    _check_version(doc, version)
-    now = utcnow()
-    receipt = _acknowledge(doc, member, version, _clamp(client_at, doc, now), now, platform=platform,
-                           device=device, client_at=client_at)
+    receipt = _acknowledge(doc, member, version, client_at, utcnow(), platform=platform, device=device)
     db.session.commit()
     return my_receipt(doc, receipt)
 
@@ -133,41 +141,49 @@ def sync(member: Member, items: list[dict], *, platform: str | None = None, devi
     results = []
     for item in items:
         doc = docs.get(item["document_id"])
-        status = "ok"
+        result = {"document_id": item["document_id"], "status": "ok"}
         if doc is None:
-            status = "not_found"
+            result["status"] = "not_found"
         else:
-            version = item.get("version")
-            acknowledged_at = item.get("acknowledged_at")
-            opened_at = item.get("opened_at")
-            if acknowledged_at is not None or (version is not None and opened_at is None):
-                if not doc.requires_ack:
-                    status = "not_required"
-                elif version is None or version > doc.version:
-                    status = "invalid"
-                elif version < doc.ack_version:
-                    status = "stale_version"
-                else:
-                    _acknowledge(doc, member, version, _clamp(acknowledged_at, doc, now), now, platform=platform,
-                                 device=device, client_at=acknowledged_at)
-            if opened_at is not None and status == "ok":
-                _change(doc, member, lambda r, d=doc, at=opened_at: _open(r, _clamp(at, d, now)))
-        result = {"document_id": item["document_id"], "status": status}
-        if status == "stale_version":
-            result["current_version"] = doc.version
+            try:
+                _sync_item(doc, member, item, now, platform, device)
+            except ProblemError as e:
+                result["status"] = SYNC_STATUSES[e.code]
+                if e.code == "stale_version":
+                    result["current_version"] = doc.version
         results.append(result)
     db.session.commit()
     return results
 
 
+SYNC_STATUSES = {"stale_version": "stale_version", "ack_not_required": "not_required",
+                 "validation_error": "invalid"}
+
+
+def _sync_item(doc: Document, member: Member, item: dict, now: datetime, platform: str | None,
+               device: str | None) -> None:
+    """One offline item: the phone's open time first (so an acknowledgement does not stand in for it),
+    then the acknowledgement; a rejected acknowledgement raises before anything of it is written."""
+    version, opened_at, acknowledged_at = item.get("version"), item.get("opened_at"), item.get("acknowledged_at")
+    if opened_at is not None:
+        _change(doc, member, lambda r: _open(r, _clamp(opened_at, doc, now)))
+    if acknowledged_at is not None or (version is not None and opened_at is None):
+        if version is None:
+            raise ProblemError("validation_error", 422)
+        _acknowledge(doc, member, version, acknowledged_at, now, platform=platform, device=device)
+
+
 # --- secretaries -----------------------------------------------------------------------------------
 
 def _followed_document(actor: Member, document_id: int) -> Document:
-    """A document that is out (or was: withdrawn ones are 409) and reaches some unit of the actor's scope."""
+    """A document that is out (or was: withdrawn ones are 409) and reaches the actor's scope (else 404)."""
     if not scope_roots(actor, BRIEFING_ROLES):
         raise ProblemError("forbidden", 403)
+    roots = scope_roots(actor, BRIEFING_ROLES)
     doc = db.session.get(Document, document_id)
     if doc is None or doc.published_at is None or doc.status == Status.DRAFT.value:
+        raise ProblemError("not_found", 404)
+    if not any(a.org_unit.contains(r) or r.contains(a.org_unit) for a in doc.audience for r in roots):
         raise ProblemError("not_found", 404)
     if doc.status == Status.WITHDRAWN.value:
         raise ProblemError("document_withdrawn", 409)

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, case, literal, or_, select
 
-from content.access import can_manage
+from content.access import can_manage, is_out
 from content.models import Document, DocumentAudience, Receipt, Status
 from content.progress import audience_members, state_expression, unit_compliance, unit_progress
 from handbook import audit
@@ -129,6 +129,15 @@ def _local(value: datetime | None) -> str:
     return "" if value is None else as_utc(value).astimezone(local_zone()).strftime("%d/%m/%Y %H:%M")
 
 
+# A cell starting with one of these is a formula to Excel (CWE-1236): CSV cells get a leading quote,
+# XLSX cells are written as typed strings.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_safe(value):
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
 def _export_cells(r) -> list:
     return [r.card_number, r.full_name, r.code, r.name, STATE_LABELS.get(r.state, r.state), _local(r.opened_at),
             _local(r.acknowledged_at), r.acknowledged_version or "",
@@ -162,7 +171,7 @@ def _csv(stmt) -> Iterator[bytes]:
     buffer.write("\ufeff")
     writer.writerow(EXPORT_HEADERS)
     for n, row in enumerate(db.session.execute(stmt), 1):
-        writer.writerow(_export_cells(row))
+        writer.writerow([_csv_safe(v) for v in _export_cells(row)])
         if n % 500 == 0:
             yield buffer.getvalue().encode()
             buffer.seek(0)
@@ -172,12 +181,20 @@ def _csv(stmt) -> Iterator[bytes]:
 
 def _xlsx(stmt) -> Iterator[bytes]:
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Tiến độ")
+
+    def cell(value):
+        c = WriteOnlyCell(sheet, value=value)
+        if isinstance(value, str):
+            c.data_type = "s"  # text stays text, even when it starts with "="
+        return c
+
     sheet.append(list(EXPORT_HEADERS))
     for row in db.session.execute(stmt):
-        sheet.append(_export_cells(row))
+        sheet.append([cell(v) for v in _export_cells(row)])
     with tempfile.TemporaryFile() as f:
         workbook.save(f)
         f.seek(0)
@@ -199,8 +216,7 @@ def overview(viewer: Member, org_unit_id: int) -> dict:
     now = utcnow()
     zone = local_zone()
     docs = db.session.scalars(select(Document).where(
-        Document.status == Status.PUBLISHED.value, Document.requires_ack.is_(True), Document.published_at <= now,
-        Document.id.in_(_reaching(unit)))).all()
+        is_out(now), Document.requires_ack.is_(True), Document.id.in_(_reaching(unit)))).all()
     out = []
     for doc in docs:
         figures = unit_progress(doc, unit, now, children=False)

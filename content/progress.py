@@ -64,11 +64,14 @@ def levels(path: str) -> dict[str, int | None]:
     return {col: (ids[i + 1] if len(ids) > i + 1 else None) for i, col in enumerate(LEVEL_COLUMNS)}
 
 
-def lock_document(document_id: int, *, exclusive: bool = False) -> None:
-    """Row lock on the document (PostgreSQL): shared for member-level writers, exclusive for recounts."""
+def lock_document(document_id: int) -> Document:
+    """The document, re-read under a shared row lock (PostgreSQL): member-level writers hold it, so a
+    recount or a material change (which lock the row exclusively) never interleaves with them, and they
+    see the `ack_version` that is current once they have the lock."""
+    stmt = select(Document).where(Document.id == document_id).execution_options(populate_existing=True)
     if db.session.get_bind().dialect.name == "postgresql":
-        stmt = select(Document.id).where(Document.id == document_id)
-        db.session.execute(stmt.with_for_update() if exclusive else stmt.with_for_update(read=True))
+        stmt = stmt.with_for_update(read=True, of=Document)
+    return db.session.scalars(stmt).one()
 
 
 def apply(doc: Document, unit_id: int, before: str, after: str) -> None:

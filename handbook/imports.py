@@ -273,7 +273,9 @@ def import_org_units(path: str, *, actor_id: int | None = None) -> ImportReport:
         return report
 
     _write_units(report, rows, existing)
-    recompute_paths()
+    moved = recompute_paths()
+    if moved:  # units that moved in the tree (and new ones): their progress rows follow them
+        membership_changed.send(None, unit_ids=set(moved))
     audit.record("import.org_units", actor_id=actor_id, target_type="file", target_id=os.path.basename(path),
                  rows=report.rows, created=report.created, updated=report.updated)
     db.session.commit()

@@ -97,8 +97,8 @@ def has_children(unit_id: int) -> bool:
     return db.session.scalar(select(OrgUnit.id).where(OrgUnit.parent_id == unit_id).limit(1)) is not None
 
 
-def recompute_paths(changed_ids: Iterable[int] | None = None) -> int:
-    """Recompute `path` and `depth` for the whole tree from `parent_id`; returns how many rows changed.
+def recompute_paths(changed_ids: Iterable[int] | None = None) -> list[int]:
+    """Recompute `path` and `depth` for the whole tree from `parent_id`; returns the ids whose path changed.
 
     Loads (id, parent_id, path) only: about 25,000 rows for Hanoi, 300,000 nationwide. Callers have
     already rejected cycles, so every unit reaches a root.
@@ -131,4 +131,4 @@ def recompute_paths(changed_ids: Iterable[int] | None = None) -> int:
             update(OrgUnit), [{"id": c["id"], "path": f"~tmp/{c['id']}"} for c in changes]
         )
         db.session.execute(update(OrgUnit), changes)
-    return len(changes)
+    return [c["id"] for c in changes]
