@@ -138,8 +138,9 @@ def sync(member: Member, items: list[dict], *, platform: str | None = None, devi
     docs = {d.id: d for d in db.session.scalars(
         select(Document).where(Document.id.in_(ids), is_out(), in_audience(reader)))}
     now = utcnow()
-    results = []
-    for item in items:
+    results: list[dict] = [{} for _ in items]
+    # Documents locked in one order, so two syncs of one phone never deadlock; answers in the given order.
+    for index, item in sorted(enumerate(items), key=lambda pair: (pair[1]["document_id"], pair[0])):
         doc = docs.get(item["document_id"])
         result = {"document_id": item["document_id"], "status": "ok"}
         if doc is None:
@@ -151,7 +152,7 @@ def sync(member: Member, items: list[dict], *, platform: str | None = None, devi
                 result["status"] = SYNC_STATUSES[e.code]
                 if e.code == "stale_version":
                     result["current_version"] = doc.version
-        results.append(result)
+        results[index] = result
     db.session.commit()
     return results
 
@@ -205,19 +206,18 @@ def _for_each_member(actor: Member, doc: Document, member_ids: list[int], mutate
     """Apply `mutate` to each listed member in the actor's scope: per-member results, and the ids recorded
     (every member found, or with `count_changed_only` only those who became acknowledged)."""
     members = _members_in_scope(actor, doc, member_ids)
-    results, recorded = [], []
-    for member_id in dict.fromkeys(member_ids):
+    status, recorded = {}, []
+    for member_id in sorted(set(member_ids)):  # receipts locked in one order: no deadlock between secretaries
         member = members.get(member_id)
         if member is None:
-            results.append({"member_id": member_id, "status": "not_found"})
+            status[member_id] = "not_found"
             continue
         before, after, _ = _change(doc, member, mutate)
         became = before != "acknowledged" and after == "acknowledged"
-        results.append({"member_id": member_id,
-                        "status": "already_acknowledged" if before == "acknowledged" else "ok"})
+        status[member_id] = "already_acknowledged" if before == "acknowledged" else "ok"
         if became or not count_changed_only:
             recorded.append(member_id)
-    return results, recorded
+    return [{"member_id": m, "status": status[m]} for m in dict.fromkeys(member_ids)], recorded
 
 
 def record_briefing(actor: Member, document_id: int, member_ids: list[int], held_on: date,
