@@ -30,7 +30,6 @@ from content.storage import CHUNK_SIZE, get_storage
 from handbook import audit
 from handbook.errors import ProblemError
 from handbook.extensions import db
-from handbook.i18n import language
 from handbook.members import Member
 from handbook.permissions import not_found
 from handbook.timeutil import as_utc, utcnow
@@ -66,18 +65,6 @@ _DOCX_MAIN = b"application/vnd.openxmlformats-officedocument.wordprocessingml.do
 _CONTENT_TYPES_LIMIT = 1024 * 1024  # bytes of [Content_Types].xml we are willing to inflate
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
                KeyError, NotImplementedError, RuntimeError)
-
-# Messages of the `errors` member of a 422 (field-level; the problem titles live in handbook.i18n).
-_FIELD_TEXT = {
-    "empty_file": ("Tệp rỗng (0 byte).", "The file is empty (0 bytes)."),
-    "missing_filename": ("Tệp cần có tên (kèm phần mở rộng).", "The file needs a name (with its extension)."),
-}
-
-
-def _field_text(key: str) -> str:
-    vi, en = _FIELD_TEXT[key]
-    return en if language() == "en" else vi
-
 
 def inline_disposition(content_type: str) -> bool:
     """Images and PDF open in place; DOCX is offered as a download."""
@@ -192,9 +179,9 @@ def add_attachment(actor: Member, doc: Document, file_storage) -> Attachment:
     with tempfile.TemporaryFile() as spool:  # anonymous: nothing is left behind, whatever happens
         sha256, size = _spool(file_storage.stream, spool, limit)
         if size == 0:
-            raise ProblemError("validation_error", 422, errors={"file": [_field_text("empty_file")]})
+            raise ProblemError("validation_error", 422, errors={"file": ["empty_file"]})
         if not filename:
-            raise ProblemError("validation_error", 422, errors={"file": [_field_text("missing_filename")]})
+            raise ProblemError("validation_error", 422, errors={"file": ["missing_filename"]})
         kind = sniff(spool)
         if kind is None or extension(filename) not in FILE_TYPES[kind].extensions:
             raise ProblemError("unsupported_file_type", 415)
