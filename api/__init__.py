@@ -6,8 +6,8 @@ import importlib
 from flask import Flask, Response
 
 # Blueprint modules under /api/v1; each has `blp` and `PREFIX`.
-MODULES = ("auth", "me", "documents", "acknowledgements", "followup", "attachments", "admin_documents", "series",
-           "audit")
+MODULES = ("auth", "me", "devices", "documents", "acknowledgements", "followup", "attachments",
+           "admin_documents", "series", "audit")
 
 
 def init_app(app: Flask) -> None:

@@ -579,3 +579,30 @@ class ComplianceSchema(StrictSchema):
     org_unit = ma.fields.Nested(UnitBriefSchema)
     items = ma.fields.List(ma.fields.Nested(ComplianceItemSchema))
     next_cursor = ma.fields.String(allow_none=True)
+
+
+# --- devices -------------------------------------------------------------------------------------
+
+class DeviceInSchema(StrictSchema):
+    fid = ma.fields.String(validate=validate.Length(min=1, max=255),
+                           metadata={"description": "Firebase installation ID (preferred)"})
+    token = ma.fields.String(validate=validate.Length(min=1, max=1024),
+                             metadata={"description": "FCM registration token (legacy)"})
+    platform = ma.fields.String(required=True, validate=validate.OneOf(PLATFORMS))
+    app_version = ma.fields.String(validate=validate.Length(max=64))
+    locale = ma.fields.String(validate=validate.Length(max=35), metadata={"example": "vi-VN"})
+
+
+class DeviceSchema(StrictSchema):
+    id = ma.fields.Integer()
+    fid = ma.fields.String(allow_none=True)
+    token = ma.fields.String(allow_none=True)
+    platform = ma.fields.String(metadata={"enum": PLATFORMS})
+    app_version = ma.fields.String(allow_none=True)
+    locale = ma.fields.String(allow_none=True)
+    created_at = UtcDateTime()
+    last_seen_at = UtcDateTime()
+
+
+class DeviceListSchema(StrictSchema):
+    items = ma.fields.List(ma.fields.Nested(DeviceSchema))

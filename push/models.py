@@ -51,3 +51,27 @@ class Notification(db.Model):
     invalid_tokens: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_notifications_state_due_at", "state", "due_at"),)
+
+
+class Device(db.Model):
+    """A phone (or browser) of a member that can receive pushes: a Firebase installation ID (`fid`,
+    preferred by firebase-admin 7) and/or a legacy FCM registration `token`."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    fid: Mapped[str | None] = mapped_column(String(255), unique=True)
+    token: Mapped[str | None] = mapped_column(String(1024), unique=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    app_version: Mapped[str | None] = mapped_column(String(64))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_devices_last_seen_at", "last_seen_at"),)
+
+    def view(self) -> dict:
+        return {"id": self.id, "fid": self.fid, "token": self.token, "platform": self.platform,
+                "app_version": self.app_version, "locale": self.locale, "created_at": self.created_at,
+                "last_seen_at": self.last_seen_at}
