@@ -233,6 +233,9 @@ def _edit_unpublished(actor: Member, doc: Document, data: dict, changed: dict) -
         if "roles" in audience:
             doc.roles_mask = roles_to_mask(audience["roles"])
         changed["audience"] = [u.id for u in units]
+        if doc.status == Status.SCHEDULED.value:  # counted when scheduled: count the new audience
+            db.session.flush()
+            progress.recount_document(doc)
     if doc.status == Status.SCHEDULED.value and doc.requires_ack:
         doc.deadline = deadline_for(doc.published_at, doc.ack_days)
     elif not doc.requires_ack:

@@ -513,3 +513,17 @@ def test_two_lessons_cannot_share_a_number(client, tree, board):
     assert_problem(moved, 422, "validation_error")
     assert client.patch(f"{ADMIN}/{first['id']}", json={"lesson_no": 1}, headers=board).status_code == 200
     assert client.patch(f"{ADMIN}/{second['id']}", json={"lesson_no": 3}, headers=board).json["lesson_no"] == 3
+
+
+def test_changing_the_audience_of_a_scheduled_document_recounts_it(client, tree, board):
+    from content.models import ProgressCounter
+
+    member("R4", tree["b1"])
+    member("R5", tree["b2"])
+    doc = create(client, board, body(tree, "b1"))
+    publish(client, board, doc["id"], publish_at=(datetime.now(UTC) + timedelta(days=1)).isoformat())
+    rows = db.session.execute(select(ProgressCounter.org_unit_id, ProgressCounter.total)).all()
+    assert rows == [(tree["b1"].id, 1)]
+    client.patch(f"{ADMIN}/{doc['id']}", json={"audience": {"org_units": [tree["b2"].id]}}, headers=board)
+    rows = db.session.execute(select(ProgressCounter.org_unit_id, ProgressCounter.total)).all()
+    assert rows == [(tree["b2"].id, 1)]
