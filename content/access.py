@@ -72,6 +72,11 @@ def readable_document(member: Member, document_id: int, *, include_withdrawn: bo
     return doc
 
 
+def reaches(doc: Document, unit: OrgUnit) -> bool:
+    """The document's audience covers the unit, or lies (partly) inside its subtree."""
+    return any(a.org_unit.contains(unit) or unit.contains(a.org_unit) for a in doc.audience)
+
+
 def can_manage(member: Member, doc: Document) -> bool:
     return has_role_over(member, doc.owner_unit, PUBLISH_ROLES)
 

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time
 from sqlalchemy import select
 
 from content import progress
-from content.access import Reader, in_audience, is_out, readable_document
+from content.access import Reader, in_audience, is_out, reaches, readable_document
 from content.models import Document, Receipt, Status
 from handbook import audit
 from handbook.errors import ProblemError
@@ -184,7 +184,7 @@ def _followed_document(actor: Member, document_id: int) -> Document:
     doc = db.session.get(Document, document_id)
     if doc is None or doc.published_at is None or doc.status == Status.DRAFT.value:
         raise ProblemError("not_found", 404)
-    if not any(a.org_unit.contains(r) or r.contains(a.org_unit) for a in doc.audience for r in roots):
+    if not any(reaches(doc, root) for root in roots):
         raise ProblemError("not_found", 404)
     if doc.status == Status.WITHDRAWN.value:
         raise ProblemError("document_withdrawn", 409)

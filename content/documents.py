@@ -19,7 +19,8 @@ from sqlalchemy import select, update
 
 from content import progress, search
 from content.access import managed_document, publish_scope_condition
-from content.models import Document, DocumentAudience, DocumentVersion, Kind, Series, Status, roles_to_mask
+from content.models import (CONTENT_FIELDS, Document, DocumentAudience, DocumentVersion, Kind, Series, Status,
+                            roles_to_mask)
 from content.sanitize import clean_html
 from handbook import audit
 from handbook.errors import ProblemError
@@ -32,8 +33,6 @@ from handbook.text import nfc
 from handbook.timeutil import as_utc, local_zone, utcnow
 from push.models import Notification, NotificationKind, NotificationState
 
-# Fields that make up a version's content (snapshotted in document_versions).
-CONTENT_FIELDS = ("number", "title", "summary", "body_html", "issuing_body", "issued_on", "tags")
 # Fields that cannot change once a document has been published.
 LOCKED_AFTER_PUBLICATION = ("kind", "audience", "requires_ack", "ack_days", "owner_unit", "series_id", "lesson_no")
 DEFAULT_ACK_DAYS = 14
@@ -158,8 +157,9 @@ def create_document(actor: Member, data: dict) -> Document:
     return doc
 
 
-def _snapshot(doc: Document, actor: Member, *, reack: bool, note: str | None) -> DocumentVersion:
-    version = DocumentVersion(document_id=doc.id, version=doc.version, reack=reack, note=note, created_by=actor.id,
+def _snapshot(doc: Document, created_by: int | None, *, reack: bool = False, note: str | None = None
+              ) -> DocumentVersion:
+    version = DocumentVersion(document_id=doc.id, version=doc.version, reack=reack, note=note, created_by=created_by,
                               **{f: getattr(doc, f) for f in CONTENT_FIELDS})
     db.session.add(version)
     return version
@@ -193,7 +193,7 @@ def update_document(actor: Member, document_id: int, data: dict) -> Document:
             db.session.add(Notification(kind=NotificationKind.REACK.value, document_id=doc.id, due_at=now,
                                         created_by=actor.id))
         doc.sync_at = now
-        _snapshot(doc, actor, reack=reack, note=note)
+        _snapshot(doc, actor.id, reack=reack, note=note)
         if reack and doc.requires_ack:
             db.session.flush()
             progress.recount_document(doc)  # every acknowledgement of an older version is pending again
@@ -273,7 +273,7 @@ def publish_document(actor: Member, document_id: int, publish_at: datetime | Non
     doc.deadline = deadline_for(at, doc.ack_days) if doc.requires_ack else None
     doc.status = (Status.SCHEDULED if scheduled else Status.PUBLISHED).value
     if not scheduled:
-        _snapshot(doc, actor, reack=False, note=None)
+        _snapshot(doc, actor.id)
     db.session.flush()
     progress.recount_document(doc)
     audit.record("document.schedule" if scheduled else "document.publish", actor_id=actor.id,
@@ -314,8 +314,7 @@ def publish_due(at: datetime | None = None) -> list[Document]:
 def _release(doc: Document) -> None:
     """A scheduled document whose time has come becomes published (in the caller's transaction)."""
     doc.status = Status.PUBLISHED.value
-    db.session.add(DocumentVersion(document_id=doc.id, version=doc.version, reack=False,
-                                   created_by=doc.created_by, **{f: getattr(doc, f) for f in CONTENT_FIELDS}))
+    _snapshot(doc, doc.created_by)
     audit.record("document.publish", target_type="document", target_id=doc.id, scheduled=True,
                  published_at=as_utc(doc.published_at).isoformat())
 

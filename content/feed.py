@@ -25,6 +25,7 @@ from sqlalchemy.orm import defer, lazyload
 from content import search
 from content.access import Reader, in_audience, readable, readable_document, was_out
 from content.models import Document, Receipt, Series, Status
+from content.progress import acknowledged_condition, classify
 from handbook.errors import ProblemError
 from handbook.extensions import db
 from handbook.members import Member, MemberTransfer
@@ -51,7 +52,7 @@ def _receipt_join(member_id: int):
 
 
 def _acknowledged():
-    return and_(Receipt.acknowledged_version.is_not(None), Receipt.acknowledged_version >= Document.ack_version)
+    return acknowledged_condition(Document.ack_version)
 
 
 def _state_condition(state: str, now: datetime):
@@ -75,12 +76,9 @@ def _state_condition(state: str, now: datetime):
 
 
 def my_state(doc: Document, receipt: Receipt | None, now: datetime) -> dict:
-    acked = (receipt is not None and receipt.acknowledged_version is not None
-             and receipt.acknowledged_version >= doc.ack_version)
-    if doc.requires_ack and acked:
-        state = "acknowledged"
-    elif doc.requires_ack and receipt is not None and receipt.exempted_at is not None:
-        state = "exempt"
+    settled = classify(receipt, doc.ack_version)
+    if doc.requires_ack and settled in ("acknowledged", "exempt"):
+        state = settled
     elif doc.requires_ack and doc.deadline is not None and as_utc(doc.deadline) < now:
         state = "overdue"
     elif receipt is not None and receipt.opened_at is not None:

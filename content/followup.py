@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, case, literal, or_, select
 
-from content.access import can_manage, is_out
+from content.access import can_manage, is_out, reaches
 from content.models import Document, DocumentAudience, Receipt, Status
 from content.progress import audience_members, state_expression, unit_compliance, unit_progress
 from handbook import audit
@@ -50,8 +50,7 @@ def followed_document(viewer: Member, document_id: int, unit: OrgUnit) -> Docume
     doc = db.session.get(Document, document_id)
     if doc is None or doc.published_at is None or doc.status == Status.DRAFT.value:
         raise not_found()
-    reaches = any(a.org_unit.contains(unit) or unit.contains(a.org_unit) for a in doc.audience)
-    if not (reaches or can_manage(viewer, doc)):
+    if not (reaches(doc, unit) or can_manage(viewer, doc)):
         raise not_found()
     return doc
 
@@ -83,9 +82,7 @@ def _member_query(doc: Document, unit: OrgUnit, state: str | None, now: datetime
         stmt = stmt.where(raw.in_(("new", "opened")))
     elif state == "overdue":
         stmt = stmt.where(raw.in_(("new", "opened")) if overdue else literal(False))
-    elif state in ("new", "opened"):
-        stmt = stmt.where(raw == state)
-    elif state in ("acknowledged", "exempt"):
+    elif state is not None:
         stmt = stmt.where(raw == state)
     return stmt, rank
 

@@ -76,11 +76,9 @@ class Series(db.Model):
     owner_unit: Mapped[OrgUnit] = relationship(lazy="joined")
 
 
-class Document(db.Model):
-    __tablename__ = "documents"
+class _Content:
+    """What a version of a document says: the columns snapshotted into document_versions."""
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))
     number: Mapped[str | None] = mapped_column(String(64))
     title: Mapped[str] = mapped_column(String(500))
     summary: Mapped[str] = mapped_column(Text, default="")
@@ -88,6 +86,16 @@ class Document(db.Model):
     issuing_body: Mapped[str | None] = mapped_column(String(255))
     issued_on: Mapped[date | None] = mapped_column(Date)
     tags: Mapped[list] = mapped_column(JSON, default=list)
+
+
+CONTENT_FIELDS = ("number", "title", "summary", "body_html", "issuing_body", "issued_on", "tags")
+
+
+class Document(_Content, db.Model):
+    __tablename__ = "documents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
     requires_ack: Mapped[bool] = mapped_column(Boolean, default=True)
     ack_days: Mapped[int] = mapped_column(Integer, default=14)
 
@@ -153,7 +161,7 @@ class DocumentAudience(db.Model):
     __table_args__ = (Index("ix_document_audience_document_id", "document_id"),)
 
 
-class DocumentVersion(db.Model):
+class DocumentVersion(_Content, db.Model):
     """A snapshot of a document's content as published (version 1) and after each later edit."""
 
     __tablename__ = "document_versions"
@@ -161,13 +169,6 @@ class DocumentVersion(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
     version: Mapped[int] = mapped_column(Integer)
-    number: Mapped[str | None] = mapped_column(String(64))
-    title: Mapped[str] = mapped_column(String(500))
-    summary: Mapped[str] = mapped_column(Text, default="")
-    body_html: Mapped[str] = mapped_column(Text, default="")
-    issuing_body: Mapped[str | None] = mapped_column(String(255))
-    issued_on: Mapped[date | None] = mapped_column(Date)
-    tags: Mapped[list] = mapped_column(JSON, default=list)
     reack: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))

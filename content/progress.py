@@ -44,10 +44,15 @@ def classify(receipt: Receipt | None, ack_version: int) -> str:
     return "new"
 
 
+def acknowledged_condition(ack_version):
+    """SQL condition on a (LEFT JOINed) receipt: it acknowledges `ack_version` or a later version."""
+    return and_(Receipt.acknowledged_version.is_not(None), Receipt.acknowledged_version >= ack_version)
+
+
 def state_expression(ack_version, acknowledged_by: datetime | None = None):
     """SQL CASE giving the state of a (LEFT JOINed) receipt; mirrors `classify`. With `acknowledged_by`,
     an acknowledgement counts only if made by then (for the state at a deadline)."""
-    acknowledged = and_(Receipt.acknowledged_version.is_not(None), Receipt.acknowledged_version >= ack_version)
+    acknowledged = acknowledged_condition(ack_version)
     if acknowledged_by is not None:
         acknowledged = and_(acknowledged, Receipt.acknowledged_at <= acknowledged_by)
     return case(

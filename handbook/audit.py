@@ -3,10 +3,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy import JSON, ForeignKey, Index, String, or_, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from handbook.extensions import db
+from handbook.members import Member
+from handbook.orgunits import OrgUnit, in_subtree
+from handbook.pagination import decode_cursor, page
+from handbook.permissions import ADMIN_ROLES, forbidden, scope_roots
 from handbook.timeutil import UTCDateTime, utcnow
 
 
@@ -41,13 +45,6 @@ def entries(viewer, *, actor: int | None = None, action: str | None = None, sinc
             limit: int = 20, cursor: str | None = None) -> tuple[list[dict], str | None]:
     """GET /admin/audit: newest first. An admin sees what actors inside their scope did; entries with no
     actor (CLI imports, scheduled publications) only an admin over a root unit."""
-    from sqlalchemy import or_, select
-
-    from handbook.members import Member
-    from handbook.orgunits import OrgUnit, in_subtree
-    from handbook.pagination import decode_cursor, page
-    from handbook.permissions import ADMIN_ROLES, forbidden, scope_roots
-
     roots = scope_roots(viewer, ADMIN_ROLES)
     if not roots:
         raise forbidden()
