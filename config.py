@@ -90,6 +90,16 @@ class Config:
     FCM_ENDPOINT = _env("FCM_ENDPOINT")
     FCM_RATE_PER_MINUTE = _env_int("FCM_RATE_PER_MINUTE", 600000)
     GOOGLE_APPLICATION_CREDENTIALS = _env("GOOGLE_APPLICATION_CREDENTIALS")
+    FCM_TIMEOUT_SECONDS = _env_int("FCM_TIMEOUT_SECONDS", 30)
+    PUSH_ANDROID_CHANNEL = _env("PUSH_ANDROID_CHANNEL", "directives")
+    # Celery broker; defaults to REDIS_URL. With neither, the embedded worker thread sends (push/embedded.py).
+    CELERY_BROKER_URL = _env("CELERY_BROKER_URL")
+    EMBEDDED_WORKER = _env("EMBEDDED_WORKER", "true").lower() in ("1", "true", "yes")
+    PUSH_TICK_SECONDS = _env_int("PUSH_TICK_SECONDS", 15)       # how often run-due runs in the worker
+    PUSH_LEASE_SECONDS = _env_int("PUSH_LEASE_SECONDS", 120)    # a chunk's worker is presumed dead after this
+    PUSH_MAX_ATTEMPTS = _env_int("PUSH_MAX_ATTEMPTS", 8)        # sends per device before giving up
+    PUSH_RETRY_BASE_SECONDS = float(_env("PUSH_RETRY_BASE_SECONDS", "2"))
+    PUSH_RETRY_MAX_SECONDS = float(_env("PUSH_RETRY_MAX_SECONDS", "600"))
 
     # OpenAPI (flask-smorest)
     API_TITLE = "Sổ tay đảng viên điện tử — API"
@@ -119,6 +129,11 @@ class TestConfig(Config):
     JWT_SECRET_KEY = "test-jwt-secret-key-not-for-production-0123456789"
     SQLALCHEMY_DATABASE_URI = normalise_database_url(_env("TEST_DATABASE_URL", "sqlite://") or "sqlite://")
     REDIS_URL = None
+    CELERY_BROKER_URL = None
+    EMBEDDED_WORKER = False
+    QUIET_HOURS = ""  # tests that need quiet hours set them; the suite must not depend on the hour it runs
+    PUSH_BACKEND = "log"
+    PUSH_RETRY_BASE_SECONDS = 0.05
     # Cheap hashes keep the suite fast; the algorithm (argon2id) is the same.
     ARGON2_TIME_COST = 1
     ARGON2_MEMORY_COST = 1024

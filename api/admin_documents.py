@@ -71,7 +71,7 @@ def update_document(args, document_id):
 @blp.alt_response(409, description="document_withdrawn")
 def publish_document(args, document_id):
     """Publish now, or schedule for a future `publish_at`. Notifies the whole audience. Idempotent."""
-    return documents.publish_document(current_user, document_id, args.get("publish_at"))
+    return documents.publish_document(current_user, document_id, args.get("publish_at"), urgent=args["urgent"])
 
 
 @blp.route("/<int:document_id>/withdraw", methods=["POST"])

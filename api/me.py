@@ -8,6 +8,7 @@ from api.schemas import MeSchema, PasswordChangeSchema, SummarySchema
 from content import member_summary
 from handbook import auth
 from handbook.members import profile
+from push.inbox import unread_count
 
 PREFIX = "/me"
 blp = Blueprint("me", __name__, description="Thông tin của đảng viên đang đăng nhập")
@@ -37,4 +38,4 @@ def change_password(args):
 @blp.response(200, SummarySchema)
 def summary():
     """Counts for the app's badge."""
-    return member_summary(current_user)
+    return {**member_summary(current_user), "unread_notifications": unread_count(current_user)}

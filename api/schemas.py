@@ -287,6 +287,8 @@ class DocumentPatchSchema(DocumentWriteSchema):
 
 class PublishSchema(StrictSchema):
     publish_at = aware_datetime(allow_none=True, metadata={"description": "Future time to schedule; empty: now"})
+    urgent = ma.fields.Boolean(load_default=False,
+                               metadata={"description": "Push even during quiet hours (QUIET_HOURS)"})
 
 
 class WithdrawSchema(StrictSchema):
@@ -606,3 +608,81 @@ class DeviceSchema(StrictSchema):
 
 class DeviceListSchema(StrictSchema):
     items = ma.fields.List(ma.fields.Nested(DeviceSchema))
+
+
+# --- notifications -------------------------------------------------------------------------------
+
+NOTIFICATION_KINDS = ["published", "reack", "reminder", "manual", "escalation"]
+
+
+class InboxArgs(PageArgs):
+    unread = ma.fields.Boolean(metadata={"description": "true: only unread; false: only read"})
+
+
+class InboxDocumentSchema(StrictSchema):
+    id = ma.fields.Integer()
+    kind = ma.fields.String(metadata={"enum": DOCUMENT_KINDS})
+    number = ma.fields.String(allow_none=True)
+    title = ma.fields.String()
+    deadline = LocalDateTime(allow_none=True)
+    status = ma.fields.String()
+
+
+class EscalationUnitSchema(StrictSchema):
+    id = ma.fields.Integer()
+    code = ma.fields.String()
+    name = ma.fields.String()
+    pending = ma.fields.Integer()
+    names = ma.fields.List(ma.fields.String(), metadata={"description": "Pending members (at most 30 per unit)"})
+
+
+class InboxItemSchema(StrictSchema):
+    id = ma.fields.Integer()
+    notification_id = ma.fields.Integer()
+    kind = ma.fields.String(metadata={"enum": NOTIFICATION_KINDS})
+    title = ma.fields.String()
+    body = ma.fields.String()
+    document = ma.fields.Nested(InboxDocumentSchema)
+    units = ma.fields.List(ma.fields.Nested(EscalationUnitSchema), allow_none=True,
+                           metadata={"description": "Escalations: the secretary's units with pending members"})
+    created_at = UtcDateTime()
+    read_at = UtcDateTime(allow_none=True)
+
+
+class InboxSchema(StrictSchema):
+    items = ma.fields.List(ma.fields.Nested(InboxItemSchema))
+    next_cursor = ma.fields.String(allow_none=True)
+
+
+class ReadAllSchema(StrictSchema):
+    read = ma.fields.Integer(metadata={"description": "How many were unread"})
+
+
+class ReminderInSchema(StrictSchema):
+    org_unit = ma.fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**31 - 1))
+
+
+class ReminderResultSchema(StrictSchema):
+    notification_id = ma.fields.Integer()
+    recipients = ma.fields.Integer(metadata={"description": "Pending members of the unit now"})
+    due_at = UtcDateTime(metadata={"description": "When the push goes (later than now during quiet hours)"})
+
+
+class NotificationStatsSchema(StrictSchema):
+    id = ma.fields.Integer()
+    kind = ma.fields.String(metadata={"enum": NOTIFICATION_KINDS})
+    state = ma.fields.String(metadata={"enum": ["pending", "sending", "done", "cancelled"]})
+    document_id = ma.fields.Integer(allow_none=True)
+    org_unit_id = ma.fields.Integer(allow_none=True)
+    urgent = ma.fields.Boolean()
+    recipients = ma.fields.Integer(metadata={"description": "Members it is for (inbox items)"})
+    devices = ma.fields.Integer(metadata={"description": "Their registered devices"})
+    sent = ma.fields.Integer(metadata={"description": "Devices FCM accepted the push for"})
+    failed = ma.fields.Integer(metadata={"description": "Devices given up on (attempts exhausted, configuration)"})
+    invalid_tokens = ma.fields.Integer(metadata={"description": "Devices FCM called dead (deleted)"})
+    resent = ma.fields.Integer(metadata={"description": "Pushes sent again because a worker died mid-send"})
+    in_progress = ma.fields.Integer(metadata={"description": "Devices queued, being sent or waiting to retry"})
+    due_at = UtcDateTime()
+    created_at = UtcDateTime()
+    started_at = UtcDateTime(allow_none=True)
+    finished_at = UtcDateTime(allow_none=True)

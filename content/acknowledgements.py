@@ -176,7 +176,7 @@ def _sync_item(doc: Document, member: Member, item: dict, now: datetime, platfor
 
 # --- secretaries -----------------------------------------------------------------------------------
 
-def _followed_document(actor: Member, document_id: int) -> Document:
+def followed_for_briefing(actor: Member, document_id: int) -> Document:
     """A document that is out (or was: withdrawn ones are 409) and reaches the actor's scope (else 404)."""
     if not scope_roots(actor, BRIEFING_ROLES):
         raise ProblemError("forbidden", 403)
@@ -223,7 +223,7 @@ def _for_each_member(actor: Member, doc: Document, member_ids: list[int], mutate
 def record_briefing(actor: Member, document_id: int, member_ids: list[int], held_on: date,
                     note: str | None) -> list[dict]:
     """POST /documents/{id}/acknowledgements (method briefing): members briefed at a branch meeting."""
-    doc = _followed_document(actor, document_id)
+    doc = followed_for_briefing(actor, document_id)
     if not doc.requires_ack:
         raise ProblemError("ack_not_required", 409)
     now = utcnow()
@@ -251,7 +251,7 @@ def record_briefing(actor: Member, document_id: int, member_ids: list[int], held
 
 def undo_briefing(actor: Member, document_id: int, member_id: int) -> None:
     """DELETE /documents/{id}/acknowledgements/{member_id}: only a briefing can be undone."""
-    doc = _followed_document(actor, document_id)
+    doc = followed_for_briefing(actor, document_id)
     member = _members_in_scope(actor, doc, [member_id]).get(member_id)
     if member is None:
         raise ProblemError("not_found", 404)
@@ -271,7 +271,7 @@ def undo_briefing(actor: Member, document_id: int, member_id: int) -> None:
 
 def exempt(actor: Member, document_id: int, member_ids: list[int], reason: str) -> list[dict]:
     """POST /documents/{id}/exemptions: members excused, with the reason kept; out of the denominator."""
-    doc = _followed_document(actor, document_id)
+    doc = followed_for_briefing(actor, document_id)
     reason = nfc(reason)
     if not reason:
         raise ProblemError("validation_error", 422, errors={"reason": ["required"]})
@@ -289,7 +289,7 @@ def exempt(actor: Member, document_id: int, member_ids: list[int], reason: str) 
 
 def undo_exemption(actor: Member, document_id: int, member_id: int) -> None:
     """DELETE /documents/{id}/exemptions/{member_id}."""
-    doc = _followed_document(actor, document_id)
+    doc = followed_for_briefing(actor, document_id)
     member = _members_in_scope(actor, doc, [member_id]).get(member_id)
     receipt = db.session.get(Receipt, (doc.id, member_id)) if member else None
     if receipt is None or receipt.exempted_at is None:

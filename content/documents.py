@@ -243,8 +243,10 @@ def _edit_unpublished(actor: Member, doc: Document, data: dict, changed: dict) -
     doc.updated_at = utcnow()
 
 
-def publish_document(actor: Member, document_id: int, publish_at: datetime | None = None) -> dict:
-    """Publish now, or schedule for `publish_at` (API: POST /admin/documents/{id}/publish).
+def publish_document(actor: Member, document_id: int, publish_at: datetime | None = None, *,
+                     urgent: bool = False) -> dict:
+    """Publish now, or schedule for `publish_at` (API: POST /admin/documents/{id}/publish). An urgent
+    publication is pushed even during quiet hours.
 
     Idempotent: publishing a published document again changes nothing and answers the same.
     """
@@ -269,6 +271,7 @@ def publish_document(actor: Member, document_id: int, publish_at: datetime | Non
                                     org_unit_id=doc.owner_unit_id, created_by=actor.id)
         db.session.add(notification)
     notification.due_at = at
+    notification.urgent = urgent
     doc.published_at = doc.sync_at = at
     doc.deadline = deadline_for(at, doc.ack_days) if doc.requires_ack else None
     doc.status = (Status.SCHEDULED if scheduled else Status.PUBLISHED).value
@@ -342,7 +345,8 @@ def withdraw_document(actor: Member, document_id: int, reason: str) -> Document:
     doc.withdrawn_at = doc.sync_at = now
     doc.withdraw_reason = reason
     db.session.execute(update(Notification).where(
-        Notification.document_id == doc.id, Notification.state == NotificationState.PENDING.value,
+        Notification.document_id == doc.id,
+        Notification.state.in_([NotificationState.PENDING.value, NotificationState.SENDING.value]),
     ).values(state=NotificationState.CANCELLED.value, finished_at=now))
     audit.record("document.withdraw", actor_id=actor.id, target_type="document", target_id=doc.id,
                  reason=reason, previous_status=previous)

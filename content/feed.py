@@ -212,7 +212,7 @@ def member_summary(member: Member) -> dict:
         .select_from(Document).outerjoin(Receipt, _receipt_join(member.id))
         .where(readable(reader, now), Document.requires_ack == true())
     ).one()
-    return {"pending": row[0], "overdue": row[1], "unread_notifications": 0}
+    return {"pending": row[0], "overdue": row[1]}
 
 
 # --- study series ---------------------------------------------------------------------------------

@@ -119,6 +119,9 @@ def create_app(config: type[Config] | Mapping | None = None) -> Flask:
     import content.models  # noqa: F401
     import content.progress  # noqa: F401  (keeps progress counters in step with membership changes)
     import push.models  # noqa: F401
+    from push import tasks
+
+    tasks.init_app(app)
 
     from handbook.cli import register_cli
 

@@ -1,25 +1,87 @@
 """Everything that falls due at an instant: scheduled publications, deadlines that close (progress frozen
-for the compliance view); reminders and escalations next.
+for the compliance view), reminders and escalations, notifications to send, fan-outs to resume, stale
+devices to forget.
 
-The worker (Celery beat) calls `run_due()` continuously; `flask --app wsgi handbook push run-due --at T`
-calls it once. Each step is idempotent, so running it twice for the same instant does nothing more.
+The worker (Celery beat) calls `run_due()` continuously and hands the sending to Celery tasks;
+`flask --app wsgi handbook push run-due --at T` and the embedded worker call it with `inline=True`,
+which sends in the calling process. Every step is idempotent and every piece of work is claimed
+atomically, so running it twice, or in several processes at once, sends nothing twice.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import delete
 
 from content.documents import publish_due
+from content.models import Document
 from content.progress import close_due
-from handbook.timeutil import utcnow
+from handbook.extensions import db
+from handbook.timeutil import as_utc, utcnow
+from push import fanout
+from push.models import Device, Notification
+from push.schedule import due_notifications, schedule_due
+
+DEVICE_MAX_IDLE = timedelta(days=270)
 
 
 def _name(doc) -> str:
     return f"{doc.id}: {doc.number + ' ' if doc.number else ''}{doc.title}"
 
 
-def run_due(at: datetime | None = None) -> list[str]:
-    """Do what is due at `at` (default now); one line per thing done."""
-    at = at or utcnow()
+def prune_devices(at: datetime) -> int:
+    """Forget devices not seen for 270 days (the app refreshes its registration at every start)."""
+    result = db.session.execute(delete(Device).where(Device.last_seen_at < at - DEVICE_MAX_IDLE))
+    db.session.commit()
+    return result.rowcount
+
+
+def _describe(notification_id: int) -> str:
+    n = db.session.get(Notification, notification_id, populate_existing=True)
+    doc = db.session.get(Document, n.document_id)
+    return (f"notification {n.id} ({n.kind}, document {_name(doc)}): {n.state}, {n.recipients} recipients, "
+            f"{n.devices} devices, {n.sent} sent, {n.failed} failed, {n.invalid_tokens} invalid tokens"
+            + (f", {n.resent} sent again after a worker died" if n.resent else ""))
+
+
+def run_due(at: datetime | None = None, *, inline: bool = True,
+            enqueue_plan: Callable[[int], None] | None = None,
+            enqueue_chunk: Callable[[int], None] | None = None) -> list[str]:
+    """Do what is due at `at` (default now); one line per thing done.
+
+    Inline, fan-outs run here, chunk after chunk, until nothing is runnable now (chunks waiting for a
+    retry are left to a later run). Otherwise plans and chunks go to `enqueue_plan` / `enqueue_chunk`.
+    """
+    at = as_utc(at) if at is not None else utcnow()
     lines = [f"published document {_name(doc)}" for doc in publish_due(at)]
     lines += [f"closed document {_name(doc)} (progress frozen at its deadline)" for doc in close_due(at)]
+    lines += [f"scheduled {n.kind} {n.dedupe_key} for document {n.document_id}" for n in schedule_due(at)]
+    now = utcnow()
+    to_plan = due_notifications(at) + fanout.stalled_plans(now)
+    if not inline:
+        for notification_id in to_plan:
+            enqueue_plan(notification_id)
+        grace = timedelta(seconds=current_app.config.get("PUSH_LEASE_SECONDS", 120))
+        for chunk_id in fanout.runnable_chunks(now, grace=grace):
+            enqueue_chunk(chunk_id)
+        lines += [f"queued notification {n}" for n in to_plan]
+    else:
+        touched = set()
+        for notification_id in to_plan:
+            chunks: list[int] = []
+            if fanout.plan(notification_id, chunks.append) is not None:
+                touched.add(notification_id)
+            for chunk_id in chunks:
+                fanout.send_chunk(chunk_id)
+        while chunk_ids := fanout.runnable_chunks(utcnow()):
+            tallies = [t for t in map(fanout.send_chunk, chunk_ids) if t is not None]
+            touched.update(t["notification_id"] for t in tallies)
+            if not tallies:
+                break
+        lines += [_describe(n) for n in sorted(touched)]
+    pruned = prune_devices(at)
+    if pruned:
+        lines.append(f"forgot {pruned} devices not seen for {DEVICE_MAX_IDLE.days} days")
     return lines
