@@ -91,9 +91,11 @@ class Config:
     FCM_RATE_PER_MINUTE = _env_int("FCM_RATE_PER_MINUTE", 600000)
     GOOGLE_APPLICATION_CREDENTIALS = _env("GOOGLE_APPLICATION_CREDENTIALS")
     FCM_TIMEOUT_SECONDS = _env_int("FCM_TIMEOUT_SECONDS", 30)
+    FCM_TRANSPORT = _env("FCM_TRANSPORT", "threads")  # threads (send_each) | async (send_each_async, httpx)
     PUSH_ANDROID_CHANNEL = _env("PUSH_ANDROID_CHANNEL", "directives")
     # Celery broker; defaults to REDIS_URL. With neither, the embedded worker thread sends (push/embedded.py).
     CELERY_BROKER_URL = _env("CELERY_BROKER_URL")
+    CELERY_QUEUE = _env("CELERY_QUEUE", "handbook")
     EMBEDDED_WORKER = _env("EMBEDDED_WORKER", "true").lower() in ("1", "true", "yes")
     PUSH_TICK_SECONDS = _env_int("PUSH_TICK_SECONDS", 15)       # how often run-due runs in the worker
     PUSH_LEASE_SECONDS = _env_int("PUSH_LEASE_SECONDS", 120)    # a chunk's worker is presumed dead after this

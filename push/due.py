@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from flask import current_app
 from sqlalchemy import delete
 
 from content.documents import publish_due
@@ -63,8 +62,7 @@ def run_due(at: datetime | None = None, *, inline: bool = True,
     if not inline:
         for notification_id in to_plan:
             enqueue_plan(notification_id)
-        grace = timedelta(seconds=current_app.config.get("PUSH_LEASE_SECONDS", 120))
-        for chunk_id in fanout.runnable_chunks(now, grace=grace):
+        for chunk_id in fanout.runnable_chunks(now, grace=fanout.lease_duration()):
             enqueue_chunk(chunk_id)
         lines += [f"queued notification {n}" for n in to_plan]
     else:

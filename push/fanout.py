@@ -131,7 +131,7 @@ def _escalation_inbox(notification: Notification, doc: Document, now: datetime) 
 
 def claim_for_planning(notification_id: int, now: datetime) -> Notification | None:
     """Take a due notification (or one whose planner died) for planning; None if someone else has it."""
-    lease = timedelta(seconds=_setting("PUSH_LEASE_SECONDS", 120))
+    lease = lease_duration()
     result = db.session.execute(
         update(Notification).where(
             Notification.id == notification_id, Notification.planned_at.is_(None),
@@ -154,7 +154,7 @@ def plan(notification_id: int, enqueue: Callable[[int], None]) -> Notification |
     if notification is None:
         return None
     doc = db.session.get(Document, notification.document_id)
-    lease = timedelta(seconds=_setting("PUSH_LEASE_SECONDS", 120))
+    lease = lease_duration()
     escalation = notification.kind == NotificationKind.ESCALATION.value
     if escalation and notification.plan_cursor == 0:
         notification.recipients = _escalation_inbox(notification, doc, now)
@@ -208,8 +208,14 @@ def finish_if_complete(notification_id: int) -> bool:
 
 # --- sending ----------------------------------------------------------------------------------------
 
+def lease_duration() -> timedelta:
+    """How long a chunk's worker is trusted without news. It renews it before every batch; it must
+    outlast one batch (bounded by the FCM request timeout), or a live worker would be taken over."""
+    return timedelta(seconds=max(_setting("PUSH_LEASE_SECONDS", 120), _setting("FCM_TIMEOUT_SECONDS", 30) + 5))
+
+
 def _claim_chunk(chunk_id: int, now: datetime) -> int | None:
-    lease = timedelta(seconds=_setting("PUSH_LEASE_SECONDS", 120))
+    lease = lease_duration()
     result = db.session.execute(
         update(PushChunk).where(PushChunk.id == chunk_id, or_(
             PushChunk.state == ChunkState.PENDING.value,
@@ -221,6 +227,15 @@ def _claim_chunk(chunk_id: int, now: datetime) -> int | None:
     if result.rowcount != 1:
         return None
     return db.session.scalar(select(PushChunk.attempts).where(PushChunk.id == chunk_id))
+
+
+def _renew(chunk_id: int, attempt: int, now: datetime) -> bool:
+    """Extend our lease on the chunk (not committed here); False if another worker has taken it."""
+    result = db.session.execute(
+        update(PushChunk).where(PushChunk.id == chunk_id, PushChunk.attempts == attempt,
+                                PushChunk.state == ChunkState.RUNNING.value)
+        .values(lease_until=now + lease_duration()).execution_options(synchronize_session=False))
+    return result.rowcount == 1
 
 
 def _backoff(attempts: int, retry_after: float | None) -> float:
@@ -308,7 +323,12 @@ def send_chunk(chunk_id: int, backend=None) -> dict | None:
         tally["skipped"] += len(gone)
         rows = [r for r in rows if r.fid is not None or r.token is not None]
         in_doubt = sum(1 for r in rows if r.state == DeliveryState.SENDING.value)
+        limiter().acquire(len(rows))
         sent_at = utcnow()
+        if not _renew(chunk.id, attempt, sent_at):
+            log.warning("push: chunk %s was taken over (lease lapsed); leaving it to its new worker", chunk.id)
+            db.session.rollback()
+            return tally
         messages = [build(notification, doc, Target(r.device_id, r.fid, r.token, r.platform, r.locale), zone,
                           sent_at, channel_id=channel, data=r.data) for r in rows]
         # Write-ahead: from here a crash leaves these rows `sending` (in doubt), never `queued`.
@@ -317,7 +337,6 @@ def send_chunk(chunk_id: int, backend=None) -> dict | None:
         _bump(notification.id, resent=in_doubt)
         db.session.commit()
         tally["resent"] += in_doubt
-        limiter().acquire(len(messages))
         outcomes = backend.send(messages)
         _record(notification, rows, outcomes, tally, max_attempts)
     _finish_chunk(chunk, notification, utcnow())

@@ -39,6 +39,7 @@ def init_app(app: Flask) -> Celery:
     broker = broker_url(app.config)
     celery.conf.update(
         broker_url=broker or "memory://",
+        task_default_queue=app.config.get("CELERY_QUEUE", "handbook"),
         task_ignore_result=True,
         task_acks_late=True,                 # a task whose worker dies is delivered again …
         task_reject_on_worker_lost=True,

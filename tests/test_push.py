@@ -1,0 +1,646 @@
+"""Push (API.md "devices, notifications, reminders, push run-due"): publications, reminders, escalations,
+manual reminders and re-acknowledgements reach devices through the real firebase-admin library, over
+real HTTP, to the project's fake FCM (push/fakefcm.py), on SQLite and PostgreSQL.
+
+The world is tests/test_acknowledgements.py's (12 members in b1, b2 and cbcs, with secretaries S1, S2,
+SD and the publisher BT); every member but M4 registers one phone, M1 two (a fid and a legacy token).
+`run_due` is called in-process (`inline`), as `flask --app wsgi handbook push run-due` does.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from content.models import Document
+from handbook.extensions import db
+from push.due import run_due
+from push.fakefcm import FakeFcm
+from push.models import Delivery, Device, InboxItem, Notification
+from tests.test_acknowledgements import API, WORLD_MEMBERS, ZONE, Api, make_world
+from tests.factories import small_tree
+from tests.test_errors import assert_problem
+
+PHONES = {card: [f"fid-{card}"] for card in WORLD_MEMBERS if card != "M4"}
+PHONES["M1"] = ["fid-M1", "tok:legacy-M1"]
+
+
+@pytest.fixture(scope="module")
+def fake_fcm():
+    with FakeFcm() as fake:
+        yield fake
+
+
+@pytest.fixture()
+def fcm(app, fake_fcm):
+    """The app sends through firebase-admin to the fake FCM for this test."""
+    saved = {k: app.config.get(k) for k in ("PUSH_BACKEND", "FCM_ENDPOINT", "FCM_PROJECT_ID")}
+    app.config.update(PUSH_BACKEND="fcm", FCM_ENDPOINT=fake_fcm.url, FCM_PROJECT_ID="so-tay-dang-vien-test")
+    fake_fcm.reset()
+    yield fake_fcm
+    app.config.update(saved)
+
+
+@pytest.fixture()
+def tree(app):
+    return small_tree()
+
+
+@pytest.fixture()
+def world(client, tree, fcm):
+    make_world(tree)
+    api = Api(client, tree)
+    for card, phones in PHONES.items():
+        for phone in phones:
+            key = "token" if phone.startswith("tok:") else "fid"
+            body = {key: phone.removeprefix("tok:"), "platform": "android" if card != "S1" else "ios",
+                    "locale": "en-US" if card == "M2" else "vi-VN"}
+            assert client.post(f"{API}/me/devices", json=body, headers=api.auth(card)).status_code == 201
+    return api
+
+
+def targets(fake: FakeFcm) -> list[str]:
+    return sorted(m["target"] for m in fake.messages())
+
+
+def devices_of(*cards: str) -> list[str]:
+    return sorted(p.removeprefix("tok:") for c in cards for p in PHONES.get(c, []))
+
+
+def notification(kind: str, doc_id: int) -> Notification:
+    db.session.expire_all()
+    return db.session.scalars(select(Notification).where(Notification.kind == kind,
+                                                         Notification.document_id == doc_id)
+                              .order_by(Notification.id.desc())).first()
+
+
+def stats(api: Api, notification_id: int, by: str = "BT") -> dict:
+    response = api.client.get(f"{API}/admin/notifications/{notification_id}", headers=api.auth(by))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.json
+
+
+def local(day_offset: int, hour: int, minute: int = 0, base: datetime | None = None) -> datetime:
+    base = (base or datetime.now(ZONE)).astimezone(ZONE)
+    return datetime.combine(base.date() + timedelta(days=day_offset), datetime.min.time(), tzinfo=ZONE) \
+        .replace(hour=hour, minute=minute)
+
+
+# --- publication -----------------------------------------------------------------------------------
+
+def test_a_publication_reaches_every_device_once_with_a_complete_message(world, fcm):
+    doc_id = world.publish("city")
+    lines = run_due()
+    everyone = devices_of(*WORLD_MEMBERS)
+    assert targets(fcm) == everyone
+    assert any(line.startswith(f"notification {notification('published', doc_id).id} (published")
+               and "12 recipients, 12 devices, 12 sent" in line for line in lines), lines
+
+    message = next(m["message"] for m in fcm.messages() if m["target"] == "fid-M3")
+    doc = db.session.get(Document, doc_id)
+    assert message["fid"] == "fid-M3" and "token" not in message
+    assert message["notification"]["title"] == "Chỉ thị 24-CT/TU: văn bản mới"
+    assert message["notification"]["body"].startswith("Chỉ thị về tăng cường kỷ luật, kỷ cương. Hạn xác nhận: ")
+    assert message["data"] == {"notification_id": str(notification("published", doc_id).id), "kind": "published",
+                               "document_id": str(doc_id), "document_kind": "directive", "version": "1",
+                               "deadline": doc.deadline.isoformat()}
+    android = message["android"]
+    assert android["priority"] == "high" and android["collapse_key"] == f"doc-{doc_id}"
+    assert android["notification"]["channel_id"] == "directives" and android["notification"]["tag"] == f"doc-{doc_id}"
+    ttl = int(android["ttl"].rstrip("s").split(".")[0])
+    assert abs(ttl - (doc.deadline - datetime.now(ZONE)).total_seconds()) < 120  # the TTL ends at the deadline
+    apns = message["apns"]["headers"]
+    assert apns["apns-priority"] == "10" and apns["apns-push-type"] == "alert"
+    assert apns["apns-collapse-id"] == f"doc-{doc_id}"
+    assert abs(int(apns["apns-expiration"]) - doc.deadline.timestamp()) < 120
+    legacy = next(m["message"] for m in fcm.messages() if m["target"] == "legacy-M1")
+    assert legacy["token"] == "legacy-M1" and "fid" not in legacy
+    english = next(m["message"] for m in fcm.messages() if m["target"] == "fid-M2")
+    assert english["notification"]["title"] == "Directive 24-CT/TU: new document"
+
+    figures = stats(world, notification("published", doc_id).id)
+    times = {k: figures.pop(k) for k in ("created_at", "started_at", "finished_at", "due_at")}
+    assert figures == {"id": figures["id"], "kind": "published", "state": "done", "document_id": doc_id,
+                       "org_unit_id": world.tree["city"].id, "urgent": False, "recipients": 12, "devices": 12,
+                       "sent": 12, "failed": 0, "invalid_tokens": 0, "resent": 0, "in_progress": 0}
+    assert times["finished_at"] >= times["started_at"] >= times["created_at"]
+
+
+def test_run_due_twice_sends_nothing_twice(world, fcm):
+    world.publish("city")
+    run_due()
+    first = fcm.accepted_count()
+    assert first == 12
+    assert [line for line in run_due() if "notification" in line] == []
+    assert fcm.accepted_count() == first
+    assert db.session.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "sent")) == 12
+
+
+def test_the_inbox_keeps_what_pushes_lose(world, fcm):
+    doc_id = world.publish("b1")
+    run_due()
+    inbox = world.client.get(f"{API}/me/notifications", headers=world.auth("M4"))
+    assert inbox.json["items"] == []  # M4 is in b2: not in this audience
+    summary = world.client.get(f"{API}/me/summary", headers=world.auth("M2")).json
+    assert summary["unread_notifications"] == 1
+    items = world.client.get(f"{API}/me/notifications", headers=world.auth("M2")).json["items"]
+    assert [(i["kind"], i["document"]["id"], i["read_at"]) for i in items] == [("published", doc_id, None)]
+    assert items[0]["title"] == "Chỉ thị 24-CT/TU: văn bản mới"
+    english = world.client.get(f"{API}/me/notifications", headers={**world.auth("M2"), "Accept-Language": "en"})
+    assert english.json["items"][0]["title"] == "Directive 24-CT/TU: new document"
+    read = world.client.post(f"{API}/me/notifications/{items[0]['id']}/read", headers=world.auth("M2"))
+    assert read.status_code == 204
+    again = world.client.post(f"{API}/me/notifications/{items[0]['id']}/read", headers=world.auth("M2"))
+    assert again.status_code == 204
+    assert world.client.get(f"{API}/me/summary", headers=world.auth("M2")).json["unread_notifications"] == 0
+    unread = world.client.get(f"{API}/me/notifications", query_string={"unread": "true"}, headers=world.auth("M2"))
+    assert unread.json["items"] == []
+    stolen = world.client.post(f"{API}/me/notifications/{items[0]['id']}/read", headers=world.auth("M1"))
+    assert_problem(stolen, 404, "not_found")  # M1's own item has another id: nobody reads another's inbox
+    assert world.client.post(f"{API}/me/notifications/read-all", headers=world.auth("M1")).json == {"read": 1}
+
+
+def test_inbox_pages_newest_first(world, fcm):
+    docs = [world.publish("b1", title=f"Văn bản số {i}") for i in range(3)]
+    run_due()
+    first = world.client.get(f"{API}/me/notifications", query_string={"limit": 2}, headers=world.auth("M1")).json
+    rest = world.client.get(f"{API}/me/notifications", query_string={"limit": 2, "cursor": first["next_cursor"]},
+                            headers=world.auth("M1")).json
+    assert [i["document"]["id"] for i in first["items"] + rest["items"]] == docs[::-1]
+    assert rest["next_cursor"] is None
+    bad = world.client.get(f"{API}/me/notifications", query_string={"cursor": "nope"}, headers=world.auth("M1"))
+    assert_problem(bad, 422, "validation_error")
+
+
+def test_notification_stats_are_for_those_who_manage_the_document(world, fcm):
+    doc_id = world.publish("city")
+    run_due()
+    notification_id = notification("published", doc_id).id
+    for card in ("M1", "S1", "CB"):
+        response = world.client.get(f"{API}/admin/notifications/{notification_id}", headers=world.auth(card))
+        assert_problem(response, 404, "not_found")
+    assert world.client.get(f"{API}/admin/notifications/{notification_id}").status_code == 401
+    assert world.client.get(f"{API}/admin/notifications/999999", headers=world.auth("BT")).status_code == 404
+
+
+# --- FCM errors ------------------------------------------------------------------------------------
+
+def test_dead_registrations_are_deleted(world, fcm):
+    fcm.set_rule(target="fid-M3", error="UNREGISTERED")
+    fcm.set_rule(target="legacy-M1", error="INVALID_ARGUMENT")
+    doc_id = world.publish("city")
+    run_due()
+    remaining = set(db.session.scalars(select(func.coalesce(Device.fid, Device.token))))
+    assert "fid-M3" not in remaining and "legacy-M1" not in remaining and "fid-M1" in remaining
+    figures = stats(world, notification("published", doc_id).id)
+    assert (figures["sent"], figures["invalid_tokens"], figures["failed"], figures["state"]) == (10, 2, 0, "done")
+    world.publish("city", title="Văn bản thứ hai")
+    fcm.reset()
+    run_due()
+    assert "fid-M3" not in targets(fcm) and len(targets(fcm)) == 10
+
+
+def test_a_registration_refreshed_meanwhile_is_not_deleted(world, fcm):
+    """FCM rejects what was sent while the phone has already registered a fresh token: the device stays."""
+    import threading
+
+    doc_id = world.publish("b1")
+    fcm.set_rule(target="fid-M2", error="UNREGISTERED", latency=0.5)
+    refresh = threading.Timer(0.2, lambda: world.client.post(
+        f"{API}/me/devices", json={"fid": "fid-M2", "token": "fresh-M2", "platform": "android"},
+        headers=world.auth("M2")))
+    refresh.start()
+    run_due()
+    refresh.join()
+    assert notification("published", doc_id).invalid_tokens == 1
+    assert db.session.scalar(select(Device.token).where(Device.fid == "fid-M2")) == "fresh-M2"
+
+
+def test_transient_errors_are_retried_until_each_device_has_it_once(world, fcm, app):
+    fcm.set_rule(target="fid-M3", error="UNAVAILABLE", times=2)
+    fcm.set_rule(target="fid-M5", error="INTERNAL", times=1)
+    doc_id = world.publish("city")
+    run_due()
+    n = notification("published", doc_id)
+    assert n.state == "sending" and n.sent == 10
+    for _ in range(20):
+        time.sleep(0.1)
+        run_due()
+        if notification("published", doc_id).state == "done":
+            break
+    assert notification("published", doc_id).state == "done"
+    assert targets(fcm) == devices_of(*WORLD_MEMBERS)  # each accepted exactly once
+    assert [s for t, s in fcm.attempts() if t == "fid-M3"] == [503, 503, 200]
+    assert [s for t, s in fcm.attempts() if t == "fid-M5"] == [500, 200]
+    attempts = dict(db.session.execute(select(Device.fid, Delivery.attempts).join(
+        Device, Device.id == Delivery.device_id).where(Device.fid.in_(["fid-M3", "fid-M5", "fid-M6"]))).all())
+    assert attempts == {"fid-M3": 3, "fid-M5": 2, "fid-M6": 1}
+
+
+def test_retries_give_up_after_the_configured_attempts(world, fcm, app):
+    app.config["PUSH_MAX_ATTEMPTS"] = 2
+    try:
+        fcm.set_rule(target="fid-M3", error="UNAVAILABLE")
+        doc_id = world.publish("city")
+        run_due()
+        time.sleep(0.3)
+        run_due()
+    finally:
+        app.config["PUSH_MAX_ATTEMPTS"] = 8
+    n = notification("published", doc_id)
+    assert (n.state, n.sent, n.failed) == ("done", 11, 1)
+    assert [s for t, s in fcm.attempts() if t == "fid-M3"] == [503, 503]
+
+
+def test_a_429_storm_is_waited_out_as_retry_after_asks(world, fcm):
+    """FCM answers 429 with Retry-After: 1 to everything for a while; nothing goes before a second has
+    passed, and afterwards every device has the push exactly once."""
+    fcm.storm("QUOTA_EXCEEDED", requests=5, retry_after=1)
+    doc_id = world.publish("city")
+    started = time.monotonic()
+    run_due()
+    retries = db.session.scalars(select(Delivery).where(Delivery.state == "retry")).all()
+    assert len(retries) == 5
+    first_try = max(d.updated_at for d in retries)
+    assert all((d.not_before - first_try).total_seconds() >= 0.99 for d in retries)
+    while notification("published", doc_id).state != "done" and time.monotonic() - started < 10:
+        time.sleep(0.2)
+        run_due()
+    assert notification("published", doc_id).state == "done"
+    assert time.monotonic() - started >= 1.0
+    assert targets(fcm) == devices_of(*WORLD_MEMBERS)
+    assert sum(1 for _, s in fcm.attempts() if s == 429) == 5
+
+
+def test_a_503_storm_with_retry_after_delays_the_retry(world, fcm):
+    fcm.storm("UNAVAILABLE", requests=12, retry_after=1)  # every first send fails
+    doc_id = world.publish("city")
+    run_due()
+    assert notification("published", doc_id).sent == 0
+    run_due()  # too early: Retry-After has not passed
+    assert fcm.accepted_count() == 0
+    time.sleep(1.1)
+    run_due()
+    assert targets(fcm) == devices_of(*WORLD_MEMBERS)
+    assert notification("published", doc_id).state == "done"
+
+
+def test_configuration_errors_fail_without_deleting_devices(world, fcm):
+    fcm.set_rule(target="fid-M3", error="SENDER_ID_MISMATCH")
+    fcm.set_rule(target="fid-M5", error="THIRD_PARTY_AUTH_ERROR")
+    doc_id = world.publish("city")
+    run_due()
+    n = notification("published", doc_id)
+    assert (n.state, n.sent, n.failed, n.invalid_tokens) == ("done", 10, 2, 0)
+    assert db.session.scalar(select(func.count()).select_from(Device)) == 12
+
+
+# --- idempotency and concurrency -------------------------------------------------------------------
+
+def test_a_delivery_left_sending_by_a_dead_worker_is_sent_again_once(world, fcm, app):
+    """Simulate the crash window: a chunk whose worker died after marking a batch `sending` (FCM may have
+    it). The next runner takes the chunk once its lease has run out and sends those rows again, once,
+    counting them as resent; rows already `sent` are never sent again."""
+    from push import fanout
+    from push.models import PushChunk
+
+    doc_id = world.publish("city")
+    planned: list[int] = []
+    fanout.plan(notification("published", doc_id).id, planned.append)
+    [chunk_id] = planned
+    fanout.send_chunk(chunk_id)
+    assert fcm.accepted_count() == 12
+    # Rewind two deliveries to `sending` under an older claim, and the chunk to a lapsed lease.
+    first_two = db.session.scalars(select(Delivery).order_by(Delivery.device_id).limit(2)).all()
+    for d in first_two:
+        d.state, d.claim = "sending", 0
+    chunk = db.session.get(PushChunk, chunk_id)
+    chunk.state, chunk.lease_until = "running", datetime.now(ZONE) - timedelta(seconds=1)
+    db.session.commit()
+    assert fanout.send_chunk(chunk_id)["resent"] == 2
+    assert fcm.accepted_count() == 14
+    assert fanout.send_chunk(chunk_id) is None  # done: nobody takes it again
+    assert notification("published", doc_id).resent == 2
+
+
+def test_a_chunk_with_a_live_lease_is_not_taken_twice(world, fcm):
+    from push import fanout
+
+    doc_id = world.publish("city")
+    planned: list[int] = []
+    fanout.plan(notification("published", doc_id).id, planned.append)
+    assert fanout.plan(notification("published", doc_id).id, planned.append) is None  # already planned
+    [chunk_id] = planned
+    from push.models import PushChunk
+
+    chunk = db.session.get(PushChunk, chunk_id)
+    chunk.state, chunk.lease_until = "running", datetime.now(ZONE) + timedelta(minutes=1)
+    db.session.commit()
+    assert fanout.send_chunk(chunk_id) is None
+    assert fcm.accepted_count() == 0
+
+
+def test_concurrent_runners_send_each_device_once(world, fcm, app, backend):
+    if backend == "sqlite":
+        pytest.skip("SQLite serialises writers; the PostgreSQL run exercises real concurrency")
+    import threading
+
+    for i in range(3):
+        world.publish("city", title=f"Văn bản {i}")
+    fcm.set_default(latency=0.02)
+    errors: list[BaseException] = []
+
+    def runner():
+        with app.app_context():
+            try:
+                run_due()
+            except BaseException as error:  # noqa: BLE001
+                errors.append(error)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=runner) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    run_due()
+    assert errors == []
+    assert fcm.accepted_count() == 36
+    per_target = fcm.stats()["accepted_by_target"]
+    assert set(per_target.values()) == {3}
+
+
+def test_withdrawing_cancels_what_has_not_gone_out(world, fcm):
+    from push import fanout
+
+    doc_id = world.publish("city")
+    planned: list[int] = []
+    fanout.plan(notification("published", doc_id).id, planned.append)
+    world.withdraw(doc_id)
+    assert fanout.send_chunk(planned[0]) is not None
+    assert fcm.accepted_count() == 0
+    assert notification("published", doc_id).state == "cancelled"
+    assert run_due() == []
+
+
+# --- quiet hours -----------------------------------------------------------------------------------
+
+@pytest.fixture()
+def quiet(app):
+    app.config["QUIET_HOURS"] = "21:00-07:00"
+    yield
+    app.config["QUIET_HOURS"] = ""
+
+
+def test_quiet_hours_hold_pushes_across_midnight(world, fcm, quiet):
+    doc_id = world.publish("city")
+    tomorrow = datetime.now(ZONE) + timedelta(days=1)
+    for at in (local(0, 21, 0, tomorrow), local(0, 23, 30, tomorrow), local(1, 0, 0, tomorrow),
+               local(1, 6, 59, tomorrow)):
+        run_due(at)
+        assert fcm.accepted_count() == 0, at
+        assert notification("published", doc_id).state == "pending"
+    run_due(local(1, 7, 0, tomorrow))
+    assert fcm.accepted_count() == 12
+
+
+def test_an_urgent_publication_goes_out_during_quiet_hours(world, fcm, quiet):
+    created = world.client.post(f"{API}/admin/documents", headers=world.auth("BT"), json={
+        "kind": "notice", "number": "01-TB/TU", "title": "Thông báo khẩn", "summary": "", "body_html": "<p>x</p>",
+        "issuing_body": "Thành ủy", "issued_on": "2026-11-21", "requires_ack": True,
+        "audience": {"org_units": [world.tree["city"].id]}})
+    published = world.client.post(f"{API}/admin/documents/{created.json['id']}/publish", json={"urgent": True},
+                                  headers=world.auth("BT"))
+    assert published.status_code == 200
+    run_due(local(1, 23, 30))
+    assert fcm.accepted_count() == 12
+    assert stats(world, published.json["notification_id"])["urgent"] is True
+
+
+@pytest.mark.parametrize("window, hour, minute, quiet_now", [
+    ("21:00-07:00", 20, 59, False), ("21:00-07:00", 21, 0, True), ("21:00-07:00", 3, 0, True),
+    ("21:00-07:00", 7, 0, False), ("12:00-13:30", 12, 45, True), ("12:00-13:30", 13, 30, False),
+    ("", 23, 0, False),
+])
+def test_quiet_window_arithmetic(app, window, hour, minute, quiet_now):
+    from push.schedule import is_quiet, quiet_ends
+
+    app.config["QUIET_HOURS"] = window
+    try:
+        at = local(0, hour, minute)
+        assert is_quiet(at) is quiet_now
+        ends = quiet_ends(at)
+        assert (ends > at) is quiet_now and not is_quiet(ends)
+    finally:
+        app.config["QUIET_HOURS"] = ""
+
+
+# --- reminders and escalations ---------------------------------------------------------------------
+
+def _published_at(doc_id: int) -> datetime:
+    db.session.expire_all()
+    return db.session.get(Document, doc_id).published_at
+
+
+def test_reminders_go_only_to_members_still_pending(world, fcm):
+    doc_id = world.publish("b1", "b2")
+    run_due()
+    fcm.reset()
+    world.ack("M1", doc_id)
+    assert world.brief("S1", doc_id, [world.id("M2")]).status_code == 200
+    assert world.exempt("S2", doc_id, [world.id("M3")]).status_code == 200
+    world.open("CB", doc_id)
+    start = _published_at(doc_id)
+    lines = run_due(start + timedelta(days=7, minutes=1))
+    assert any("reminder:v1:d7" in line for line in lines)
+    # Pending: S1, CB (opened only), M4 (no phone), S2, BT.
+    assert targets(fcm) == devices_of("S1", "CB", "S2", "BT")
+    reminder = notification("reminder", doc_id)
+    assert (reminder.recipients, reminder.devices, reminder.sent) == (5, 4, 4)
+    assert reminder.kind == "reminder"
+    message = fcm.messages("fid-S2")[0]["message"]
+    assert message["notification"]["title"] == "Nhắc nhở: đồng chí chưa xác nhận Chỉ thị 24-CT/TU"
+    run_due(start + timedelta(days=7, minutes=2))
+    assert fcm.accepted_count() == 4  # once per round and day
+    world.ack("S2", doc_id)
+    fcm.reset()
+    run_due(start + timedelta(days=12, minutes=1))
+    reminded = sorted(m["target"] for m in fcm.messages() if m["message"]["data"]["kind"] == "reminder")
+    assert reminded == devices_of("S1", "CB", "BT")
+
+
+def test_a_member_who_acknowledges_after_planning_is_skipped(world, fcm):
+    from push import fanout
+
+    doc_id = world.publish("b1")
+    run_due()
+    fcm.reset()
+    start = _published_at(doc_id)
+    from push.schedule import schedule_due
+
+    schedule_due(start + timedelta(days=7, minutes=1))
+    planned: list[int] = []
+    fanout.plan(notification("reminder", doc_id).id, planned.append)
+    world.ack("M2", doc_id)
+    fanout.send_chunk(planned[0])
+    assert "fid-M2" not in targets(fcm) and "fid-M1" in targets(fcm)
+
+
+def test_no_reminders_after_the_deadline_and_only_the_latest_missed_day(world, fcm):
+    doc_id = world.publish("b1")
+    run_due()
+    fcm.reset()
+    start = _published_at(doc_id)
+    run_due(start + timedelta(days=12, hours=1))  # the worker was down on day 7
+    reminders = db.session.scalars(select(Notification).where(Notification.kind == "reminder")
+                                   .order_by(Notification.dedupe_key)).all()
+    assert [(r.dedupe_key, r.state) for r in reminders] == [("reminder:v1:d12", "done"),
+                                                           ("reminder:v1:d7", "cancelled")]
+    fcm.reset()
+    run_due(start + timedelta(days=16))  # past the deadline: day 14 is not sent
+    assert db.session.scalar(select(func.count()).select_from(Notification).where(
+        Notification.dedupe_key == "reminder:v1:d14", Notification.state != "cancelled")) == 0
+
+
+def test_a_material_change_asks_again_and_restarts_the_reminders(world, fcm):
+    doc_id = world.publish("b1")
+    run_due()
+    world.ack("M1", doc_id)
+    assert world.exempt("S1", doc_id, [world.id("M2")]).status_code == 200
+    fcm.reset()
+    world.patch(doc_id, reack=True)
+    run_due()
+    # Everyone in b1 except the exempt M2 must acknowledge version 2.
+    assert targets(fcm) == devices_of("M1", "S1", "CB")
+    message = fcm.messages("fid-M1")[0]["message"]
+    assert message["data"]["kind"] == "reack" and message["data"]["version"] == "2"
+    assert message["notification"]["title"].startswith("Chỉ thị 24-CT/TU đã được sửa đổi")
+    fcm.reset()
+    reack_at = notification("reack", doc_id).created_at
+    run_due(reack_at + timedelta(days=7, minutes=1))
+    assert notification("reminder", doc_id).dedupe_key == "reminder:v2:d7"
+    assert targets(fcm) == devices_of("M1", "S1", "CB")
+
+
+def test_escalations_tell_each_secretary_who_is_pending(world, fcm, tree):
+    from tests.factories import member, unit
+
+    b3 = unit("HN.BD.DB.3", "branch", tree["phuong"], "Chi bộ Tổ dân phố số 3")  # no secretary of its own
+    member("M7", b3, name="Trịnh Văn Phúc")
+    member("SP", tree["b2"], name="Mai Thị Quế", roles=[("secretary", tree["phuong"])])
+    world.client.post(f"{API}/me/devices", json={"fid": "fid-SP", "platform": "android"}, headers=world.auth("SP"))
+    doc_id = world.publish("phuong")
+    run_due()
+    world.ack("M1", doc_id)
+    world.ack("M3", doc_id)
+    fcm.reset()
+    start = _published_at(doc_id)
+    run_due(start + timedelta(days=12, minutes=1))
+    escalation = notification("escalation", doc_id)
+    assert escalation.recipients == 3  # S1 (b1), S2 (b2), SP (b3, through the phường)
+    inbox = world.client.get(f"{API}/me/notifications", headers=world.auth("S1")).json["items"]
+    item = next(i for i in inbox if i["kind"] == "escalation")
+    assert item["units"] == [{"id": tree["b1"].id, "code": "HN.BD.DB.1", "name": "Chi bộ Tổ dân phố số 1",
+                              "pending": 3, "names": ["Lê Văn Cường", "Phạm Thị Dung", "Trần Thị Bình"]}]
+    assert item["title"] == "3 đảng viên chưa xác nhận Chỉ thị 24-CT/TU"
+    sp_item = next(i for i in world.client.get(f"{API}/me/notifications", headers=world.auth("SP")).json["items"]
+                   if i["kind"] == "escalation")
+    assert [(u["code"], u["names"]) for u in sp_item["units"]] == [("HN.BD.DB.3", ["Trịnh Văn Phúc"])]
+    pushed = {m["target"]: m["message"] for m in fcm.messages() if m["message"]["data"]["kind"] == "escalation"}
+    assert sorted(pushed) == ["fid-S1", "fid-S2", "fid-SP"]
+    assert pushed["fid-S1"]["android"]["collapse_key"] == f"doc-{doc_id}-escalation"
+    assert "Trần Thị Bình" in pushed["fid-S1"]["notification"]["body"]
+    fcm.reset()
+    run_due(start + timedelta(days=12, minutes=2))
+    assert fcm.accepted_count() == 0
+
+
+# --- manual reminders ------------------------------------------------------------------------------
+
+def remind(api: Api, card: str, doc_id: int, unit: str | int):
+    unit_id = unit if isinstance(unit, int) else api.tree[unit].id
+    return api.client.post(f"{API}/documents/{doc_id}/reminders", json={"org_unit": unit_id},
+                           headers=api.auth(card))
+
+
+def test_a_secretary_reminds_the_pending_members_of_a_unit_once_a_day(world, fcm):
+    doc_id = world.publish("city")
+    run_due()
+    world.ack("M1", doc_id)
+    fcm.reset()
+    response = remind(world, "S1", doc_id, "b1")
+    assert response.status_code == 202, response.get_data(as_text=True)
+    assert response.json["recipients"] == 3  # M2, S1, CB
+    run_due()
+    assert targets(fcm) == devices_of("M2", "S1", "CB")
+    assert fcm.messages("fid-CB")[0]["message"]["notification"]["title"].startswith("Chi ủy nhắc")
+    again = remind(world, "S1", doc_id, "b1")
+    assert_problem(again, 429, "reminder_too_soon")
+    assert 86000 < int(again.headers["Retry-After"]) <= 86401
+    assert remind(world, "S2", doc_id, "b2").status_code == 202  # another unit has its own budget
+    # A day later the unit may be reminded again.
+    db.session.execute(Notification.__table__.update().values(created_at=datetime.now(ZONE) - timedelta(hours=25)))
+    db.session.commit()
+    assert remind(world, "S1", doc_id, "b1").status_code == 202
+    audit = world.audit("notification.manual")
+    assert len(audit) == 3
+
+
+def test_manual_reminders_need_a_secretary_over_the_unit(world, fcm):
+    doc_id = world.publish("city")
+    assert_problem(remind(world, "M1", doc_id, "b1"), 403, "forbidden")
+    assert_problem(remind(world, "CB", doc_id, "b1"), 403, "forbidden")   # committee: sees progress only
+    assert_problem(remind(world, "S2", doc_id, "b1"), 403, "forbidden")   # another branch
+    assert_problem(remind(world, "S1", doc_id, 999999), 404, "not_found")
+    assert_problem(remind(world, "S1", 999999, "b1"), 404, "not_found")
+    assert remind(world, "BT", doc_id, "b1").status_code == 202          # admin over the city
+    no_ack = world.publish("city", requires_ack=False, title="Thông tin tham khảo")
+    assert_problem(remind(world, "S1", no_ack, "b1"), 409, "ack_not_required")
+    bad = world.client.post(f"{API}/documents/{doc_id}/reminders", json={"org_unit": "b1"}, headers=world.auth("S1"))
+    assert_problem(bad, 422, "validation_error")
+
+
+def test_concurrent_manual_reminders_make_one(world, fcm, app, backend):
+    from tests.factories import in_parallel
+
+    doc_id = world.publish("city")
+    headers = world.auth("S1")
+    codes = in_parallel(app, 4, lambda c: c.post(f"{API}/documents/{doc_id}/reminders",
+                                                 json={"org_unit": world.tree["b1"].id}, headers=headers))
+    assert sorted(codes) == [202, 429, 429, 429]
+
+
+def test_a_manual_reminder_in_quiet_hours_waits_for_morning(world, fcm, quiet):
+    doc_id = world.publish("city")
+    response = remind(world, "S1", doc_id, "b1")
+    assert response.status_code == 202
+    due = datetime.fromisoformat(response.json["due_at"])
+    from push.schedule import is_quiet
+
+    assert not is_quiet(due)
+
+
+# --- devices ---------------------------------------------------------------------------------------
+
+def test_devices_not_seen_for_270_days_are_forgotten(world, fcm):
+    old = db.session.scalar(select(Device).where(Device.fid == "fid-M3"))
+    old.last_seen_at = datetime.now(ZONE) - timedelta(days=271)
+    db.session.commit()
+    lines = run_due()
+    assert "forgot 1 devices not seen for 270 days" in lines
+    assert db.session.scalar(select(Device).where(Device.fid == "fid-M3")) is None
+    assert db.session.scalar(select(func.count()).select_from(Device)) == 11
+
+
+def test_the_log_backend_sends_nothing_over_the_network(world, fcm, app, caplog):
+    app.config["PUSH_BACKEND"] = "log"
+    world.publish("b1")
+    with caplog.at_level("INFO", logger="handbook.push"):
+        run_due()
+    assert fcm.accepted_count() == 0
+    assert sum("push (log backend)" in r.getMessage() for r in caplog.records) == 5
+    assert not any("fid-M1" in r.getMessage() or "legacy-M1" in r.getMessage() for r in caplog.records)
+    assert db.session.scalar(select(func.count()).select_from(InboxItem)) == 4
