@@ -12,11 +12,22 @@ from flask import Flask
 
 log = logging.getLogger("handbook.push")
 _wake = threading.Event()
-_started = False
+_stop = threading.Event()
+_thread: threading.Thread | None = None
 
 
 def wake() -> None:
     _wake.set()
+
+
+def stop(timeout: float = 10.0) -> None:
+    """Stop the thread after its current run (tests; the process exiting ends it anyway)."""
+    global _thread
+    if _thread is not None:
+        _stop.set()
+        _wake.set()
+        _thread.join(timeout)
+        _thread = None
 
 
 def _try_lock(path: Path):
@@ -36,11 +47,11 @@ def _loop(app: Flask) -> None:
     lock_path = Path(app.instance_path) / "push-worker.lock"
     lock = None
     tick = float(app.config.get("PUSH_TICK_SECONDS", 15))
-    while True:
+    while not _stop.is_set():
         _wake.wait(tick)
         _wake.clear()
         lock = lock or _try_lock(lock_path)
-        if lock is None:
+        if lock is None or _stop.is_set():
             continue
         with app.app_context():
             try:
@@ -50,16 +61,19 @@ def _loop(app: Flask) -> None:
                 log.exception("push: run-due failed")
             finally:
                 db.session.remove()
+    if lock is not None:
+        lock.close()
 
 
 def start(app: Flask) -> bool:
     """Start the thread (once per process) unless a broker is configured or it is switched off."""
-    global _started
+    global _thread
     from push.tasks import broker_url
 
-    if _started or broker_url(app.config) or not app.config.get("EMBEDDED_WORKER", True):
+    if _thread is not None or broker_url(app.config) or not app.config.get("EMBEDDED_WORKER", True):
         return False
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-    threading.Thread(target=_loop, args=(app,), name="push-embedded-worker", daemon=True).start()
-    _started = True
+    _stop.clear()
+    _thread = threading.Thread(target=_loop, args=(app,), name="push-embedded-worker", daemon=True)
+    _thread.start()
     return True

@@ -23,7 +23,9 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local pause = tonumber(ARGV[4])
 if pause > 0 then
-  if tat < now + pause then tat = now + pause end
+  -- past the burst allowance too, so that nobody sends before the pause is over
+  local until_ = now + pause + tonumber(ARGV[3])
+  if tat < until_ then tat = until_ end
   redis.call('SET', KEYS[1], tostring(tat), 'EX', math.ceil(tat - now) + 60)
   return '0'
 end
@@ -58,7 +60,7 @@ class RateLimiter:
         with self._lock:
             tat = max(self._tat, now)
             if pause > 0:
-                self._tat = max(tat, now + pause)
+                self._tat = max(tat, now + pause + self.burst)
                 return 0.0
             new = tat + cost
             wait = new - self.burst - now

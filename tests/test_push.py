@@ -644,3 +644,52 @@ def test_the_log_backend_sends_nothing_over_the_network(world, fcm, app, caplog)
     assert sum("push (log backend)" in r.getMessage() for r in caplog.records) == 5
     assert not any("fid-M1" in r.getMessage() or "legacy-M1" in r.getMessage() for r in caplog.records)
     assert db.session.scalar(select(func.count()).select_from(InboxItem)) == 4
+
+
+# --- the ways it runs ------------------------------------------------------------------------------
+
+def test_the_cli_sends_what_is_due_and_is_safe_to_run_twice(world, fcm, app):
+    doc_id = world.publish("city")
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["handbook", "push", "run-due"])
+    assert first.exit_code == 0, first.output
+    n = notification("published", doc_id)
+    assert f"notification {n.id} (published, document {doc_id}: 24-CT/TU" in first.output
+    assert "12 recipients, 12 devices, 12 sent" in first.output
+    second = runner.invoke(args=["handbook", "push", "run-due"])
+    assert second.exit_code == 0 and second.output.strip() == "Nothing due."
+    at = (_published_at(doc_id) + timedelta(days=7, minutes=1)).astimezone(ZONE).isoformat()
+    reminder = runner.invoke(args=["handbook", "push", "run-due", "--at", at])
+    assert "scheduled reminder reminder:v1:d7" in reminder.output and "(reminder, document" in reminder.output
+    assert fcm.accepted_count() == 24
+    assert runner.invoke(args=["handbook", "push", "run-due", "--at", at]).output.strip() == "Nothing due."
+    for bad in ("tomorrow", "2026-12-01T08:00:00"):
+        result = runner.invoke(args=["handbook", "push", "run-due", "--at", bad])
+        assert result.exit_code == 2 and "--at" in result.output
+
+
+def test_the_embedded_worker_sends_without_any_server(world, fcm, app):
+    """No broker: a thread of the API process sends, woken by the publication's commit."""
+    from push import embedded
+
+    app.config.update(EMBEDDED_WORKER=True, PUSH_TICK_SECONDS=30)
+    try:
+        assert embedded.start(app)
+        assert not embedded.start(app)  # once per process
+        world.publish("city")
+        # The tick is 30 s: only the wake-up rung after the commit can make it this fast.
+        assert fcm.wait_for(12, timeout=10)
+    finally:
+        embedded.stop()
+        app.config.update(EMBEDDED_WORKER=False, PUSH_TICK_SECONDS=15)
+    assert targets(fcm) == devices_of(*WORLD_MEMBERS)
+
+
+def test_a_broker_switches_the_embedded_worker_off(app):
+    from push import embedded
+
+    app.config.update(EMBEDDED_WORKER=True, CELERY_BROKER_URL="redis://127.0.0.1:1/0")
+    try:
+        assert not embedded.start(app)
+    finally:
+        app.config.update(EMBEDDED_WORKER=False, CELERY_BROKER_URL=None)
