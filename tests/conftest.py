@@ -14,6 +14,22 @@ from sqlalchemy import text
 from config import TestConfig, normalise_database_url
 
 PG_URL = normalise_database_url(os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def require_redis() -> str:
+    """The test Redis URL; the test is skipped when Redis is not running (and fails in CI, which has it)."""
+    import redis
+
+    try:
+        up = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        up = False
+    if not up:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis is not reachable at {REDIS_URL} (required in CI)")
+        pytest.skip("Redis not reachable")
+    return REDIS_URL
 
 
 def _postgres_reachable(url: str) -> bool:

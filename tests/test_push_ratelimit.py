@@ -9,22 +9,17 @@ import time
 import pytest
 
 from push.ratelimit import RateLimiter
-from tests.test_push_worker import REDIS_URL, _redis_up
+from tests.conftest import require_redis
 
 
 @pytest.fixture()
 def redis_url():
-    import os
-
     import redis
 
-    if not _redis_up():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is not reachable at {REDIS_URL} (required in CI)")
-        pytest.skip("Redis not reachable")
-    redis.Redis.from_url(REDIS_URL).delete("handbook:push:fcm-tat")
-    yield REDIS_URL
-    redis.Redis.from_url(REDIS_URL).delete("handbook:push:fcm-tat")
+    url = require_redis()
+    redis.Redis.from_url(url).delete("handbook:push:fcm-tat")
+    yield url
+    redis.Redis.from_url(url).delete("handbook:push:fcm-tat")
 
 
 def _take_in_parallel(limiters: list[RateLimiter], each: int) -> float:

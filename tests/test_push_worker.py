@@ -23,27 +23,16 @@ from handbook.extensions import db
 from handbook.members import Member
 from push.fakefcm import FakeFcm
 from push.models import Delivery, Device, Notification
-from tests.conftest import make_app
+from tests.conftest import REDIS_URL, make_app, require_redis
 from tests.factories import bearer, login, member, small_tree
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parent.parent
 API = "/api/v1"
 
 
-def _redis_up() -> bool:
-    try:
-        return redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError:
-        return False
-
-
 @pytest.fixture()
 def broker(app):
-    if not _redis_up():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is not reachable at {REDIS_URL} (required in CI)")
-        pytest.skip("Redis not reachable")
+    require_redis()
     queue = f"handbook-test-{uuid.uuid4().hex[:8]}"
     yield queue
     redis.Redis.from_url(REDIS_URL).delete(queue)

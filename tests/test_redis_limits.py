@@ -1,22 +1,13 @@
 """Login throttling with Redis storage (shared by every API instance), and with Redis down."""
 from __future__ import annotations
 
-import os
 
 import pytest
 import redis
 
-from tests.conftest import make_app
+from tests.conftest import REDIS_URL, make_app, require_redis
 from tests.factories import login, member, small_tree
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def _redis_up() -> bool:
-    try:
-        return redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture()
@@ -32,11 +23,7 @@ def rebind_limiter(app, database_url):
 
 
 def test_throttle_is_shared_through_redis(app, database_url, rebind_limiter):
-    if not _redis_up():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is not reachable at {REDIS_URL} (required in CI)")
-        pytest.skip("Redis not reachable")
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    redis.Redis.from_url(require_redis()).flushdb()
     tree = small_tree()
     member("01000001", tree["b1"])
     # Two "instances" of the API sharing one Redis: failures on one count on the other.
