@@ -45,7 +45,7 @@ def read_all():
 @blp.response(202, ReminderResultSchema)
 @blp.alt_response(403, description="forbidden: not a secretary (or admin) over that unit")
 @blp.alt_response(404, description="not_found: no such document reaching the caller's scope, or no such unit")
-@blp.alt_response(409, description="ack_not_required / document_withdrawn")
+@blp.alt_response(409, description="ack_not_required / document_withdrawn / document_not_out (scheduled)")
 @blp.alt_response(429, description="reminder_too_soon: that unit was reminded in the last 24 hours (Retry-After)")
 def remind(args, document_id):
     """Push the pending members of one unit (its subtree) now, or when quiet hours end."""

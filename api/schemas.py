@@ -681,6 +681,8 @@ class NotificationStatsSchema(StrictSchema):
     failed = ma.fields.Integer(metadata={"description": "Devices given up on (attempts exhausted, configuration)"})
     invalid_tokens = ma.fields.Integer(metadata={"description": "Devices FCM called dead (deleted)"})
     resent = ma.fields.Integer(metadata={"description": "Pushes sent again because a worker died mid-send"})
+    skipped = ma.fields.Integer(metadata={"description": "Devices not sent to: their member acted meanwhile, the "
+                                                         "phone moved to someone else, or it was withdrawn"})
     in_progress = ma.fields.Integer(metadata={"description": "Devices queued, being sent or waiting to retry"})
     due_at = UtcDateTime()
     created_at = UtcDateTime()

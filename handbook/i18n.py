@@ -49,6 +49,8 @@ PROBLEMS: dict[str, tuple[str, str, str, str]] = {
                       "Stale version", "The document has a newer version ({current_version})."),
     "payload_too_large": ("Dữ liệu quá lớn", "Nội dung gửi lên vượt quá giới hạn {limit} byte.",
                           "Payload too large", "The request body exceeds the {limit}-byte limit."),
+    "document_not_out": ("Văn bản chưa được phát hành", "Văn bản này chưa đến thời điểm phát hành, đảng viên chưa đọc được.",
+                         "Document not out yet", "This document is not published yet; members cannot read it."),
     "reminder_too_soon": ("Đã nhắc trong 24 giờ qua",
                           "Đơn vị này đã được nhắc về văn bản này trong 24 giờ qua; có thể nhắc lại sau {retry_after} giây.",
                           "Already reminded in the last 24 hours",

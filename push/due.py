@@ -21,7 +21,7 @@ from handbook.extensions import db
 from handbook.timeutil import as_utc, utcnow
 from push import fanout
 from push.models import Device, Notification
-from push.schedule import due_notifications, schedule_due
+from push.schedule import cancel_expired, due_notifications, schedule_due
 
 DEVICE_MAX_IDLE = timedelta(days=270)
 
@@ -30,9 +30,10 @@ def _name(doc) -> str:
     return f"{doc.id}: {doc.number + ' ' if doc.number else ''}{doc.title}"
 
 
-def prune_devices(at: datetime) -> int:
-    """Forget devices not seen for 270 days (the app refreshes its registration at every start)."""
-    result = db.session.execute(delete(Device).where(Device.last_seen_at < at - DEVICE_MAX_IDLE))
+def prune_devices() -> int:
+    """Forget devices not seen for 270 days (the app refreshes its registration at every start). Measured
+    from the real clock, never from `--at`: a run for a future instant must not delete live phones."""
+    result = db.session.execute(delete(Device).where(Device.last_seen_at < utcnow() - DEVICE_MAX_IDLE))
     db.session.commit()
     return result.rowcount
 
@@ -56,7 +57,9 @@ def run_due(at: datetime | None = None, *, inline: bool = True,
     at = as_utc(at) if at is not None else utcnow()
     lines = [f"published document {_name(doc)}" for doc in publish_due(at)]
     lines += [f"closed document {_name(doc)} (progress frozen at its deadline)" for doc in close_due(at)]
-    lines += [f"scheduled {n.kind} {n.dedupe_key} for document {n.document_id}" for n in schedule_due(at)]
+    lines += [f"scheduled {kind} {key} for document {doc_id}" for kind, key, doc_id in schedule_due(at)]
+    lines += [f"cancelled {kind} {n} of document {doc_id}: its deadline has passed"
+              for n, kind, doc_id in cancel_expired(at)]
     now = utcnow()
     to_plan = due_notifications(at) + fanout.stalled_plans(now)
     if not inline:
@@ -79,7 +82,7 @@ def run_due(at: datetime | None = None, *, inline: bool = True,
             if not tallies:
                 break
         lines += [_describe(n) for n in sorted(touched)]
-    pruned = prune_devices(at)
+    pruned = prune_devices()
     if pruned:
         lines.append(f"forgot {pruned} devices not seen for {DEVICE_MAX_IDLE.days} days")
     return lines

@@ -46,6 +46,8 @@ CHUNK_MEMBERS = 500
 PLAN_BATCH = 5000
 SEND_BATCH = 500          # FCM: at most 500 messages per send call
 ESCALATION_NAMES = 30     # names listed per unit in a secretary's inbox
+# Kinds that ask members to act: whoever acknowledged (or was excused) meanwhile is not asked.
+ASKS_PENDING = (NotificationKind.REACK.value, NotificationKind.REMINDER.value, NotificationKind.MANUAL.value)
 
 
 def _setting(name: str, default):
@@ -83,10 +85,7 @@ def recipients_condition(notification: Notification, doc: Document):
     kind = notification.kind
     if kind == NotificationKind.PUBLISHED.value:
         return audience_members(doc)
-    if kind == NotificationKind.REACK.value:
-        return audience_members(doc, ~exists().where(Receipt.document_id == doc.id, Receipt.member_id == Member.id,
-                                                     Receipt.exempted_at.is_not(None)))
-    if kind == NotificationKind.REMINDER.value:
+    if kind in (NotificationKind.REACK.value, NotificationKind.REMINDER.value):
         return audience_members(doc, pending_condition(doc))
     if kind == NotificationKind.MANUAL.value:
         unit = db.session.get(OrgUnit, notification.org_unit_id)
@@ -156,8 +155,8 @@ def plan(notification_id: int, enqueue: Callable[[int], None]) -> Notification |
     doc = db.session.get(Document, notification.document_id)
     lease = lease_duration()
     escalation = notification.kind == NotificationKind.ESCALATION.value
-    if escalation and notification.plan_cursor == 0:
-        notification.recipients = _escalation_inbox(notification, doc, now)
+    if escalation and not db.session.scalar(select(exists().where(InboxItem.notification_id == notification.id))):
+        notification.recipients = _escalation_inbox(notification, doc, now)  # all or nothing: one commit
         db.session.commit()
     condition = None if escalation else recipients_condition(notification, doc)
     while True:
@@ -183,7 +182,13 @@ def plan(notification_id: int, enqueue: Callable[[int], None]) -> Notification |
                   for part in (ids[i:i + CHUNK_MEMBERS] for i in range(0, len(ids), CHUNK_MEMBERS))]
         db.session.add_all(chunks)
         notification.plan_cursor = ids[-1]
-        notification.lease_until = utcnow() + lease
+        still_ours = db.session.execute(
+            update(Notification).where(Notification.id == notification.id,
+                                       Notification.state == NotificationState.SENDING.value)
+            .values(lease_until=utcnow() + lease).execution_options(synchronize_session=False)).rowcount == 1
+        if not still_ours:  # cancelled (withdrawn) meanwhile: stop filling inboxes
+            db.session.rollback()
+            return None
         db.session.commit()
         for chunk in chunks:
             enqueue(chunk.id)
@@ -207,6 +212,12 @@ def finish_if_complete(notification_id: int) -> bool:
 
 
 # --- sending ----------------------------------------------------------------------------------------
+
+def batch_size() -> int:
+    """≤ 500 messages, and few enough that waiting for the rate cap stays well inside the lease."""
+    per_second = _setting("FCM_RATE_PER_MINUTE", 600000) / 60
+    return max(1, min(SEND_BATCH, int(per_second * lease_duration().total_seconds() / 4)))
+
 
 def lease_duration() -> timedelta:
     """How long a chunk's worker is trusted without news. It renews it before every batch; it must
@@ -266,7 +277,7 @@ def _create_deliveries(notification: Notification, doc: Document, chunk: PushChu
         .on_conflict_do_nothing(index_elements=["notification_id", "device_id"])
         .returning(Delivery.device_id)).all()
     _bump(notification.id, devices=len(created))
-    if notification.kind in (NotificationKind.REMINDER.value, NotificationKind.MANUAL.value):
+    if notification.kind in ASKS_PENDING:
         done = exists().where(Receipt.document_id == doc.id, Receipt.member_id == Delivery.member_id,
                               or_(acknowledged_condition(doc.ack_version), Receipt.exempted_at.is_not(None)))
         db.session.execute(
@@ -276,19 +287,20 @@ def _create_deliveries(notification: Notification, doc: Document, chunk: PushChu
     db.session.commit()
 
 
-def _next_batch(notification_id: int, chunk_id: int, attempt: int, now: datetime) -> list:
+def _next_batch(notification_id: int, chunk_id: int, attempt: int, now: datetime, size: int) -> list:
     """Rows to send now: queued, due retries, and rows a dead worker left `sending` (in doubt)."""
     return list(db.session.execute(
         select(Delivery.device_id, Delivery.member_id, Delivery.state, Delivery.attempts, Device.fid, Device.token,
                Device.platform, Device.locale, InboxItem.data)
-        .outerjoin(Device, Device.id == Delivery.device_id)
+        # A phone that moved to another member since is no longer this recipient's: it counts as gone.
+        .outerjoin(Device, and_(Device.id == Delivery.device_id, Device.member_id == Delivery.member_id))
         .join(InboxItem, and_(InboxItem.notification_id == Delivery.notification_id,
                               InboxItem.member_id == Delivery.member_id))
         .where(Delivery.notification_id == notification_id, Delivery.chunk_id == chunk_id, or_(
             Delivery.state == DeliveryState.QUEUED.value,
             and_(Delivery.state == DeliveryState.RETRY.value, Delivery.not_before <= now),
             and_(Delivery.state == DeliveryState.SENDING.value, Delivery.claim < attempt)))
-        .order_by(Delivery.device_id).limit(SEND_BATCH)))
+        .order_by(Delivery.device_id).limit(size)))
 
 
 def _set(notification_id: int, device_ids: list[int], **values) -> None:
@@ -317,11 +329,15 @@ def send_chunk(chunk_id: int, backend=None) -> dict | None:
     zone = local_zone()
     channel = _setting("PUSH_ANDROID_CHANNEL", "directives")
     max_attempts = _setting("PUSH_MAX_ATTEMPTS", 8)
-    while rows := _next_batch(notification.id, chunk.id, attempt, utcnow()):
-        gone = [r.device_id for r in rows if r.fid is None and r.token is None]  # device deleted since
+    size = batch_size()
+    while rows := _next_batch(notification.id, chunk.id, attempt, utcnow(), size):
+        gone = [r.device_id for r in rows if r.fid is None and r.token is None]  # deleted or moved since
         _set(notification.id, gone, state=DeliveryState.SKIPPED.value, updated_at=utcnow())
         tally["skipped"] += len(gone)
         rows = [r for r in rows if r.fid is not None or r.token is not None]
+        if not rows:
+            db.session.commit()
+            continue
         in_doubt = sum(1 for r in rows if r.state == DeliveryState.SENDING.value)
         limiter().acquire(len(rows))
         sent_at = utcnow()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 
 from content.access import can_manage
-from content.models import Document
+from content.models import Document, Status
 from handbook.extensions import db
 from handbook.i18n import language
 from handbook.members import Member
@@ -13,12 +13,17 @@ from handbook.pagination import decode_cursor, page
 from handbook.permissions import ADMIN_ROLES, has_role_over, not_found
 from handbook.timeutil import local_zone, utcnow
 from push.messages import texts
-from push.models import Delivery, DeliveryState, InboxItem, Notification
+from push.models import Delivery, DeliveryState, InboxItem, Notification, NotificationKind
 
 
 def unread_count(member: Member) -> int:
-    return db.session.scalar(select(func.count()).select_from(InboxItem).where(
-        InboxItem.member_id == member.id, InboxItem.read_at.is_(None)))
+    """Unread items, not counting those about withdrawn documents (they stay listed, marked withdrawn)."""
+    return db.session.scalar(
+        select(func.count()).select_from(InboxItem)
+        .join(Notification, Notification.id == InboxItem.notification_id)
+        .join(Document, Document.id == Notification.document_id)
+        .where(InboxItem.member_id == member.id, InboxItem.read_at.is_(None),
+               Document.status != Status.WITHDRAWN.value))
 
 
 def items(member: Member, *, limit: int, cursor: str | None = None, unread: bool | None = None) -> dict:
@@ -70,16 +75,21 @@ def notification_stats(actor: Member, notification_id: int) -> dict:
     secretary who sent a manual reminder; 404 for everyone else."""
     notification = db.session.get(Notification, notification_id)
     doc = notification and db.session.get(Document, notification.document_id)
-    if doc is None or not (can_manage(actor, doc) or notification.created_by == actor.id
-                           or has_role_over(actor, doc.owner_unit, ADMIN_ROLES)):
+    sender = notification is not None and notification.kind == NotificationKind.MANUAL.value \
+        and notification.created_by == actor.id
+    if doc is None or not (can_manage(actor, doc) or sender or has_role_over(actor, doc.owner_unit, ADMIN_ROLES)):
         raise not_found()
-    in_progress = db.session.scalar(select(func.count()).select_from(Delivery).where(
+    states = dict(db.session.execute(select(Delivery.state, func.count()).where(
         Delivery.notification_id == notification.id,
-        Delivery.state.in_([DeliveryState.QUEUED.value, DeliveryState.SENDING.value, DeliveryState.RETRY.value])))
+        Delivery.state.in_([DeliveryState.QUEUED.value, DeliveryState.SENDING.value, DeliveryState.RETRY.value,
+                            DeliveryState.SKIPPED.value])).group_by(Delivery.state)).all())
+    skipped = states.pop(DeliveryState.SKIPPED.value, 0)
+    in_progress = sum(states.values())
     return {"id": notification.id, "kind": notification.kind, "state": notification.state,
             "document_id": notification.document_id, "org_unit_id": notification.org_unit_id,
             "urgent": notification.urgent, "recipients": notification.recipients, "devices": notification.devices,
             "sent": notification.sent, "failed": notification.failed, "invalid_tokens": notification.invalid_tokens,
-            "resent": notification.resent, "in_progress": in_progress, "due_at": notification.due_at,
+            "resent": notification.resent, "skipped": skipped, "in_progress": in_progress,
+            "due_at": notification.due_at,
             "created_at": notification.created_at, "started_at": notification.started_at,
             "finished_at": notification.finished_at}

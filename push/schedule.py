@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, update
 
 from content.acknowledgements import BRIEFING_ROLES, followed_for_briefing
 from content.models import Document, DocumentVersion, Status
@@ -35,11 +35,14 @@ MANUAL_INTERVAL = timedelta(hours=24)
 # --- quiet hours -------------------------------------------------------------------------------------
 
 def quiet_window(spec: str | None = None) -> tuple[time, time] | None:
-    """'21:00-07:00' → (21:00, 07:00); empty → None."""
+    """'21:00-07:00' → (21:00, 07:00); empty → None. `create_app` checks the setting at start-up."""
     spec = current_app.config.get("QUIET_HOURS", "") if spec is None else spec
     if not spec or not spec.strip():
         return None
-    start, end = (time.fromisoformat(part.strip()) for part in spec.split("-"))
+    try:
+        start, end = (datetime.strptime(part.strip(), "%H:%M").time() for part in spec.split("-"))
+    except ValueError:
+        raise ValueError(f"QUIET_HOURS must look like 21:00-07:00 (HH:MM-HH:MM), not {spec!r}") from None
     return None if start == end else (start, end)
 
 
@@ -81,16 +84,20 @@ def _round_starts(docs: list[Document]) -> dict[int, datetime]:
     return starts
 
 
-def schedule_due(at: datetime) -> list[Notification]:
-    """Create the reminders and escalations due at `at` (idempotent). Returns those created pending."""
+def schedule_due(at: datetime) -> list[tuple[str, str, int]]:
+    """Create the reminders and escalations due at `at` (idempotent, also between concurrent runners:
+    INSERT … ON CONFLICT DO NOTHING on (document, key)). Returns (kind, key, document id) of those
+    created to be sent."""
     reminder_days = sorted(current_app.config.get("REMINDER_DAYS", []))
     escalation_days = sorted(current_app.config.get("ESCALATION_DAYS", []))
     if not reminder_days and not escalation_days:
         return []
     horizon = max(reminder_days + escalation_days)
+    # The current round began at most `ack_days` before the deadline, so a deadline older than the
+    # horizon (plus the longest plausible round) has nothing left to schedule.
     docs = list(db.session.scalars(select(Document).where(
         Document.status == Status.PUBLISHED.value, Document.requires_ack.is_(True),
-        Document.published_at <= at, Document.published_at >= at - timedelta(days=horizon + 60))))
+        Document.published_at <= at, Document.deadline >= at - timedelta(days=horizon + 400))))
     if not docs:
         return []
     starts = _round_starts(docs)
@@ -110,16 +117,44 @@ def schedule_due(at: datetime) -> list[Notification]:
                 if (doc.id, key) in known:
                     continue
                 live = day in due_now
-                notification = Notification(
-                    kind=kind.value, document_id=doc.id, org_unit_id=doc.owner_unit_id, dedupe_key=key,
-                    due_at=start + timedelta(days=day),
-                    state=(NotificationState.PENDING if live else NotificationState.CANCELLED).value,
-                    finished_at=None if live else at)
-                db.session.add(notification)
-                if live:
-                    created.append(notification)
+                inserted = db.session.execute(
+                    _insert_notification().values(
+                        kind=kind.value, document_id=doc.id, org_unit_id=doc.owner_unit_id, dedupe_key=key,
+                        due_at=start + timedelta(days=day), created_at=utcnow(),
+                        state=(NotificationState.PENDING if live else NotificationState.CANCELLED).value,
+                        finished_at=None if live else at)
+                    .on_conflict_do_nothing(index_elements=["document_id", "dedupe_key"])
+                    .returning(Notification.id)).first()
+                if live and inserted is not None:
+                    created.append((kind.value, key, doc.id))
     db.session.commit()
     return created
+
+
+def _insert_notification():
+    if db.session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(Notification)
+
+
+def cancel_expired(at: datetime) -> list[tuple[int, str, int]]:
+    """Reminders still waiting (quiet hours held them) when the deadline they name has passed are not
+    sent any more."""
+    expired = list(db.session.execute(
+        select(Notification.id, Notification.kind, Notification.document_id)
+        .join(Document, Document.id == Notification.document_id)
+        .where(Notification.state == NotificationState.PENDING.value, Notification.due_at <= at,
+               Notification.kind.in_([NotificationKind.REMINDER.value, NotificationKind.MANUAL.value]),
+               Document.deadline < at)))
+    if expired:
+        db.session.execute(update(Notification).where(Notification.id.in_([e[0] for e in expired]),
+                                                      Notification.state == NotificationState.PENDING.value)
+                           .values(state=NotificationState.CANCELLED.value, finished_at=at)
+                           .execution_options(synchronize_session=False))
+    db.session.commit()
+    return [tuple(e) for e in expired]
 
 
 def due_notifications(at: datetime, limit: int = 100) -> list[int]:
@@ -140,6 +175,9 @@ def remind(actor: Member, document_id: int, org_unit_id: int) -> dict:
     from handbook.orgunits import in_subtree
 
     doc = followed_for_briefing(actor, document_id)
+    now = utcnow()
+    if doc.status != Status.PUBLISHED.value or as_utc(doc.published_at) > now:
+        raise ProblemError("document_not_out", 409)  # members cannot open it yet: nothing to remind of
     if not doc.requires_ack:
         raise ProblemError("ack_not_required", 409)
     unit_stmt = select(OrgUnit).where(OrgUnit.id == org_unit_id)
@@ -150,7 +188,6 @@ def remind(actor: Member, document_id: int, org_unit_id: int) -> dict:
         raise not_found()
     if not has_role_over(actor, unit, BRIEFING_ROLES):
         raise forbidden()
-    now = utcnow()
     notification = Notification(kind=NotificationKind.MANUAL.value, document_id=doc.id, org_unit_id=unit.id,
                                 created_by=actor.id, created_at=now, due_at=now)
     db.session.add(notification)
@@ -171,3 +208,8 @@ def remind(actor: Member, document_id: int, org_unit_id: int) -> dict:
                  org_unit_id=unit.id, notification_id=notification.id, recipients=recipients)
     db.session.commit()
     return {"notification_id": notification.id, "recipients": recipients, "due_at": quiet_ends(now)}
+
+
+def check_config(config) -> None:
+    """Refuse to start with settings that would make every run fail later (a mistyped QUIET_HOURS)."""
+    quiet_window(config.get("QUIET_HOURS") or "")
