@@ -222,9 +222,8 @@ def test_transient_errors_are_retried_until_each_device_has_it_once(world, fcm, 
     fcm.set_rule(target="fid-M3", error="UNAVAILABLE", times=2)
     fcm.set_rule(target="fid-M5", error="INTERNAL", times=1)
     doc_id = world.publish("city")
-    run_due()
-    n = notification("published", doc_id)
-    assert n.state == "sending" and n.sent == 10
+    run_due()  # (an inline run also takes retries that fall due while it runs: how many is timing)
+    assert notification("published", doc_id).sent >= 10
     for _ in range(20):
         time.sleep(0.1)
         run_due()
