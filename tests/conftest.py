@@ -128,3 +128,22 @@ def client(app):
 def tmpdir_path():
     with tempfile.TemporaryDirectory() as d:
         yield d
+
+
+@pytest.fixture(scope="module")
+def fake_fcm():
+    """The project's fake FCM server (push/fakefcm.py), one per test module."""
+    from push.fakefcm import FakeFcm
+
+    with FakeFcm() as fake:
+        yield fake
+
+
+@pytest.fixture()
+def fcm(app, fake_fcm):
+    """The app sends through firebase-admin to the fake FCM for this test (records cleared first)."""
+    saved = {k: app.config.get(k) for k in ("PUSH_BACKEND", "FCM_ENDPOINT", "FCM_PROJECT_ID")}
+    app.config.update(PUSH_BACKEND="fcm", FCM_ENDPOINT=fake_fcm.url, FCM_PROJECT_ID="so-tay-dang-vien-test")
+    fake_fcm.reset()
+    yield fake_fcm
+    app.config.update(saved)

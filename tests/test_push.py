@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from content.models import Document
 from handbook.extensions import db
 from push.due import run_due
-from push.fakefcm import FakeFcm
+from push.fakefcm import FakeFcm  # noqa: F401 (type of the `fcm` fixture)
 from push.models import Delivery, Device, InboxItem, Notification
 from tests.test_acknowledgements import API, WORLD_MEMBERS, ZONE, Api, make_world
 from tests.factories import small_tree
@@ -27,29 +27,8 @@ PHONES = {card: [f"fid-{card}"] for card in WORLD_MEMBERS if card != "M4"}
 PHONES["M1"] = ["fid-M1", "tok:legacy-M1"]
 
 
-@pytest.fixture(scope="module")
-def fake_fcm():
-    with FakeFcm() as fake:
-        yield fake
-
-
-@pytest.fixture()
-def fcm(app, fake_fcm):
-    """The app sends through firebase-admin to the fake FCM for this test."""
-    saved = {k: app.config.get(k) for k in ("PUSH_BACKEND", "FCM_ENDPOINT", "FCM_PROJECT_ID")}
-    app.config.update(PUSH_BACKEND="fcm", FCM_ENDPOINT=fake_fcm.url, FCM_PROJECT_ID="so-tay-dang-vien-test")
-    fake_fcm.reset()
-    yield fake_fcm
-    app.config.update(saved)
-
-
-@pytest.fixture()
-def tree(app):
-    return small_tree()
-
-
-@pytest.fixture()
-def world(client, tree, fcm):
+def push_world(client, tree) -> Api:
+    """The acknowledgement tests' world, with PHONES registered (S1's is an iPhone, M2's in English)."""
     make_world(tree)
     api = Api(client, tree)
     for card, phones in PHONES.items():
@@ -59,6 +38,16 @@ def world(client, tree, fcm):
                     "locale": "en-US" if card == "M2" else "vi-VN"}
             assert client.post(f"{API}/me/devices", json=body, headers=api.auth(card)).status_code == 201
     return api
+
+
+@pytest.fixture()
+def tree(app):
+    return small_tree()
+
+
+@pytest.fixture()
+def world(client, tree, fcm):
+    return push_world(client, tree)
 
 
 def targets(fake: FakeFcm) -> list[str]:

@@ -32,32 +32,9 @@ from push.models import Delivery, Device, InboxItem, Notification, PushChunk
 from push.schedule import schedule_due
 from tests.conftest import make_app
 from tests.factories import member, small_tree
-from tests.test_acknowledgements import ADMIN, API, ZONE, Api, make_world
+from tests.test_acknowledgements import ADMIN, API, ZONE, Api
 from tests.test_errors import assert_problem
-from tests.test_push import PHONES, devices_of, local, notification, remind, stats
-
-# --- fixtures (thin copies of tests/test_push.py's; importing fixtures across modules trips F811) ------
-
-
-@pytest.fixture(scope="module")
-def fake_fcm():
-    with FakeFcm() as fake:
-        yield fake
-
-
-@pytest.fixture()
-def fcm(app, fake_fcm):
-    saved = {k: app.config.get(k) for k in ("PUSH_BACKEND", "FCM_ENDPOINT", "FCM_PROJECT_ID")}
-    app.config.update(PUSH_BACKEND="fcm", FCM_ENDPOINT=fake_fcm.url, FCM_PROJECT_ID="so-tay-dang-vien-test")
-    fake_fcm.reset()
-    yield fake_fcm
-    app.config.update(saved)
-
-
-@pytest.fixture()
-def tree(app):
-    return small_tree()
-
+from tests.test_push import devices_of, local, notification, push_world, remind, stats
 
 def _register(client, api: Api, card: str, phone: str, **extra):
     key = "token" if phone.startswith("tok:") else "fid"
@@ -66,14 +43,13 @@ def _register(client, api: Api, card: str, phone: str, **extra):
 
 
 @pytest.fixture()
+def tree(app):
+    return small_tree()
+
+
+@pytest.fixture()
 def world(client, tree, fcm):
-    make_world(tree)
-    api = Api(client, tree)
-    for card, phones in PHONES.items():
-        for phone in phones:
-            locale = "en-US" if card == "M2" else "vi-VN"
-            assert _register(client, api, card, phone, locale=locale).status_code == 201
-    return api
+    return push_world(client, tree)
 
 
 @pytest.fixture()
