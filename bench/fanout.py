@@ -145,7 +145,9 @@ def fanout(database_url: str, fake_url: str, scratch: Path, expected: int, timeo
     env = {**os.environ, "HANDBOOK_ENV": "production", "SECRET_KEY": "bench", "JWT_SECRET_KEY": "bench" * 8,
            "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "CELERY_QUEUE": queue, "PUSH_BACKEND": "fcm",
            "FCM_ENDPOINT": fake_url, "FCM_PROJECT_ID": "bench", "QUIET_HOURS": "", "LOG_LEVEL": "WARNING",
-           "PUSH_TICK_SECONDS": "2"}
+           "PUSH_TICK_SECONDS": "2",
+           # No reminder or escalation of the demo's back-dated documents may fall due while we measure.
+           "REMINDER_DAYS": "9999", "ESCALATION_DAYS": "9999"}
     log = open(scratch / "fanout-worker.log", "w")  # noqa: SIM115 - closed below
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "push.worker:celery", "worker", "--beat",
