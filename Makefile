@@ -35,3 +35,12 @@ test: install
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache
+
+# Benchmark (bench/run.py): a dedicated PostgreSQL database (BENCH_DATABASE_URL, default
+# postgresql://postgres@127.0.0.1:5432/handbook_bench, recreated), gunicorn and wrk; results in bench/results/.
+.PHONY: bench bench-quick
+bench: install
+	$(BIN)/python -m bench.run --members 440000
+
+bench-quick: install
+	$(BIN)/python -m bench.run --members 20000 --quick

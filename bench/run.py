@@ -1,0 +1,481 @@
+"""The benchmark (issue 6): `python -m bench.run --members N [--quick] [--out bench/results]`.
+
+1. Builds a dedicated PostgreSQL database (`BENCH_DATABASE_URL`, default
+   postgresql://postgres@127.0.0.1:5432/handbook_bench; dropped and recreated) with the project's own
+   commands (`db upgrade`, `handbook demo --members N`), then scales it with raw SQL: ~200 published
+   documents, ~23 acknowledgement receipts and one device per member, and `handbook recount`.
+2. Serves the API with gunicorn (2 workers, production settings) next to a bare Flask app
+   (bench/baseline_app.py) that answers JSON bodies of the same size.
+3. Drives them with wrk (bench/wrk.lua, rotating many members' tokens) and compares every figure with
+   a baseline: the bare app for reading, the obvious SQL (psycopg) for progress, raw INSERTs for
+   acknowledgements.
+4. Times `handbook import-members` on an N-row CSV, and calls bench/fanout.py's `run(ctx)` if present.
+5. Writes bench/results/latest.json and latest.md.
+
+Every process it starts is stopped on the way out, errors included; every step is bounded in time.
+Logins are not measured, so the servers hash passwords with a cheap argon2id cost (CHEAP_ARGON2) to log
+in hundreds of members quickly; nothing else differs from production settings.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import json
+import os
+import platform
+import random
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import data
+from bench.load import (ROOT, Processes, ensure_wrk, gunicorn, insert_rate, log, login_all, request, sql_latency,
+                        wrk, write_requests)
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/handbook_bench"
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+FLASK = [str(ROOT / ".venv" / "bin" / "flask"), "--app", "wsgi"]
+PASSWORD = "bench-password-2024"
+CHEAP_ARGON2 = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_COST": "1024", "ARGON2_PARALLELISM": "1"}
+WORKERS = 2                 # gunicorn workers, for the API and the baseline alike
+THREADS, CONNECTIONS = 2, 32
+LATENCY_CONNECTIONS = 2     # follow-up figures: one request per worker at a time, like the SQL baseline
+
+
+@dataclass
+class Settings:
+    members: int
+    quick: bool
+    out: Path
+    database_url: str
+    seconds: int = 10           # one wrk run
+    sql_seconds: int = 5        # one direct-SQL baseline
+    logins: int = 200
+
+    @property
+    def scale(self) -> float:   # step time limits grow with N
+        return max(1.0, self.members / 20_000)
+
+
+@dataclass
+class FanoutContext:
+    """What bench/fanout.py's `run(ctx)` gets."""
+
+    database_url: str
+    members: int
+    quick: bool
+    root: Path                  # the project root
+    scratch: Path               # a scratch directory, removed afterwards
+    env: dict = field(repr=False, default_factory=dict)   # environment for the app's CLI / servers
+
+
+class StepTimeout(Exception):
+    pass
+
+
+@contextmanager
+def step(name: str, seconds: float):
+    """Log a step and bound it in time (SIGALRM; nested steps keep the outer budget)."""
+    def expire(signum, frame):
+        raise StepTimeout(f"{name}: no result within {seconds:.0f} s")
+
+    outer_left = signal.alarm(0)
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(max(1, int(min(seconds, outer_left) if outer_left else seconds)))
+    started = time.monotonic()
+    log(f"{name} ...")
+    try:
+        yield
+        log(f"{name}: {time.monotonic() - started:.1f} s")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer_left:
+            signal.alarm(max(1, int(outer_left - (time.monotonic() - started))))
+
+
+def app_env(settings: Settings) -> dict:
+    """Environment of every app process (CLI and gunicorn): production settings on the bench database."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "CELERY_BROKER_URL", "PROMETHEUS_MULTIPROC_DIR", "FCM_ENDPOINT")}
+    env.update(HANDBOOK_ENV="production", SECRET_KEY=secrets.token_urlsafe(48),
+               JWT_SECRET_KEY=secrets.token_urlsafe(48), DATABASE_URL=settings.database_url, LOG_LEVEL="WARNING",
+               QUIET_HOURS="", EMBEDDED_WORKER="false", PUSH_BACKEND="log",
+               LOGIN_LIMIT_PER_IP="1000000 per minute", **CHEAP_ARGON2)
+    return env
+
+
+def cli(args: list[str], env: dict, timeout: float, stdin: str | None = None) -> str:
+    """Run a command of the project; its output, or an error with the end of its output."""
+    done = subprocess.run(args, cwd=ROOT, env=env, input=stdin, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:4])} failed ({done.returncode}):\n{(done.stdout + done.stderr)[-2000:]}")
+    return done.stdout
+
+
+# --- the database ----------------------------------------------------------------------------------
+
+# Hashes stdin's password with the app's own hash_password (under app_env's argon2 cost).
+_HASH_PASSWORD = """import sys
+from handbook import create_app
+from handbook.auth import hash_password
+with create_app().app_context():
+    print(hash_password(sys.stdin.read()))
+"""
+
+def build_database(settings: Settings, env: dict) -> data.Cast:
+    url, scale = settings.database_url, settings.scale
+    with step("create database", 60):
+        data.recreate_database(url)
+    with step("flask db upgrade", 120):
+        cli(FLASK + ["db", "upgrade"], env, 120)
+    with step(f"flask handbook demo --members {settings.members}", 120 * scale):
+        out = cli(FLASK + ["handbook", "demo", "--members", str(settings.members)], env, 120 * scale)
+        log("  " + next((line for line in out.splitlines() if line.startswith("Demo:")), out.strip()[:200]))
+    with data.connect(url) as conn:
+        rng = random.Random(2024)
+        with step("add documents", 60):
+            log(f"  {data.add_documents(conn, rng)} documents added")
+        with step("add receipts", 60 * scale):
+            log(f"  {data.add_receipts(conn, settings.members):,} receipts")
+        with step("add devices", 30 * scale):
+            log(f"  {data.add_devices(conn):,} devices")
+    with step("flask handbook recount", 120 * scale):
+        log("  " + cli(FLASK + ["handbook", "recount"], env, 120 * scale).strip())
+    with data.connect(url) as conn:
+        with step("snapshots of closed documents, VACUUM ANALYZE", 60 * scale):
+            data.freeze_closed(conn)
+            data.vacuum(conn)
+        with step("sample members", 60):
+            password_hash = cli([PYTHON, "-c", _HASH_PASSWORD], env, 60, stdin=PASSWORD).strip()
+            return data.choose_cast(conn, settings.logins, password_hash)
+
+
+# --- figures ---------------------------------------------------------------------------------------
+
+@dataclass
+class Servers:
+    api: str
+    baseline: str
+    tokens: dict[str, str]          # card number → access token
+    cast: data.Cast
+
+
+def _member_tokens(servers: Servers) -> list[str]:
+    return [servers.tokens[card] for _, card in servers.cast.members if card in servers.tokens]
+
+
+def _probe(base: str, line: tuple) -> int:
+    """Send one request of a wrk file first: a figure made of errors is no figure."""
+    method, path, token, *body = line
+    status, payload = request(method, base + path, token=token, body=json.loads(body[0]) if body else None)
+    if status >= 400:
+        raise RuntimeError(f"{method} {path} answered {status}: {payload[:300]!r}")
+    return len(payload)
+
+
+def _throughput(settings: Settings, base: str, lines: list[tuple], path: Path) -> dict:
+    return wrk(base, write_requests(path, lines), threads=THREADS, connections=CONNECTIONS, seconds=settings.seconds)
+
+
+def fig_reading(settings: Settings, servers: Servers, scratch: Path) -> dict:
+    """read_feed and read_document against the bare app answering bodies of the same size."""
+    tokens = _member_tokens(servers)
+    documents = servers.cast.city_documents[:20]
+    cases = {
+        "read_feed": ("feed", [("GET", "/api/v1/documents", t) for t in tokens]),
+        "read_document": ("document", [("GET", f"/api/v1/documents/{documents[i % len(documents)]}",
+                                        tokens[i % len(tokens)]) for i in range(max(len(tokens), 1000))]),
+    }
+    out = {}
+    for key, (name, lines) in cases.items():
+        size = _probe(servers.api, lines[0])
+        with step(f"{key}: wrk on the API", settings.seconds + 60):
+            result = _throughput(settings, servers.api, lines, scratch / f"{key}.txt")
+        base_lines = [("GET", f"/{name}", token) for _, _, token in lines]
+        baseline_size = _probe(servers.baseline, base_lines[0])
+        with step(f"{key}: wrk on the bare Flask app", settings.seconds + 60):
+            baseline = _throughput(settings, servers.baseline, base_lines, scratch / f"{key}-baseline.txt")
+        out[key] = {**_pick(result, "rps", "median_ms", "p99_ms"), "baseline_rps": baseline["rps"],
+                    "baseline_median_ms": baseline["median_ms"], "baseline_p99_ms": baseline["p99_ms"],
+                    "body_bytes": size, "baseline_body_bytes": baseline_size, "errors": result["errors"],
+                    "threads": result["threads"], "connections": result["connections"]}
+        log(f"  {key}: {out[key]['rps']:.0f} req/s (bare Flask {baseline['rps']:.0f}), "
+            f"median {out[key]['median_ms']:.1f} ms, p99 {out[key]['p99_ms']:.1f} ms")
+    return out
+
+
+_OBVIOUS_SQL = """
+    SELECT count(*) AS total,
+           count(*) FILTER (WHERE r.acknowledged_version >= 1) AS acknowledged,
+           count(*) FILTER (WHERE r.opened_at IS NOT NULL) AS opened
+    FROM members m JOIN org_units u ON u.id = m.org_unit_id
+    LEFT JOIN receipts r ON r.document_id = %s AND r.member_id = m.id
+    WHERE m.active AND u.path >= %s AND u.path < %s"""
+
+
+def fig_follow_up(settings: Settings, servers: Servers, scratch: Path) -> dict:
+    """Progress for the city, the largest district and its largest branch, and that branch's pending
+    members, as the city admin; each against the obvious COUNT over receipts in the unit's subtree."""
+    cast = servers.cast
+    token = servers.tokens[cast.admin_card]
+    document = cast.city_documents[0]
+    cases = {
+        "progress_city": (f"/progress?org_unit={cast.root_id}", cast.root_id),
+        "progress_district": (f"/progress?org_unit={cast.district_id}", cast.district_id),
+        "progress_branch": (f"/progress?org_unit={cast.branch_id}", cast.branch_id),
+        "members_pending_branch": (f"/members?org_unit={cast.branch_id}&state=pending", cast.branch_id),
+    }
+    out = {}
+    for key, (query, unit_id) in cases.items():
+        lines = [("GET", f"/api/v1/documents/{document}{query}", token)]
+        _probe(servers.api, lines[0])
+        with step(f"{key}: wrk on the API", settings.seconds + 60):
+            result = wrk(servers.api, write_requests(scratch / f"{key}.txt", lines), threads=LATENCY_CONNECTIONS,
+                         connections=LATENCY_CONNECTIONS, seconds=settings.seconds)
+        with data.connect(settings.database_url) as conn:
+            lo, hi = data.subtree_bounds(conn, unit_id)
+        with step(f"{key}: the obvious SQL", settings.sql_seconds * 3 + 120):
+            baseline = sql_latency(settings.database_url, _OBVIOUS_SQL, (document, lo, hi),
+                                   concurrency=LATENCY_CONNECTIONS, seconds=settings.sql_seconds)
+        out[key] = {**_pick(result, "p95_ms", "median_ms", "rps"), "baseline_ms": baseline["p95_ms"],
+                    "baseline_median_ms": baseline["median_ms"], "document_id": document, "org_unit_id": unit_id,
+                    "errors": result["errors"], "connections": result["connections"]}
+        log(f"  {key}: p95 {result['p95_ms']:.1f} ms, median {result['median_ms']:.1f} ms "
+            f"(obvious SQL p95 {baseline['p95_ms']:.1f} ms)")
+    return out
+
+
+def fig_acknowledge(settings: Settings, servers: Servers, scratch: Path) -> dict:
+    """PUT .../acknowledgement by many members, each (member, document) pair once, against as many raw
+    single-row INSERTs with the same concurrency."""
+    token_of = {member_id: servers.tokens[card] for member_id, card in servers.cast.members if card in servers.tokens}
+    with data.connect(settings.database_url) as conn:
+        pairs = data.unacknowledged_pairs(conn, list(token_of), limit=60_000)
+    lines = [("PUT", f"/api/v1/documents/{document}/acknowledgement", token_of[member], json.dumps({"version": v}))
+             for member, document, v in pairs]
+    _probe(servers.api, lines.pop())
+    with step("acknowledge: wrk on the API", settings.seconds + 60):
+        result = _throughput(settings, servers.api, lines, scratch / "acknowledge.txt")
+    acknowledged = int(result["ok_rps"] * result["seconds"])
+    with step("acknowledge: raw INSERTs", 120 * settings.scale):
+        baseline = insert_rate(settings.database_url, max(acknowledged, 100), concurrency=CONNECTIONS)
+    out = {"rps": result["ok_rps"], "p99_ms": result["p99_ms"], "median_ms": result["median_ms"],
+           "baseline_rps": baseline["rps"], "acknowledgements": acknowledged, "distinct_pairs": len(lines),
+           "errors": result["errors"], "threads": result["threads"], "connections": result["connections"]}
+    log(f"  acknowledge: {out['rps']:.0f} ack/s, p99 {out['p99_ms']:.1f} ms (raw INSERTs {baseline['rps']:.0f}/s)")
+    return {"acknowledge": out}
+
+
+_SURNAMES = ["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Vũ", "Đặng", "Bùi", "Đỗ", "Ngô", "Dương", "Lý"]
+_MIDDLES = ["Văn", "Thị", "Đức", "Minh", "Thu", "Quang", "Ngọc", "Hữu", "Thanh", "Xuân"]
+_GIVEN = ["An", "Bình", "Chi", "Dũng", "Hà", "Hải", "Hằng", "Hùng", "Lan", "Linh", "Nam", "Phương", "Quân",
+          "Sơn", "Thảo", "Trang", "Tuấn", "Việt", "Yến", "Đạt"]
+
+
+def write_members_csv(path: Path, unit_codes: list[str], count: int) -> Path:
+    """`count` new members (card numbers 02xxxxxx, phones 092xxxxxxx) spread over the member-holding units."""
+    rng = random.Random(6)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["card_number", "full_name", "phone", "org_unit_code", "roles", "password"])
+        for i in range(1, count + 1):
+            name = f"{rng.choice(_SURNAMES)} {rng.choice(_MIDDLES)} {rng.choice(_GIVEN)}"
+            writer.writerow([f"02{i:06d}", name, f"092{i:07d}", unit_codes[i % len(unit_codes)], "", ""])
+    return path
+
+
+def fig_import(settings: Settings, env: dict, scratch: Path) -> dict:
+    """Wall time and peak RSS of `handbook import-members` for an N-row CSV into the bench database."""
+    with data.connect(settings.database_url) as conn:
+        codes = data.holder_unit_codes(conn)
+    path = write_members_csv(scratch / "members.csv", codes, settings.members)
+    timeout = 300 * settings.scale
+    with step(f"import_members: {settings.members:,} rows", timeout + 30):
+        started = time.perf_counter()
+        if Path("/usr/bin/time").exists():
+            out = subprocess.run(["/usr/bin/time", "-v", *FLASK, "handbook", "import-members", str(path)], cwd=ROOT,
+                                 env=env, capture_output=True, text=True, timeout=timeout, check=False)
+            rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1))
+        else:
+            import resource
+
+            out = subprocess.run([*FLASK, "handbook", "import-members", str(path)], cwd=ROOT, env=env,
+                                 capture_output=True, text=True, timeout=timeout, check=False)
+            rss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        seconds = time.perf_counter() - started
+    if out.returncode != 0:
+        raise RuntimeError(f"import-members failed ({out.returncode}): {(out.stdout + out.stderr)[-1500:]}")
+    result = {"seconds": round(seconds, 2), "peak_rss_mb": round(rss_kib / 1024, 1), "rows": settings.members,
+              "rows_per_second": round(settings.members / seconds, 1)}
+    log(f"  import_members: {result['seconds']} s, peak RSS {result['peak_rss_mb']} MB")
+    return {"import_members": result}
+
+
+def fig_fanout(settings: Settings, env: dict, scratch: Path) -> dict | None:
+    """bench/fanout.py's `run(ctx) -> dict`, when that module exists."""
+    if not (ROOT / "bench" / "fanout.py").exists():
+        return None
+    run = getattr(importlib.import_module("bench.fanout"), "run", None)
+    if not callable(run):
+        return None
+    fan_scratch = scratch / "fanout"
+    fan_scratch.mkdir()
+    ctx = FanoutContext(settings.database_url, settings.members, settings.quick, ROOT, fan_scratch, dict(env))
+    with step("fanout (bench/fanout.py)", 900 * settings.scale):
+        return {"fanout": run(ctx)}
+
+
+def _pick(d: dict, *keys: str) -> dict:
+    return {k: d[k] for k in keys}
+
+
+# --- the report ------------------------------------------------------------------------------------
+
+def machine_info(settings: Settings) -> dict:
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
+    cpu = re.search(r"model name\s*:\s*(.+)", cpuinfo)
+    ram = re.search(r"MemTotal:\s*(\d+) kB", meminfo)
+    with data.connect(settings.database_url) as conn:
+        postgres = conn.execute("SHOW server_version").fetchone()[0]
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10, check=False)
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"), "members": settings.members, "quick": settings.quick,
+        "cpu": cpu.group(1).strip() if cpu else platform.processor(), "cores": os.cpu_count(),
+        "ram_gb": round(int(ram.group(1)) / 1024 / 1024, 1) if ram else None, "postgresql": postgres,
+        "python": platform.python_version(), "wrk": (wrk_version.stdout or wrk_version.stderr).split("\n")[0].strip(),
+        "gunicorn_workers": WORKERS, "wrk_seconds": settings.seconds,
+    }
+
+
+def _fmt(value) -> str:
+    return f"{value:,.2f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+
+
+def _ratio(value, baseline) -> str:
+    return f"{value / baseline:.2f}" if value and baseline else "—"
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    rows = []
+    for key in ("read_feed", "read_document"):
+        if f := results.get(key):
+            rows.append((key, f"{f['rps']:.0f} req/s (median {f['median_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms)",
+                         f"{f['baseline_rps']:.0f} req/s (bare Flask, {f['baseline_body_bytes']:,} B)",
+                         _ratio(f["rps"], f["baseline_rps"])))
+    for key in ("progress_city", "progress_district", "progress_branch", "members_pending_branch"):
+        if f := results.get(key):
+            rows.append((key, f"p95 {f['p95_ms']:.1f} ms (median {f['median_ms']:.1f} ms)",
+                         f"p95 {f['baseline_ms']:.1f} ms (SQL COUNT)", _ratio(f["p95_ms"], f["baseline_ms"])))
+    if f := results.get("acknowledge"):
+        rows.append(("acknowledge", f"{f['rps']:.0f} ack/s (p99 {f['p99_ms']:.1f} ms)",
+                     f"{f['baseline_rps']:.0f} INSERT/s (raw, {f['connections']} connections)",
+                     _ratio(f["rps"], f["baseline_rps"])))
+    if f := results.get("import_members"):
+        rows.append(("import_members", f"{f['seconds']:.1f} s, peak RSS {f['peak_rss_mb']:.0f} MB ({f['rows']:,} rows)",
+                     "—", "—"))
+    fanout = results.get("fanout")
+    if isinstance(fanout, dict):   # bench/fanout.py's figures: `x` beside `baseline_x` make one row
+        for key, value in fanout.items():
+            if key.startswith(("baseline_", "ratio")) or isinstance(value, (dict, list)):
+                continue
+            baseline = fanout.get(f"baseline_{key}")
+            numeric = isinstance(value, (int, float)) and isinstance(baseline, (int, float))
+            rows.append((f"fanout.{key}", _fmt(value), "" if baseline is None else _fmt(baseline),
+                         _ratio(value, baseline) if numeric else ""))
+    for key, error in results.get("errors", {}).items():
+        rows.append((key, f"failed: {error[:120]}", "", ""))
+    title = f"# Benchmark, {m['members']:,} members{' (quick)' if m['quick'] else ''}"
+    setup = (f"{m['date']} · {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM · PostgreSQL {m['postgresql']} · "
+             f"Python {m['python']} · gunicorn {m['gunicorn_workers']} workers · {m['wrk']}, {m['wrk_seconds']} s "
+             f"a run, {THREADS} threads / {CONNECTIONS} connections (follow-up figures: {LATENCY_CONNECTIONS})")
+    lines = [title, "", setup, "", "| figure | value | baseline | ratio |", "| --- | --- | --- | --- |"]
+    lines += [f"| {' | '.join(row)} |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out: Path, results: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n")
+    (out / "latest.md").write_text(markdown(results))
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+def measure(settings: Settings, procs: Processes, scratch: Path) -> dict:
+    env = app_env(settings)
+    ensure_wrk()
+    cast = build_database(settings, env)
+    results: dict = {"errors": {}}
+
+    def figure(name: str, fn, *args) -> None:
+        """Run one group of figures (a dict of them); a failure is recorded and the others still run."""
+        try:
+            results.update(fn(*args) or {})
+        except Exception as exc:  # noqa: BLE001 (StepTimeout included)
+            log(f"{name} FAILED: {type(exc).__name__}: {exc}")
+            results["errors"][name] = f"{type(exc).__name__}: {exc}"
+
+    with step("start gunicorn (API and bare Flask)", 120):
+        api = gunicorn(procs, "wsgi:app", env, scratch / "api.log", workers=WORKERS, ready_path="/readyz")
+        with step(f"log in {len(cast.members)} members", 120):
+            tokens = login_all(api, [card for _, card in cast.members] + [cast.admin_card], PASSWORD)
+        baseline_dir = scratch / "baseline"
+        baseline_dir.mkdir()
+        any_token = tokens[cast.members[0][1]]
+        for name, path in (("feed", "/api/v1/documents"), ("document", f"/api/v1/documents/{cast.city_documents[0]}")):
+            (baseline_dir / f"{name}.json").write_bytes(request("GET", api + path, token=any_token)[1])
+        baseline = gunicorn(procs, "bench.baseline_app:app", {**env, "BENCH_BASELINE_DIR": str(baseline_dir)},
+                            scratch / "baseline.log", workers=WORKERS, ready_path="/feed")
+    servers = Servers(api, baseline, tokens, cast)
+    with step("warm-up: wrk on the API", 60):
+        lines = [("GET", path, token) for token in _member_tokens(servers)
+                 for path in ("/api/v1/documents", f"/api/v1/documents/{cast.city_documents[0]}")]
+        wrk(api, write_requests(scratch / "warm-up.txt", lines), threads=THREADS, connections=CONNECTIONS, seconds=2)
+    figure("reading", fig_reading, settings, servers, scratch)
+    figure("follow_up", fig_follow_up, settings, servers, scratch)
+    figure("acknowledge", fig_acknowledge, settings, servers, scratch)
+    procs.stop_all()
+    figure("fanout", fig_fanout, settings, env, scratch)
+    figure("import_members", fig_import, settings, env, scratch)
+    results["machine"] = machine_info(settings)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--members", type=int, default=440_000)
+    parser.add_argument("--quick", action="store_true", help="shorter wrk runs (5 s) for a fast check")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args(argv)
+    settings = Settings(args.members, args.quick, args.out,
+                        os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DATABASE_URL,
+                        seconds=5 if args.quick else 10, sql_seconds=2 if args.quick else 5)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # run the finally blocks below
+    procs = Processes()
+    started = time.monotonic()
+    try:
+        with tempfile.TemporaryDirectory(prefix="handbook-bench-") as tmp:
+            results = measure(settings, procs, Path(tmp))
+    finally:
+        procs.stop_all()
+    write_results(settings.out, results)
+    log(f"done in {time.monotonic() - started:.0f} s; results in {settings.out / 'latest.md'}")
+    print(markdown(results))
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
