@@ -20,7 +20,7 @@ from content.access import Reader, in_audience, is_out, reaches, readable_docume
 from content.models import Document, Receipt, Status
 from handbook import audit
 from handbook.errors import ProblemError
-from handbook.extensions import db
+from handbook.extensions import db, upsert
 from handbook.members import Member, Role
 from handbook.permissions import has_role_over, scope_roots
 from handbook.text import nfc
@@ -39,15 +39,10 @@ def _clamp(client_at: datetime | None, doc: Document, now: datetime) -> datetime
 
 def _receipt_for_update(document_id: int, member_id: int) -> Receipt:
     """The receipt row, created if missing, locked for this transaction."""
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    db.session.execute(insert(Receipt).values(document_id=document_id, member_id=member_id)
+    db.session.execute(upsert(Receipt).values(document_id=document_id, member_id=member_id)
                        .on_conflict_do_nothing(index_elements=["document_id", "member_id"]))
     stmt = select(Receipt).where(Receipt.document_id == document_id, Receipt.member_id == member_id)
-    if dialect == "postgresql":
+    if db.session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     return db.session.scalars(stmt.execution_options(populate_existing=True)).one()
 

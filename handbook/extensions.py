@@ -52,3 +52,13 @@ migrate = Migrate()
 jwt = JWTManager()
 limiter = Limiter(key_func=client_ip)
 api = Api()
+
+
+def upsert(model):
+    """INSERT for `model` in the bound database's dialect, so that `.on_conflict_do_nothing()` (PostgreSQL
+    and SQLite both have it) is available."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(model)

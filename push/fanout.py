@@ -30,7 +30,7 @@ from sqlalchemy import and_, bindparam, delete, exists, func, insert, literal, o
 
 from content.models import Document, Receipt
 from content.progress import acknowledged_condition, audience_members
-from handbook.extensions import db
+from handbook.extensions import db, upsert
 from handbook.members import Member, Role, RoleGrant
 from handbook.orgunits import OrgUnit, in_subtree
 from handbook.timeutil import local_zone, utcnow
@@ -54,14 +54,6 @@ def _setting(name: str, default):
     return current_app.config.get(name, default)
 
 
-def _upsert(model):
-    if db.session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert(model)
-
-
 _limiters: dict[tuple, RateLimiter] = {}
 
 
@@ -74,10 +66,21 @@ def limiter() -> RateLimiter:
 
 # --- who receives what ------------------------------------------------------------------------------
 
+def _acted(doc: Document, member_id):
+    """SQL: the member (`member_id`, a column) acknowledged the current version, in the app or by briefing,
+    or is exempt."""
+    return exists().where(Receipt.document_id == doc.id, Receipt.member_id == member_id,
+                          or_(acknowledged_condition(doc.ack_version), Receipt.exempted_at.is_not(None)))
+
+
 def pending_condition(doc: Document):
     """SQL condition on Member: neither acknowledged (in the app or by briefing) nor exempt."""
-    return ~exists().where(Receipt.document_id == doc.id, Receipt.member_id == Member.id,
-                           or_(acknowledged_condition(doc.ack_version), Receipt.exempted_at.is_not(None)))
+    return ~_acted(doc, Member.id)
+
+
+def unit_pending_condition(doc: Document, unit: OrgUnit):
+    """SQL condition on Member/OrgUnit (joined): pending audience members in the unit's subtree."""
+    return audience_members(doc, and_(pending_condition(doc), in_subtree(OrgUnit.path, unit.path)))
 
 
 def recipients_condition(notification: Notification, doc: Document):
@@ -88,8 +91,7 @@ def recipients_condition(notification: Notification, doc: Document):
     if kind in (NotificationKind.REACK.value, NotificationKind.REMINDER.value):
         return audience_members(doc, pending_condition(doc))
     if kind == NotificationKind.MANUAL.value:
-        unit = db.session.get(OrgUnit, notification.org_unit_id)
-        return audience_members(doc, and_(pending_condition(doc), in_subtree(OrgUnit.path, unit.path)))
+        return unit_pending_condition(doc, db.session.get(OrgUnit, notification.org_unit_id))
     raise ValueError(f"no recipient rule for {kind}")
 
 
@@ -171,7 +173,7 @@ def plan(notification_id: int, enqueue: Callable[[int], None]) -> Notification |
                       .select_from(Member).join(OrgUnit, OrgUnit.id == Member.org_unit_id)
                       .where(condition, Member.id > cursor).order_by(Member.id).limit(PLAN_BATCH))
             ids = sorted(db.session.scalars(
-                _upsert(InboxItem).from_select(["notification_id", "member_id", "created_at"], chosen)
+                upsert(InboxItem).from_select(["notification_id", "member_id", "created_at"], chosen)
                 .on_conflict_do_nothing(index_elements=["notification_id", "member_id"])
                 .returning(InboxItem.member_id)))
             notification.recipients += len(ids)
@@ -272,17 +274,16 @@ def _create_deliveries(notification: Notification, doc: Document, chunk: PushChu
                .where(InboxItem.member_id.between(chunk.first_member_id, chunk.last_member_id)))
     # (RETURNING, because psycopg reports no rowcount for INSERT … SELECT … ON CONFLICT)
     created = db.session.execute(
-        _upsert(Delivery).from_select(["notification_id", "device_id", "chunk_id", "member_id", "state", "attempts",
+        upsert(Delivery).from_select(["notification_id", "device_id", "chunk_id", "member_id", "state", "attempts",
                                        "claim", "updated_at"], devices)
         .on_conflict_do_nothing(index_elements=["notification_id", "device_id"])
         .returning(Delivery.device_id)).all()
     _bump(notification.id, devices=len(created))
     if notification.kind in ASKS_PENDING:
-        done = exists().where(Receipt.document_id == doc.id, Receipt.member_id == Delivery.member_id,
-                              or_(acknowledged_condition(doc.ack_version), Receipt.exempted_at.is_not(None)))
         db.session.execute(
             update(Delivery).where(Delivery.chunk_id == chunk.id, Delivery.notification_id == notification.id,
-                                   Delivery.state.in_([DeliveryState.QUEUED.value, DeliveryState.RETRY.value]), done)
+                                   Delivery.state.in_([DeliveryState.QUEUED.value, DeliveryState.RETRY.value]),
+                                   _acted(doc, Delivery.member_id))
             .values(state=DeliveryState.SKIPPED.value, updated_at=now).execution_options(synchronize_session=False))
     db.session.commit()
 

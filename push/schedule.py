@@ -16,17 +16,18 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import func, select, update
 
 from content.acknowledgements import BRIEFING_ROLES, followed_for_briefing
 from content.models import Document, DocumentVersion, Status
 from handbook import audit
 from handbook.errors import ProblemError
-from handbook.extensions import db
+from handbook.extensions import db, upsert
 from handbook.members import Member
 from handbook.orgunits import OrgUnit
 from handbook.permissions import forbidden, has_role_over, not_found
 from handbook.timeutil import as_utc, local_zone, utcnow
+from push.fanout import unit_pending_condition
 from push.models import Notification, NotificationKind, NotificationState
 
 MANUAL_INTERVAL = timedelta(hours=24)
@@ -118,7 +119,7 @@ def schedule_due(at: datetime) -> list[tuple[str, str, int]]:
                     continue
                 live = day in due_now
                 inserted = db.session.execute(
-                    _insert_notification().values(
+                    upsert(Notification).values(
                         kind=kind.value, document_id=doc.id, org_unit_id=doc.owner_unit_id, dedupe_key=key,
                         due_at=start + timedelta(days=day), created_at=utcnow(),
                         state=(NotificationState.PENDING if live else NotificationState.CANCELLED).value,
@@ -129,14 +130,6 @@ def schedule_due(at: datetime) -> list[tuple[str, str, int]]:
                     created.append((kind.value, key, doc.id))
     db.session.commit()
     return created
-
-
-def _insert_notification():
-    if db.session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(Notification)
 
 
 def cancel_expired(at: datetime) -> list[tuple[int, str, int]]:
@@ -170,10 +163,6 @@ def due_notifications(at: datetime, limit: int = 100) -> list[int]:
 
 def remind(actor: Member, document_id: int, org_unit_id: int) -> dict:
     """POST /documents/{id}/reminders: push the pending members of one unit (its subtree)."""
-    from push.fanout import pending_condition
-    from content.progress import audience_members
-    from handbook.orgunits import in_subtree
-
     doc = followed_for_briefing(actor, document_id)
     now = utcnow()
     if doc.status != Status.PUBLISHED.value or as_utc(doc.published_at) > now:
@@ -203,7 +192,7 @@ def remind(actor: Member, document_id: int, org_unit_id: int) -> dict:
                            retry_after=retry_after)
     recipients = db.session.scalar(
         select(func.count()).select_from(Member).join(OrgUnit, OrgUnit.id == Member.org_unit_id)
-        .where(audience_members(doc, and_(pending_condition(doc), in_subtree(OrgUnit.path, unit.path)))))
+        .where(unit_pending_condition(doc, unit)))
     audit.record("notification.manual", actor_id=actor.id, target_type="document", target_id=doc.id,
                  org_unit_id=unit.id, notification_id=notification.id, recipients=recipients)
     db.session.commit()
