@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import and_, exists, or_, select
 
 from content.models import Document, DocumentAudience, Status, roles_to_mask
+from content.progress import share_locked
 from handbook.extensions import db
 from handbook.members import Member
 from handbook.orgunits import OrgUnit, in_subtree
@@ -60,13 +61,16 @@ def readable(reader: Reader, now: datetime | None = None):
     return and_(is_out(now), in_audience(reader))
 
 
-def readable_document(member: Member, document_id: int, *, include_withdrawn: bool = False) -> Document:
-    """The document if the member may read it, else 404. Withdrawn ones only when asked (for 410)."""
+def readable_document(member: Member, document_id: int, *, include_withdrawn: bool = False,
+                      lock: bool = False) -> Document:
+    """The document if the member may read it, else 404. Withdrawn ones only when asked (for 410). With
+    `lock`, read afresh under the shared lock that member-level writers hold (see content.progress)."""
     reader = Reader.of(member)
     out = is_out()
     if include_withdrawn:
         out = or_(out, was_out())
-    doc = db.session.scalar(select(Document).where(Document.id == document_id, out, in_audience(reader)))
+    stmt = select(Document).where(Document.id == document_id, out, in_audience(reader))
+    doc = db.session.scalar(share_locked(stmt) if lock else stmt)
     if doc is None:
         raise not_found()
     return doc

@@ -38,24 +38,26 @@ def _clamp(client_at: datetime | None, doc: Document, now: datetime) -> datetime
 
 
 def _receipt_for_update(document_id: int, member_id: int) -> Receipt:
-    """The receipt row, created if missing, locked for this transaction."""
-    db.session.execute(upsert(Receipt).values(document_id=document_id, member_id=member_id)
-                       .on_conflict_do_nothing(index_elements=["document_id", "member_id"]))
-    stmt = select(Receipt).where(Receipt.document_id == document_id, Receipt.member_id == member_id)
-    if db.session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return db.session.scalars(stmt.execution_options(populate_existing=True)).one()
+    """The receipt row, created if missing, locked for this transaction: one INSERT … ON CONFLICT DO
+    UPDATE … RETURNING, which takes the row lock of an existing receipt and returns its current values."""
+    stmt = upsert(Receipt).values(document_id=document_id, member_id=member_id)
+    stmt = stmt.on_conflict_do_update(index_elements=["document_id", "member_id"],
+                                      set_={"document_id": stmt.excluded.document_id}).returning(Receipt)
+    return db.session.scalars(select(Receipt).from_statement(stmt)
+                              .execution_options(populate_existing=True)).one()
 
 
 def _change(doc: Document, member: Member, mutate: Callable[[Receipt], None],
-            check: Callable[[Document], None] | None = None) -> tuple[str, str, Receipt]:
+            check: Callable[[Document], None] | None = None, *, locked: bool = False) -> tuple[str, str, Receipt]:
     """Apply `mutate` to the member's receipt and keep the counters exact; returns (before, after, receipt).
 
     Under the lock, the document (its ack_version) and the member's unit are read afresh: a material
-    change or a transfer that committed while this request waited must not be missed. `check` runs on
-    the fresh document before anything is written (e.g. the version check).
+    change or a transfer that committed while this request waited must not be missed (`locked`: the
+    caller has just read the document under the lock). `check` runs on the fresh document before
+    anything is written (e.g. the version check).
     """
-    doc = progress.lock_document(doc.id)
+    if not locked:
+        doc = progress.lock_document(doc.id)
     if check is not None:
         check(doc)
     unit_id, active = db.session.execute(
@@ -86,9 +88,9 @@ def _open(receipt: Receipt, at: datetime) -> None:
 
 def open_document(member: Member, document_id: int, *, client_at: datetime | None = None) -> None:
     """POST /documents/{id}/open: the first open is kept; repeats change nothing."""
-    doc = readable_document(member, document_id)
+    doc = readable_document(member, document_id, lock=True)
     now = utcnow()
-    _change(doc, member, lambda r: _open(r, _clamp(client_at, doc, now)))
+    _change(doc, member, lambda r: _open(r, _clamp(client_at, doc, now)), locked=True)
     db.session.commit()
 
 
@@ -103,7 +105,7 @@ def _check_version(doc: Document, version: int) -> None:
 
 
 def _acknowledge(doc: Document, member: Member, version: int, client_at: datetime | None, now: datetime, *,
-                 platform: str | None = None, device: str | None = None) -> Receipt:
+                 platform: str | None = None, device: str | None = None, locked: bool = False) -> Receipt:
     def mutate(r: Receipt) -> None:
         at = _clamp(client_at, doc, now)
         _open(r, at)
@@ -113,17 +115,19 @@ def _acknowledge(doc: Document, member: Member, version: int, client_at: datetim
         r.recorded_at, r.client_acknowledged_at, r.platform, r.device = now, client_at, platform, device
         r.held_on = r.note = None
 
-    return _change(doc, member, mutate, check=lambda fresh: _check_version(fresh, version))[2]
+    return _change(doc, member, mutate, check=lambda fresh: _check_version(fresh, version), locked=locked)[2]
 
 
 def acknowledge(member: Member, document_id: int, version: int, *, client_at: datetime | None = None,
                 platform: str | None = None, device: str | None = None) -> dict:
     """PUT /documents/{id}/acknowledgement. Idempotent; a version older than the one to acknowledge is
     409 stale_version."""
-    doc = readable_document(member, document_id)
-    receipt = _acknowledge(doc, member, version, client_at, utcnow(), platform=platform, device=device)
+    doc = readable_document(member, document_id, lock=True)
+    receipt = _acknowledge(doc, member, version, client_at, utcnow(), platform=platform, device=device,
+                           locked=True)
+    answer = my_receipt(doc, receipt)   # before the commit expires (and would reload) both
     db.session.commit()
-    return my_receipt(doc, receipt)
+    return answer
 
 
 def sync(member: Member, items: list[dict], *, platform: str | None = None, device: str | None = None) -> list[dict]:

@@ -20,10 +20,11 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import and_, case, delete, exists, false, func, insert, literal, or_, select, update
+from sqlalchemy.orm import lazyload
 
 from content.models import (Document, DocumentAudience, ProgressCounter, ProgressSnapshot, Receipt, Status,
                             mask_to_roles)
-from handbook.extensions import db
+from handbook.extensions import db, one_of
 from handbook.members import Member, RoleGrant, membership_changed
 from handbook.orgunits import OrgUnit, in_subtree
 
@@ -73,10 +74,16 @@ def lock_document(document_id: int) -> Document:
     """The document, re-read under a shared row lock (PostgreSQL): member-level writers hold it, so a
     recount or a material change (which lock the row exclusively) never interleaves with them, and they
     see the `ack_version` that is current once they have the lock."""
-    stmt = select(Document).where(Document.id == document_id).execution_options(populate_existing=True)
+    return db.session.scalars(share_locked(select(Document).where(Document.id == document_id))).one()
+
+
+def share_locked(stmt):
+    """`stmt` (selecting documents) re-reading them afresh under a shared row lock on PostgreSQL, without
+    their relationships: a writer needs the row, and loads audience or attachments only if it uses them."""
+    stmt = stmt.options(lazyload("*")).execution_options(populate_existing=True)
     if db.session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(read=True, of=Document)
-    return db.session.scalars(stmt).one()
+    return stmt
 
 
 def apply(doc: Document, unit_id: int, before: str, after: str) -> None:
@@ -170,22 +177,65 @@ def recount(document_ids: Iterable[int] | None = None, unit_ids: Iterable[int] |
 
     Used after membership changes (imports, transfers) and by `handbook recount`; returns rows written.
     """
+    written = 0
+    for doc in _lock_active(document_ids):
+        written += recount_document(doc, unit_ids)
+    return written
+
+
+def _lock_active(document_ids: Iterable[int] | None = None) -> list[Document]:
+    """The active documents (all, or some), locked exclusively in id order (PostgreSQL): no member-level
+    change interleaves with a rebuild of their counters."""
     stmt = select(Document).where(Document.status.in_(ACTIVE_STATUSES)).order_by(Document.id)
     if document_ids is not None:
         stmt = stmt.where(Document.id.in_(list(document_ids)))
     if db.session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(of=Document)
-    written = 0
-    for doc in db.session.scalars(stmt).all():
-        written += recount_document(doc, unit_ids)
-    return written
+    return list(db.session.scalars(stmt))
 
 
 @membership_changed.connect
-def on_membership_changed(sender, unit_ids: set[int], **_) -> None:
-    """Members joined, left or moved between these units (or their roles changed): recount them."""
+def on_membership_changed(sender, unit_ids: set[int], joined: dict[int, int] | None = None, **_) -> None:
+    """Members joined, left or moved between these units (or their roles changed): recount them. New
+    members who joined other units are added to those units' counters instead (see `count_joined`)."""
+    if joined:
+        _lock_active()  # first, as `recount` would: the increments below must not interleave either
+        unit_ids = set(unit_ids) | count_joined(joined)
     if unit_ids:
         recount(unit_ids=unit_ids)
+
+
+UNIT_CHUNK = 5000   # unit ids per statement (SQLite's limit on parameters)
+
+
+def count_joined(joined: dict[int, int]) -> set[int]:
+    """`joined[unit]` members were just created in `unit`, with no receipt and no role: each is `new` for
+    every active document whose audience covers the unit and asks for no role, so those counters' totals
+    grow by that many, with no need to count the unit's other members again (an import of a whole city
+    would otherwise recount every unit of every document). A unit that had no active member before has
+    no counter rows to grow: those units are returned, to be recounted. The caller holds the documents'
+    locks."""
+    fresh: set[int] = set()
+    units = sorted(joined)
+    for start in range(0, len(units), UNIT_CHUNK):
+        chunk = units[start:start + UNIT_CHUNK]
+        active = dict(db.session.execute(
+            select(Member.org_unit_id, func.count()).where(one_of(Member.org_unit_id, chunk), Member.active)
+            .group_by(Member.org_unit_id)).all())
+        fresh.update(unit for unit in chunk if active.get(unit, 0) <= joined[unit])
+    growing = select(Document.id).where(Document.status.in_(ACTIVE_STATUSES), Document.roles_mask == 0)
+    by_count: dict[int, list[int]] = {}
+    for unit in units:
+        if unit not in fresh:
+            by_count.setdefault(joined[unit], []).append(unit)
+    for n, group in sorted(by_count.items()):
+        for start in range(0, len(group), UNIT_CHUNK):
+            db.session.execute(
+                update(ProgressCounter)
+                .where(one_of(ProgressCounter.org_unit_id, group[start:start + UNIT_CHUNK]),
+                       ProgressCounter.document_id.in_(growing))
+                .values(total=ProgressCounter.total + n).execution_options(synchronize_session=False))
+    return fresh
 
 
 # --- reading ---------------------------------------------------------------------------------------

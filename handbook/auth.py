@@ -18,7 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, has_request_context, request
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 from sqlalchemy import ForeignKey, String, delete, func, or_, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, joinedload, mapped_column
 
 from handbook import audit, throttle
 from handbook.errors import ProblemError
@@ -228,12 +228,15 @@ def load_principal(jwt_data: dict) -> Member | None:
     member = None
     sid, sub = jwt_data.get("sid"), jwt_data.get("sub")
     if sid and sub and sub.isdigit():
-        member = db.session.scalar(
+        # Roles joined in too (a member has few): the whole principal in one round trip.
+        member = db.session.scalars(
             select(Member).join(AuthSession, AuthSession.member_id == Member.id)
+            .options(joinedload(Member.roles))
             .where(AuthSession.id == sid, Member.id == int(sub), AuthSession.revoked_at.is_(None),
                    Member.active.is_(True))
-        )
-    cache[PRINCIPAL_KEY] = (jwt_data.get("jti"), member)
+        ).unique().one_or_none()
+    # The id is kept apart: reading `member.id` after a commit would reload the expired member.
+    cache[PRINCIPAL_KEY] = (jwt_data.get("jti"), member, member.id if member is not None else None)
     return member
 
 

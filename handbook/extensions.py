@@ -9,7 +9,8 @@ from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_smorest import Api as _SmorestApi
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, any_, bindparam
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase
 
 # Stable constraint names, so that migrations (and SQLite batch mode) can refer to them.
@@ -62,3 +63,12 @@ def upsert(model):
     else:
         from sqlalchemy.dialects.sqlite import insert
     return insert(model)
+
+
+def one_of(column, values):
+    """`column IN (values)`; on PostgreSQL `column = ANY(:array)`, one parameter however many values, so
+    that a batch of thousands is not a statement with thousands of placeholders to render and parse."""
+    values = list(values)
+    if db.session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)

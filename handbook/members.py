@@ -25,7 +25,9 @@ class Role(str, enum.Enum):
 ROLE_VALUES = {r.value for r in Role}
 
 # Sent inside the writer's transaction when members join, leave or move between units, or their roles
-# change, with `unit_ids` (every unit that gained or lost one). content/ keeps its counters exact by it.
+# change, with `unit_ids` (every unit that gained or lost one) and optionally `joined` ({unit id: count}
+# of members just created there, with no role and no history, so far not in `unit_ids`). content/ keeps
+# its counters exact by it.
 membership_changed = Namespace().signal("membership-changed")
 
 

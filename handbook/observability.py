@@ -109,7 +109,7 @@ def init_app(app: Flask) -> None:
             "%s %s %s", request.method, request.path, response.status_code,
             extra={"method": request.method, "path": request.path, "status": response.status_code,
                    "duration_ms": round(elapsed * 1000, 2), "ip": request.remote_addr,
-                   "member_id": principal[1].id if principal and principal[1] else None},
+                   "member_id": principal[2] if principal else None},
         )
         return response
 

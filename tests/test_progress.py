@@ -407,6 +407,46 @@ def test_new_member_in_a_unit_without_a_counter_row(api, tree, tmp_path):
     assert_counters_exact()
 
 
+def test_new_members_are_added_to_the_counters_without_a_recount(api, tree, tmp_path):
+    """New members grow their units' totals (content.progress.count_joined) instead of a recount; the
+    edge cases stay exact: a unit that had no member (no counter rows yet), a document for a role, a new
+    member who holds a role, a unit that also loses a member, a withdrawn document, and a document
+    whose audience does not reach the unit."""
+    from tests.factories import unit
+
+    city = api.publish()
+    ba_dinh = api.publish("ba_dinh", title="Kế hoạch của Quận ủy Ba Đình")
+    committee = api.publish("city", roles=["committee"], title="Thông tri gửi cấp ủy viên")
+    gone = api.publish(title="Văn bản sẽ thu hồi")
+    api.ack("M1", city, 1)
+    api.open("M2", ba_dinh)
+    api.exempt("S2", city, [api.id("M4")], "Ốm")
+    withdrawn_rows = {k: v for k, v in stored_counters().items() if k[0] == gone}
+    api.withdraw(gone)
+    empty = unit("HN.DD.CB2", "grassroots", tree["dong_da"], "Chi bộ cơ sở chưa có đảng viên")
+
+    def rows_of(doc_id):
+        db.session.expire_all()
+        return {(c.document_id, c.org_unit_id): (c.total, c.opened, c.acknowledged, c.exempt)
+                for c in db.session.scalars(select(ProgressCounter).where(ProgressCounter.document_id == doc_id))}
+
+    rows = [[f"N{i}", f"Đảng viên mới {i}", code, ""] for i, code in enumerate(
+        ["HN.BD.DB.1"] * 3 + ["HN.BD.DB.2"] * 2 + ["HN.DD.CB"] + ["HN.DD.CB2"] * 2)]
+    rows.append(["N9", "Cấp ủy viên mới", "HN.BD.DB.2", "committee@HN.BD"])  # b2 recounted (a role)
+    rows.append(["M5", "Đỗ Văn Khánh", "HN.BD.DB.2", ""])                     # cbcs → b2: both recounted
+    report = imported(write_members(tmp_path, "many.csv", rows,
+                                    header=("card_number", "full_name", "org_unit_code", "roles")))
+    assert (report.created, report.transfers) == (9, 1)
+    assert counter(city, tree["b1"]) == (7, 0, 1, 0)    # 4 + 3 new: grown, not recounted
+    assert counter(city, tree["b2"]) == (8, 0, 0, 1)    # 4 + 2 + N9 + M5
+    assert counter(city, tree["cbcs"]) == (4, 0, 0, 0)  # 4 + 1 - M5
+    assert counter(city, empty) == (2, 0, 0, 0)         # a new counter row
+    assert counter(ba_dinh, tree["b1"]) == (7, 1, 0, 0) and counter(ba_dinh, empty) is None
+    assert counter(committee, tree["b2"]) == (1, 0, 0, 0)    # N9 only
+    assert counter(committee, tree["b1"]) == (1, 0, 0, 0)    # CB only: the new members hold no role
+    assert rows_of(gone) == withdrawn_rows and withdrawn_rows   # a withdrawn document's counts stay as they were
+    assert_counters_exact()
+
 def test_a_failed_import_changes_no_counts(api, tree, tmp_path):
     doc = api.publish()
     before = stored_counters()
