@@ -38,9 +38,12 @@ clean:
 
 # Benchmark (bench/run.py): a dedicated PostgreSQL database (BENCH_DATABASE_URL, default
 # postgresql://postgres@127.0.0.1:5432/handbook_bench, recreated), gunicorn and wrk; results in bench/results/.
-.PHONY: bench bench-quick
-bench: install
+.PHONY: bench bench-quick bench-install
+bench-install: install
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+
+bench: bench-install
 	$(BIN)/python -m bench.run --members 440000
 
-bench-quick: install
+bench-quick: bench-install
 	$(BIN)/python -m bench.run --members 20000 --quick

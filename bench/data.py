@@ -37,6 +37,12 @@ def recreate_database(url: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+def drop_database(url: str) -> None:
+    parts = urlsplit(url)
+    with connect(urlunsplit(parts._replace(path="/postgres")), timeout_ms=120_000) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(parts.path.lstrip("/"))))
+
+
 # --- documents -------------------------------------------------------------------------------------
 
 def add_documents(conn: psycopg.Connection, rng: random.Random) -> int:

@@ -68,9 +68,9 @@ def free_port() -> int:
 
 
 def gunicorn(procs: Processes, app: str, env: dict, log_path: Path, *, workers: int, ready_path: str,
-             timeout: float = 60) -> str:
-    """Start `gunicorn -w workers app` on a free loopback port; return its base URL once `ready_path`
-    answers 200."""
+             timeout: float = 60) -> tuple[str, subprocess.Popen]:
+    """Start `gunicorn -w workers app` on a free loopback port; return its base URL (once `ready_path`
+    answers 200) and its master process."""
     port = free_port()
     proc = procs.start([str(ROOT / ".venv" / "bin" / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}",
                         app], env, log_path)
@@ -81,11 +81,27 @@ def gunicorn(procs: Processes, app: str, env: dict, log_path: Path, *, workers: 
             raise RuntimeError(f"{app} exited with code {proc.returncode}; see {log_path}:\n{_tail(log_path)}")
         try:
             if request("GET", base + ready_path, timeout=2)[0] == 200:
-                return base
+                return base, proc
         except OSError:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{app} was not ready within {timeout} s; see {log_path}:\n{_tail(log_path)}")
+
+
+def worker_rss_mb(master_pid: int) -> list[float]:
+    """Resident memory (MB) of each child process of `master_pid` (gunicorn's workers), from /proc."""
+    sizes = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) != master_pid:      # fields[1]: the parent's pid
+                continue
+            status = (stat.parent / "status").read_text()
+        except (OSError, IndexError, ValueError):
+            continue                              # the process ended meanwhile
+        rss_kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        sizes.append(round(rss_kib / 1024, 1))
+    return sorted(sizes)
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -1,4 +1,4 @@
-"""The benchmark (issue 6): `python -m bench.run --members N [--quick] [--out bench/results]`.
+"""The benchmark (issue 6): `python -m bench.run --members N [--quick] [--scaling N,N|none] [--out DIR]`.
 
 1. Builds a dedicated PostgreSQL database (`BENCH_DATABASE_URL`, default
    postgresql://postgres@127.0.0.1:5432/handbook_bench; dropped and recreated) with the project's own
@@ -9,8 +9,11 @@
 3. Drives them with wrk (bench/wrk.lua, rotating many members' tokens) and compares every figure with
    a baseline: the bare app for reading, the obvious SQL (psycopg) for progress, raw INSERTs for
    acknowledgements.
+   Reads the API workers' resident memory after that load.
 4. Times `handbook import-members` on an N-row CSV, and calls bench/fanout.py's `run(ctx)` if present.
-5. Writes bench/results/latest.json and latest.md.
+5. Scaling: feed and city-progress latency at this size and at each `--scaling` size (each on its own
+   database, built the same way and dropped afterwards), plotted to bench/results/scaling.png.
+6. Writes bench/results/latest.json and latest.md.
 
 Every process it starts is stopped on the way out, errors included; every step is bounded in time.
 Logins are not measured, so the servers hash passwords with a cheap argon2id cost (CHEAP_ARGON2) to log
@@ -33,20 +36,20 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import data
 from bench.load import (ROOT, Processes, ensure_wrk, gunicorn, insert_rate, log, login_all, request, sql_latency,
-                        wrk, write_requests)
+                        worker_rss_mb, wrk, write_requests)
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/handbook_bench"
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 FLASK = [str(ROOT / ".venv" / "bin" / "flask"), "--app", "wsgi"]
 PASSWORD = "bench-password-2024"
 CHEAP_ARGON2 = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_COST": "1024", "ARGON2_PARALLELISM": "1"}
-WORKERS = 2                 # gunicorn workers, for the API and the baseline alike
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))   # gunicorn workers, for the API and the baseline alike
 THREADS, CONNECTIONS = 2, 32
 LATENCY_CONNECTIONS = 2     # follow-up figures: one request per worker at a time, like the SQL baseline
 
@@ -60,6 +63,7 @@ class Settings:
     seconds: int = 10           # one wrk run
     sql_seconds: int = 5        # one direct-SQL baseline
     logins: int = 200
+    scaling: tuple[int, ...] = ()   # further sizes for the scaling figure (each built and measured)
 
     @property
     def scale(self) -> float:   # step time limits grow with N
@@ -228,31 +232,34 @@ def fig_follow_up(settings: Settings, servers: Servers, scratch: Path) -> dict:
     """Progress for the city, the largest district and its largest branch, and that branch's pending
     members, as the city admin; each against the obvious COUNT over receipts in the unit's subtree."""
     cast = servers.cast
-    token = servers.tokens[cast.admin_card]
-    document = cast.city_documents[0]
     cases = {
         "progress_city": (f"/progress?org_unit={cast.root_id}", cast.root_id),
         "progress_district": (f"/progress?org_unit={cast.district_id}", cast.district_id),
         "progress_branch": (f"/progress?org_unit={cast.branch_id}", cast.branch_id),
         "members_pending_branch": (f"/members?org_unit={cast.branch_id}&state=pending", cast.branch_id),
     }
-    out = {}
-    for key, (query, unit_id) in cases.items():
-        lines = [("GET", f"/api/v1/documents/{document}{query}", token)]
-        _probe(servers.api, lines[0])
-        with step(f"{key}: wrk on the API", settings.seconds + 60):
-            result = wrk(servers.api, write_requests(scratch / f"{key}.txt", lines), threads=LATENCY_CONNECTIONS,
-                         connections=LATENCY_CONNECTIONS, seconds=settings.seconds)
-        with data.connect(settings.database_url) as conn:
-            lo, hi = data.subtree_bounds(conn, unit_id)
-        with step(f"{key}: the obvious SQL", settings.sql_seconds * 3 + 120):
-            baseline = sql_latency(settings.database_url, _OBVIOUS_SQL, (document, lo, hi),
-                                   concurrency=LATENCY_CONNECTIONS, seconds=settings.sql_seconds)
-        out[key] = {**_pick(result, "p95_ms", "median_ms", "rps"), "baseline_ms": baseline["p95_ms"],
-                    "baseline_median_ms": baseline["median_ms"], "document_id": document, "org_unit_id": unit_id,
-                    "errors": result["errors"], "connections": result["connections"]}
-        log(f"  {key}: p95 {result['p95_ms']:.1f} ms, median {result['median_ms']:.1f} ms "
-            f"(obvious SQL p95 {baseline['p95_ms']:.1f} ms)")
+    return {key: _follow_up(settings, servers, scratch, key, query, unit_id)
+            for key, (query, unit_id) in cases.items()}
+
+
+def _follow_up(settings: Settings, servers: Servers, scratch: Path, key: str, query: str, unit_id: int) -> dict:
+    """One follow-up figure: latency with one request per worker at a time, beside the obvious SQL."""
+    document = servers.cast.city_documents[0]
+    lines = [("GET", f"/api/v1/documents/{document}{query}", servers.tokens[servers.cast.admin_card])]
+    _probe(servers.api, lines[0])
+    with step(f"{key}: wrk on the API", settings.seconds + 60):
+        result = wrk(servers.api, write_requests(scratch / f"{key}.txt", lines), threads=LATENCY_CONNECTIONS,
+                     connections=LATENCY_CONNECTIONS, seconds=settings.seconds)
+    with data.connect(settings.database_url) as conn:
+        lo, hi = data.subtree_bounds(conn, unit_id)
+    with step(f"{key}: the obvious SQL", settings.sql_seconds * 3 + 120):
+        baseline = sql_latency(settings.database_url, _OBVIOUS_SQL, (document, lo, hi),
+                               concurrency=LATENCY_CONNECTIONS, seconds=settings.sql_seconds)
+    out = {**_pick(result, "p95_ms", "median_ms", "rps"), "baseline_ms": baseline["p95_ms"],
+           "baseline_median_ms": baseline["median_ms"], "document_id": document, "org_unit_id": unit_id,
+           "errors": result["errors"], "connections": result["connections"]}
+    log(f"  {key}: p95 {result['p95_ms']:.1f} ms, median {result['median_ms']:.1f} ms "
+        f"(obvious SQL p95 {baseline['p95_ms']:.1f} ms)")
     return out
 
 
@@ -336,6 +343,88 @@ def fig_fanout(settings: Settings, env: dict, scratch: Path) -> dict | None:
         return {"fanout": run(ctx)}
 
 
+def scaling_point(settings: Settings, servers: Servers, scratch: Path) -> dict:
+    """Feed and city-progress latency at this size, one request per worker at a time (service time, not
+    queueing), beside the obvious SQL for the city."""
+    lines = [("GET", "/api/v1/documents", t) for t in _member_tokens(servers)]
+    _probe(servers.api, lines[0])
+    with step(f"scaling, {settings.members:,} members: feed", settings.seconds + 60):
+        feed = wrk(servers.api, write_requests(scratch / f"scaling-feed-{settings.members}.txt", lines),
+                   threads=LATENCY_CONNECTIONS, connections=LATENCY_CONNECTIONS, seconds=settings.seconds)
+    city = _follow_up(settings, servers, scratch, f"scaling_{settings.members}_progress_city",
+                      f"/progress?org_unit={servers.cast.root_id}", servers.cast.root_id)
+    return {"members": settings.members, "feed_median_ms": feed["median_ms"], "feed_p99_ms": feed["p99_ms"],
+            "progress_city_p95_ms": city["p95_ms"], "progress_city_median_ms": city["median_ms"],
+            "progress_city_baseline_ms": city["baseline_ms"]}
+
+
+def fig_scaling(settings: Settings, procs: Processes, scratch: Path, main_point: dict) -> dict:
+    """The scaling points of the smaller sizes (each its own database, dropped afterwards), with this
+    run's own point, and the plot."""
+    points = [main_point]
+    for members in sorted(n for n in settings.scaling if n != settings.members):
+        sub = replace(settings, members=members, logins=min(settings.logins, 100),
+                      database_url=f"{settings.database_url}_{members}")
+        sub_scratch = scratch / f"scaling-{members}"
+        sub_scratch.mkdir()
+        env = app_env(sub)
+        try:
+            cast = build_database(sub, env)
+            servers, api_proc = start_api(sub, procs, sub_scratch, env, cast)
+            points.append(scaling_point(sub, servers, sub_scratch))
+            procs.stop(api_proc)
+        finally:
+            procs.stop_all()
+            data.drop_database(sub.database_url)
+    points.sort(key=lambda p: p["members"])
+    out = {"points": points}
+    plot = plot_scaling(points, settings.out / "scaling.png")
+    if plot:
+        out["plot"] = plot.name
+    return {"scaling": out}
+
+
+def plot_scaling(points: list[dict], path: Path) -> Path | None:
+    """A PNG of latency against members (log scale); None, with a note, if matplotlib is missing."""
+    try:
+        import matplotlib
+        import matplotlib.ticker
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("  scaling: matplotlib is not installed (pip install -r bench/requirements.txt): no plot")
+        return None
+    members = [p["members"] for p in points]
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for key, label, style in (("progress_city_p95_ms", "city progress, API p95", "o-"),
+                              ("progress_city_baseline_ms", "city progress, obvious SQL COUNT p95", "s--"),
+                              ("feed_p99_ms", "member feed, API p99", "^-"),
+                              ("feed_median_ms", "member feed, API median", "v:")):
+        ax.plot(members, [p[key] for p in points], style, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("party members in the database")
+    ax.set_ylabel("latency (ms), one request per worker")
+    ax.set_title("Cost as the city grows (same machine, same run)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def api_memory(api_proc) -> dict:
+    """Resident memory of each API worker after the load (the target: at most 150 MB each)."""
+    sizes = worker_rss_mb(api_proc.pid)
+    log(f"  api_workers: RSS {', '.join(f'{s:.0f}' for s in sizes)} MB")
+    return {"api_workers": {"rss_mb": sizes, "max_rss_mb": max(sizes, default=None), "workers": len(sizes)}}
+
+
 def _pick(d: dict, *keys: str) -> dict:
     return {k: d[k] for k in keys}
 
@@ -383,6 +472,8 @@ def markdown(results: dict) -> str:
         rows.append(("acknowledge", f"{f['rps']:.0f} ack/s (p99 {f['p99_ms']:.1f} ms)",
                      f"{f['baseline_rps']:.0f} INSERT/s (raw, {f['connections']} connections)",
                      _ratio(f["rps"], f["baseline_rps"])))
+    if f := results.get("api_workers"):
+        rows.append(("api_workers", f"RSS {', '.join(f'{v:.0f}' for v in f['rss_mb'])} MB after the load", "—", "—"))
     if f := results.get("import_members"):
         rows.append(("import_members", f"{f['seconds']:.1f} s, peak RSS {f['peak_rss_mb']:.0f} MB ({f['rows']:,} rows)",
                      "—", "—"))
@@ -395,6 +486,12 @@ def markdown(results: dict) -> str:
             numeric = isinstance(value, (int, float)) and isinstance(baseline, (int, float))
             rows.append((f"fanout.{key}", _fmt(value), "" if baseline is None else _fmt(baseline),
                          _ratio(value, baseline) if numeric else ""))
+    for point in (results.get("scaling") or {}).get("points", []):
+        rows.append((f"scaling {point['members']:,}",
+                     f"city progress p95 {point['progress_city_p95_ms']:.1f} ms, feed median "
+                     f"{point['feed_median_ms']:.1f} / p99 {point['feed_p99_ms']:.1f} ms",
+                     f"p95 {point['progress_city_baseline_ms']:.1f} ms (SQL COUNT, city)",
+                     _ratio(point["progress_city_p95_ms"], point["progress_city_baseline_ms"])))
     for key, error in results.get("errors", {}).items():
         rows.append((key, f"failed: {error[:120]}", "", ""))
     title = f"# Benchmark, {m['members']:,} members{' (quick)' if m['quick'] else ''}"
@@ -414,6 +511,34 @@ def write_results(out: Path, results: dict) -> None:
 
 # --- main ------------------------------------------------------------------------------------------
 
+def start_api(settings: Settings, procs: Processes, scratch: Path, env: dict, cast: data.Cast,
+              *, baseline: bool = False) -> tuple[Servers, object]:
+    """The API under gunicorn with the cast logged in (and, with `baseline`, the bare Flask app answering
+    the API's own feed and document bodies); the servers and the API's master process."""
+    with step("start gunicorn (API)", 120):
+        api, api_proc = gunicorn(procs, "wsgi:app", env, scratch / "api.log", workers=WORKERS,
+                                 ready_path="/readyz")
+        with step(f"log in {len(cast.members)} members", 120):
+            tokens = login_all(api, [card for _, card in cast.members] + [cast.admin_card], PASSWORD)
+    bare = ""
+    if baseline:
+        with step("start gunicorn (bare Flask)", 120):
+            baseline_dir = scratch / "baseline"
+            baseline_dir.mkdir()
+            any_token = tokens[cast.members[0][1]]
+            for name, path in (("feed", "/api/v1/documents"),
+                               ("document", f"/api/v1/documents/{cast.city_documents[0]}")):
+                (baseline_dir / f"{name}.json").write_bytes(request("GET", api + path, token=any_token)[1])
+            bare, _ = gunicorn(procs, "bench.baseline_app:app", {**env, "BENCH_BASELINE_DIR": str(baseline_dir)},
+                               scratch / "baseline.log", workers=WORKERS, ready_path="/feed")
+    servers = Servers(api, bare, tokens, cast)
+    with step("warm-up: wrk on the API", 60):
+        lines = [("GET", path, token) for token in _member_tokens(servers)
+                 for path in ("/api/v1/documents", f"/api/v1/documents/{cast.city_documents[0]}")]
+        wrk(api, write_requests(scratch / "warm-up.txt", lines), threads=THREADS, connections=CONNECTIONS, seconds=2)
+    return servers, api_proc
+
+
 def measure(settings: Settings, procs: Processes, scratch: Path) -> dict:
     env = app_env(settings)
     ensure_wrk()
@@ -428,28 +553,18 @@ def measure(settings: Settings, procs: Processes, scratch: Path) -> dict:
             log(f"{name} FAILED: {type(exc).__name__}: {exc}")
             results["errors"][name] = f"{type(exc).__name__}: {exc}"
 
-    with step("start gunicorn (API and bare Flask)", 120):
-        api = gunicorn(procs, "wsgi:app", env, scratch / "api.log", workers=WORKERS, ready_path="/readyz")
-        with step(f"log in {len(cast.members)} members", 120):
-            tokens = login_all(api, [card for _, card in cast.members] + [cast.admin_card], PASSWORD)
-        baseline_dir = scratch / "baseline"
-        baseline_dir.mkdir()
-        any_token = tokens[cast.members[0][1]]
-        for name, path in (("feed", "/api/v1/documents"), ("document", f"/api/v1/documents/{cast.city_documents[0]}")):
-            (baseline_dir / f"{name}.json").write_bytes(request("GET", api + path, token=any_token)[1])
-        baseline = gunicorn(procs, "bench.baseline_app:app", {**env, "BENCH_BASELINE_DIR": str(baseline_dir)},
-                            scratch / "baseline.log", workers=WORKERS, ready_path="/feed")
-    servers = Servers(api, baseline, tokens, cast)
-    with step("warm-up: wrk on the API", 60):
-        lines = [("GET", path, token) for token in _member_tokens(servers)
-                 for path in ("/api/v1/documents", f"/api/v1/documents/{cast.city_documents[0]}")]
-        wrk(api, write_requests(scratch / "warm-up.txt", lines), threads=THREADS, connections=CONNECTIONS, seconds=2)
+    servers, api_proc = start_api(settings, procs, scratch, env, cast, baseline=True)
     figure("reading", fig_reading, settings, servers, scratch)
     figure("follow_up", fig_follow_up, settings, servers, scratch)
     figure("acknowledge", fig_acknowledge, settings, servers, scratch)
+    main_point: dict = {}
+    figure("scaling", lambda: main_point.update(scaling_point(settings, servers, scratch)))
+    figure("api_workers", api_memory, api_proc)
     procs.stop_all()
     figure("fanout", fig_fanout, settings, env, scratch)
     figure("import_members", fig_import, settings, env, scratch)
+    if main_point:
+        figure("scaling", fig_scaling, settings, procs, scratch, main_point)
     results["machine"] = machine_info(settings)
     return results
 
@@ -459,10 +574,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, default=440_000)
     parser.add_argument("--quick", action="store_true", help="shorter wrk runs (5 s) for a fast check")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--scaling", default=None,
+                        help="comma-separated further sizes for the scaling figure (default: 10000,100000; "
+                             "with --quick: 5000); 'none' for no scaling figure")
     args = parser.parse_args(argv)
+    scaling = args.scaling or ("5000" if args.quick else "10000,100000")
     settings = Settings(args.members, args.quick, args.out,
                         os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DATABASE_URL,
-                        seconds=5 if args.quick else 10, sql_seconds=2 if args.quick else 5)
+                        seconds=5 if args.quick else 10, sql_seconds=2 if args.quick else 5,
+                        scaling=() if scaling == "none" else tuple(int(n) for n in scaling.split(",")))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # run the finally blocks below
     procs = Processes()
     started = time.monotonic()
