@@ -115,6 +115,13 @@ class Config:
     # Logging: "json" (one JSON object a line) or "text".
     LOG_FORMAT = _env("LOG_FORMAT", "json")
     LOG_LEVEL = _env("LOG_LEVEL", "INFO")
+    # HTTP hardening (handbook/security.py). CORS is off unless origins are listed (the phones need none).
+    CORS_ORIGINS = _env_list("CORS_ORIGINS", "")
+    CORS_MAX_AGE = _env_int("CORS_MAX_AGE", 600)
+    HSTS_SECONDS = _env_int("HSTS_SECONDS", 31536000)   # sent on HTTPS requests only; 0 turns it off
+    JSON_MAX_BYTES = _env_int("JSON_MAX_BYTES", 2 * 1024 * 1024)
+    JSON_MAX_DEPTH = _env_int("JSON_MAX_DEPTH", 16)
+    JSON_MAX_ITEMS = _env_int("JSON_MAX_ITEMS", 20000)
     # Seconds a client should wait before retrying when the database is unavailable.
     DB_UNAVAILABLE_RETRY_AFTER = _env_int("DB_UNAVAILABLE_RETRY_AFTER", 5)
 

@@ -11,18 +11,21 @@ from marshmallow import RAISE
 from webargs.flaskparser import FlaskParser
 
 from handbook.errors import ProblemError
+from handbook.security import check_json_body
 
 BEARER = [{"bearerAuth": []}]
 
 
 class Parser(FlaskParser):
     """webargs only turns JSONDecodeError into a 400; absurdly deep nesting (RecursionError) and
-    integers past Python's digit limit (ValueError) are malformed JSON too, not a 500. Unknown query
+    integers past Python's digit limit (ValueError) are malformed JSON too, not a 500; bodies past the
+    size, depth and item limits are refused before parsing (handbook.security). Unknown query
     parameters are refused like unknown body fields (a typo such as `?stat=` must not pass unnoticed)."""
 
     DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": RAISE}
 
     def _raw_load_json(self, req):
+        check_json_body(req.get_data(cache=True))   # size, depth and item limits, before parsing
         try:
             return super()._raw_load_json(req)
         except (RecursionError, ValueError) as e:

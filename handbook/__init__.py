@@ -100,7 +100,7 @@ def create_app(config: type[Config] | Mapping | None = None) -> Flask:
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
-    from handbook import errors, observability
+    from handbook import errors, observability, security
     from handbook.extensions import api, db, jwt, limiter, migrate
 
     db.init_app(app)
@@ -113,6 +113,7 @@ def create_app(config: type[Config] | Mapping | None = None) -> Flask:
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     errors.register(app)
     observability.init_app(app)
+    security.init_app(app)
 
     # Models and JWT hooks register themselves on import.
     from handbook import audit, auth, members, orgunits  # noqa: F401

@@ -145,12 +145,19 @@ def test_broken_authorization_headers(client, header):
     assert r.content_type == "application/problem+json"
 
 
-@pytest.mark.parametrize("body", [
-    "[" * 5000 + "]" * 5000,                            # deeper than the parser can recurse
-    '{"username": ' + "9" * 5000 + ', "password": "x"}',  # past Python's integer digit limit
+@pytest.mark.parametrize("body,code", [
+    ("[" * 5000 + "]" * 5000, "json_too_complex"),                     # past JSON_MAX_DEPTH
+    ('{"username": ' + "9" * 5000 + ', "password": "x"}', "malformed_json"),  # past Python's digit limit
 ])
-def test_pathological_json_is_400_not_500(client, body):
+def test_pathological_json_is_400_not_500(client, body, code):
     r = client.post("/api/v1/auth/login", data=body, content_type="application/json")
+    assert_problem(r, 400, code)
+
+
+def test_nesting_past_the_parsers_recursion_is_400_even_without_a_depth_limit(app, client, monkeypatch):
+    monkeypatch.setitem(app.config, "JSON_MAX_DEPTH", 10**6)
+    monkeypatch.setitem(app.config, "JSON_MAX_ITEMS", 10**6)
+    r = client.post("/api/v1/auth/login", data="[" * 5000 + "]" * 5000, content_type="application/json")
     assert_problem(r, 400, "malformed_json")
 
 

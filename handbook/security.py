@@ -1,0 +1,85 @@
+"""HTTP hardening: security headers on every response, CORS for an allow-list of origins, and limits on
+JSON bodies (size, nesting depth, number of values) checked before they are parsed.
+
+The API serves phones (no browser origin at all) and, possibly, a web admin on its own origin: CORS is
+off unless `CORS_ORIGINS` names the origins allowed to call it. Bearer tokens travel in a header, never
+in cookies, so no credentials mode is needed.
+"""
+from __future__ import annotations
+
+import re
+
+from flask import Flask, Response, current_app, request
+
+from handbook.errors import ProblemError
+
+# A JSON API answers no page a browser should render, frame or sniff; the interactive docs are a page.
+_API_CSP = "default-src 'none'; frame-ancestors 'none'"
+_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+_DOCS_PREFIXES = ("/docs",)
+# Responses that carry tokens or credentials are never stored anywhere.
+_NO_STORE_PREFIXES = ("/api/v1/auth/",)
+
+
+def init_app(app: Flask) -> None:
+    origins = app.config.get("CORS_ORIGINS") or []
+    if origins:
+        from flask_cors import CORS
+
+        CORS(app, resources={r"/api/*": {"origins": origins}}, supports_credentials=False,
+             allow_headers=["Authorization", "Content-Type", "Accept-Language", "If-None-Match", "X-Request-ID"],
+             expose_headers=["ETag", "Retry-After", "X-Request-ID", "Location", "Content-Disposition"],
+             max_age=app.config.get("CORS_MAX_AGE", 600))
+    app.after_request(_secure_headers)
+
+
+def _secure_headers(response: Response) -> Response:
+    headers = response.headers
+    for name, value in _HEADERS.items():
+        headers.setdefault(name, value)
+    if not request.path.startswith(_DOCS_PREFIXES):
+        headers.setdefault("Content-Security-Policy", _API_CSP)
+    hsts = current_app.config.get("HSTS_SECONDS", 0)
+    if hsts and request.is_secure:
+        headers.setdefault("Strict-Transport-Security", f"max-age={hsts}; includeSubDomains")
+    if "Cache-Control" not in headers:
+        if request.path.startswith(_NO_STORE_PREFIXES):
+            headers["Cache-Control"] = "no-store"
+        elif request.headers.get("Authorization"):
+            # One member's data: never in a shared cache; revalidated (ETag) before reuse.
+            headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+# Strings (escapes included) are skipped whole; what is left are the structural characters.
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]')
+
+
+def check_json_body(raw: bytes) -> None:
+    """Refuse, before parsing, a JSON body larger than JSON_MAX_BYTES (413), nested deeper than
+    JSON_MAX_DEPTH or holding more than JSON_MAX_ITEMS values (400 json_too_complex): parsing such a body
+    costs memory and CPU out of proportion to any request of this API."""
+    cfg = current_app.config
+    limit = cfg["JSON_MAX_BYTES"]
+    if len(raw) > limit:
+        raise ProblemError("payload_too_large", 413, limit=limit)
+    max_depth, max_items = cfg["JSON_MAX_DEPTH"], cfg["JSON_MAX_ITEMS"]
+    depth = items = 0
+    for match in _JSON_TOKENS.finditer(raw):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            items += 1
+            if depth > max_depth:
+                raise ProblemError("json_too_complex", 400, max_depth=max_depth, max_items=max_items)
+        elif token in (b"]", b"}"):
+            depth -= 1
+        elif token == b",":
+            items += 1
+            if items > max_items:
+                raise ProblemError("json_too_complex", 400, max_depth=max_depth, max_items=max_items)
