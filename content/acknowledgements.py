@@ -1,7 +1,7 @@
 """Opening and acknowledging (members), briefings and exemptions (secretaries), with their undo.
 
-Every change goes through `_change()`: lock the document (shared) and the member's receipt, note the
-member's state before, change the receipt, note the state after, and move one count in the progress
+Every change goes through `_change()`, on a document its caller has read under a shared lock: lock the
+member's receipt, note the member's state before, change the receipt, note the state after, and move one count in the progress
 counters, all in one transaction. Acknowledging is idempotent and implies opening; nothing here ever
 deletes a receipt.
 
@@ -48,16 +48,15 @@ def _receipt_for_update(document_id: int, member_id: int) -> Receipt:
 
 
 def _change(doc: Document, member: Member, mutate: Callable[[Receipt], None],
-            check: Callable[[Document], None] | None = None, *, locked: bool = False) -> tuple[str, str, Receipt]:
+            check: Callable[[Document], None] | None = None) -> tuple[str, str, Receipt]:
     """Apply `mutate` to the member's receipt and keep the counters exact; returns (before, after, receipt).
 
     Under the lock, the document (its ack_version) and the member's unit are read afresh: a material
-    change or a transfer that committed while this request waited must not be missed (`locked`: the
-    caller has just read the document under the lock). `check` runs on the fresh document before
-    anything is written (e.g. the version check).
+    change or a transfer that committed while this request waited must not be missed: the caller has
+    read `doc` under its share lock in this transaction (`readable_document(lock=True)` or
+    `progress.lock_document`), once for all the receipts it changes. `check` runs on that document
+    before anything is written (e.g. the version check).
     """
-    if not locked:
-        doc = progress.lock_document(doc.id)
     if check is not None:
         check(doc)
     unit_id, active = db.session.execute(
@@ -90,7 +89,7 @@ def open_document(member: Member, document_id: int, *, client_at: datetime | Non
     """POST /documents/{id}/open: the first open is kept; repeats change nothing."""
     doc = readable_document(member, document_id, lock=True)
     now = utcnow()
-    _change(doc, member, lambda r: _open(r, _clamp(client_at, doc, now)), locked=True)
+    _change(doc, member, lambda r: _open(r, _clamp(client_at, doc, now)))
     db.session.commit()
 
 
@@ -105,7 +104,7 @@ def _check_version(doc: Document, version: int) -> None:
 
 
 def _acknowledge(doc: Document, member: Member, version: int, client_at: datetime | None, now: datetime, *,
-                 platform: str | None = None, device: str | None = None, locked: bool = False) -> Receipt:
+                 platform: str | None = None, device: str | None = None) -> Receipt:
     def mutate(r: Receipt) -> None:
         at = _clamp(client_at, doc, now)
         _open(r, at)
@@ -115,7 +114,7 @@ def _acknowledge(doc: Document, member: Member, version: int, client_at: datetim
         r.recorded_at, r.client_acknowledged_at, r.platform, r.device = now, client_at, platform, device
         r.held_on = r.note = None
 
-    return _change(doc, member, mutate, check=lambda fresh: _check_version(fresh, version), locked=locked)[2]
+    return _change(doc, member, mutate, check=lambda fresh: _check_version(fresh, version))[2]
 
 
 def acknowledge(member: Member, document_id: int, version: int, *, client_at: datetime | None = None,
@@ -123,8 +122,7 @@ def acknowledge(member: Member, document_id: int, version: int, *, client_at: da
     """PUT /documents/{id}/acknowledgement. Idempotent; a version older than the one to acknowledge is
     409 stale_version."""
     doc = readable_document(member, document_id, lock=True)
-    receipt = _acknowledge(doc, member, version, client_at, utcnow(), platform=platform, device=device,
-                           locked=True)
+    receipt = _acknowledge(doc, member, version, client_at, utcnow(), platform=platform, device=device)
     answer = my_receipt(doc, receipt)   # before the commit expires (and would reload) both
     db.session.commit()
     return answer
@@ -146,7 +144,7 @@ def sync(member: Member, items: list[dict], *, platform: str | None = None, devi
             result["status"] = "not_found"
         else:
             try:
-                _sync_item(doc, member, item, now, platform, device)
+                _sync_item(progress.lock_document(doc.id), member, item, now, platform, device)
             except ProblemError as e:
                 result["status"] = SYNC_STATUSES[e.code]
                 if e.code == "stale_version":
@@ -205,6 +203,7 @@ def _for_each_member(actor: Member, doc: Document, member_ids: list[int], mutate
     """Apply `mutate` to each listed member in the actor's scope: per-member results, and the ids recorded
     (every member found, or with `count_changed_only` only those who became acknowledged)."""
     members = _members_in_scope(actor, doc, member_ids)
+    doc = progress.lock_document(doc.id)   # the same object, refreshed: `mutate` sees it too
     status, recorded = {}, []
     for member_id in sorted(set(member_ids)):  # receipts locked in one order: no deadlock between secretaries
         member = members.get(member_id)
@@ -262,7 +261,7 @@ def undo_briefing(actor: Member, document_id: int, member_id: int) -> None:
         r.acknowledged_at = r.acknowledged_version = r.method = r.recorded_by = None
         r.recorded_at = r.held_on = r.note = None
 
-    _change(doc, member, mutate)
+    _change(progress.lock_document(doc.id), member, mutate)
     audit.record("acknowledgement.briefing_undo", actor_id=actor.id, target_type="document", target_id=doc.id,
                  member=member_id)
     db.session.commit()
@@ -297,7 +296,7 @@ def undo_exemption(actor: Member, document_id: int, member_id: int) -> None:
     def mutate(r: Receipt) -> None:
         r.exempt_reason = r.exempted_at = r.exempted_by = None
 
-    _change(doc, member, mutate)
+    _change(progress.lock_document(doc.id), member, mutate)
     audit.record("acknowledgement.exemption_undo", actor_id=actor.id, target_type="document", target_id=doc.id,
                  member=member_id)
     db.session.commit()
