@@ -175,12 +175,13 @@ def close_due(at: datetime) -> list[Document]:
 def recount(document_ids: Iterable[int] | None = None, unit_ids: Iterable[int] | None = None) -> int:
     """Rebuild the counters of active documents (all, or some), for all units or only `unit_ids`.
 
-    Used after membership changes (imports, transfers) and by `handbook recount`; returns rows written.
+    Used by `handbook recount` (and, through `_recount`, after membership changes); returns rows written.
     """
-    written = 0
-    for doc in _lock_active(document_ids):
-        written += recount_document(doc, unit_ids)
-    return written
+    return _recount(_lock_active(document_ids), unit_ids)
+
+
+def _recount(docs: list[Document], unit_ids: Iterable[int] | None) -> int:
+    return sum(recount_document(doc, unit_ids) for doc in docs)
 
 
 def _lock_active(document_ids: Iterable[int] | None = None) -> list[Document]:
@@ -198,23 +199,25 @@ def _lock_active(document_ids: Iterable[int] | None = None) -> list[Document]:
 def on_membership_changed(sender, unit_ids: set[int], joined: dict[int, int] | None = None, **_) -> None:
     """Members joined, left or moved between these units (or their roles changed): recount them. New
     members who joined other units are added to those units' counters instead (see `count_joined`)."""
+    if not unit_ids and not joined:
+        return
+    docs = _lock_active()   # first: neither the increments nor the recounts may interleave
     if joined:
-        _lock_active()  # first, as `recount` would: the increments below must not interleave either
-        unit_ids = set(unit_ids) | count_joined(joined)
+        unit_ids = set(unit_ids) | count_joined(joined, docs)
     if unit_ids:
-        recount(unit_ids=unit_ids)
+        _recount(docs, unit_ids)
 
 
 UNIT_CHUNK = 5000   # unit ids per statement (SQLite's limit on parameters)
 
 
-def count_joined(joined: dict[int, int]) -> set[int]:
+def count_joined(joined: dict[int, int], docs: list[Document]) -> set[int]:
     """`joined[unit]` members were just created in `unit`, with no receipt and no role: each is `new` for
     every active document whose audience covers the unit and asks for no role, so those counters' totals
     grow by that many, with no need to count the unit's other members again (an import of a whole city
     would otherwise recount every unit of every document). A unit that had no active member before has
-    no counter rows to grow: those units are returned, to be recounted. The caller holds the documents'
-    locks."""
+    no counter rows to grow: those units are returned, to be recounted. `docs`: the active documents,
+    locked by the caller."""
     fresh: set[int] = set()
     units = sorted(joined)
     for start in range(0, len(units), UNIT_CHUNK):
@@ -223,7 +226,9 @@ def count_joined(joined: dict[int, int]) -> set[int]:
             select(Member.org_unit_id, func.count()).where(one_of(Member.org_unit_id, chunk), Member.active)
             .group_by(Member.org_unit_id)).all())
         fresh.update(unit for unit in chunk if active.get(unit, 0) <= joined[unit])
-    growing = select(Document.id).where(Document.status.in_(ACTIVE_STATUSES), Document.roles_mask == 0)
+    growing = [doc.id for doc in docs if doc.roles_mask == 0]
+    if not growing:
+        return fresh
     by_count: dict[int, list[int]] = {}
     for unit in units:
         if unit not in fresh:
@@ -233,7 +238,7 @@ def count_joined(joined: dict[int, int]) -> set[int]:
             db.session.execute(
                 update(ProgressCounter)
                 .where(one_of(ProgressCounter.org_unit_id, group[start:start + UNIT_CHUNK]),
-                       ProgressCounter.document_id.in_(growing))
+                       one_of(ProgressCounter.document_id, growing))
                 .values(total=ProgressCounter.total + n).execution_options(synchronize_session=False))
     return fresh
 
