@@ -147,3 +147,30 @@ def fcm(app, fake_fcm):
     fake_fcm.reset()
     yield fake_fcm
     app.config.update(saved)
+
+
+# --- worlds shared by several modules (a module may override any of them) ------------------------
+
+@pytest.fixture()
+def tree(app):
+    """The small org tree of tests/factories.py: city → 2 districts → grassroots → branches."""
+    from tests.factories import small_tree
+
+    return small_tree()
+
+
+@pytest.fixture()
+def api(client, tree):
+    """tests/test_acknowledgements.py's world of 12 members on `tree`, and its HTTP helper."""
+    from tests.test_acknowledgements import Api, make_world
+
+    make_world(tree)
+    return Api(client, tree)
+
+
+@pytest.fixture()
+def world(client, tree, fcm):
+    """tests/test_push.py's world: the members above with their phones, sending to the fake FCM."""
+    from tests.test_push import push_world
+
+    return push_world(client, tree)

@@ -23,7 +23,7 @@ from handbook.audit import AuditEntry
 from handbook.extensions import db
 from handbook.members import Member, RoleGrant
 from handbook.orgunits import OrgUnit
-from tests.factories import bearer, login, member, small_tree
+from tests.factories import bearer, login, member
 from tests.test_errors import assert_problem
 
 API = "/api/v1"
@@ -171,17 +171,6 @@ class Api:
 def make_world(tree: dict[str, OrgUnit]) -> None:
     for card, (unit_key, name, roles) in WORLD_MEMBERS.items():
         member(card, tree[unit_key], name=name, roles=[(role, tree[over]) for role, over in roles])
-
-
-@pytest.fixture()
-def tree(app):
-    return small_tree()
-
-
-@pytest.fixture()
-def api(client, tree):
-    make_world(tree)
-    return Api(client, tree)
 
 
 def receipt(doc_id: int, member_id: int) -> Receipt | None:

@@ -10,12 +10,7 @@ from flask_jwt_extended import create_access_token
 
 from handbook.auth import AuthSession
 from handbook.extensions import db
-from tests.factories import PASSWORD, bearer, in_parallel, login, member, small_tree
-
-
-@pytest.fixture()
-def tree(app):
-    return small_tree()
+from tests.factories import PASSWORD, bearer, in_parallel, login, member
 
 
 @pytest.fixture()

@@ -19,14 +19,12 @@ from content.progress import recount
 from handbook.audit import AuditEntry
 from handbook.extensions import db
 from handbook.members import Member
-from tests.factories import small_tree
 from tests.test_acknowledgements import (
     API,
     ZONE,
     Api,
     backdate,
     local_today,
-    make_world,
 )
 from tests.test_errors import assert_problem
 
@@ -35,17 +33,6 @@ HEADERS = ["Số thẻ đảng viên", "Họ và tên", "Mã đơn vị", "Đơn
 LABELS = {"new": "Chưa mở", "opened": "Đã mở, chưa xác nhận", "acknowledged": "Đã xác nhận",
           "overdue": "Quá hạn, chưa xác nhận", "exempt": "Được miễn"}
 METHODS = {"app": "Ứng dụng", "briefing": "Phổ biến tại sinh hoạt chi bộ", None: ""}
-
-
-@pytest.fixture()
-def tree(app):
-    return small_tree()
-
-
-@pytest.fixture()
-def api(client, tree):
-    make_world(tree)
-    return Api(client, tree)
 
 
 @pytest.fixture()

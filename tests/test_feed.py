@@ -18,7 +18,7 @@ from content.models import Document, DocumentAudience, Receipt
 from handbook.extensions import db
 from handbook.members import Member, MemberTransfer
 from handbook.timeutil import utcnow
-from tests.factories import bearer, document, login, member, small_tree, unit
+from tests.factories import bearer, document, login, member, unit
 
 API = "/api/v1"
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
@@ -135,11 +135,6 @@ def ack(doc_id: int, member_id: int, version: int = 1) -> None:
 
 
 # --- fixtures --------------------------------------------------------------------------------------
-
-@pytest.fixture()
-def tree(app):
-    return small_tree()
-
 
 @pytest.fixture()
 def people(tree):

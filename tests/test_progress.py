@@ -44,17 +44,6 @@ from tests.test_errors import assert_problem
 FIGURES = ("total", "acknowledged", "opened", "pending", "overdue", "exempt")
 
 
-@pytest.fixture()
-def tree(app):
-    return small_tree()
-
-
-@pytest.fixture()
-def api(client, tree):
-    make_world(tree)
-    return Api(client, tree)
-
-
 def figures(body: dict) -> tuple:
     return tuple(body[k] for k in FIGURES)
 

@@ -11,15 +11,10 @@ from content.models import Document, DocumentVersion, Receipt
 from handbook.audit import AuditEntry
 from handbook.extensions import db
 from push.models import Notification
-from tests.factories import bearer, login, member, small_tree
+from tests.factories import bearer, login, member
 from tests.test_errors import assert_problem
 
 ADMIN = "/api/v1/admin/documents"
-
-
-@pytest.fixture()
-def tree(app):
-    return small_tree()
 
 
 @pytest.fixture()

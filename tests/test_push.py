@@ -20,7 +20,6 @@ from push.due import run_due
 from push.fakefcm import FakeFcm  # noqa: F401 (type of the `fcm` fixture)
 from push.models import Delivery, Device, InboxItem, Notification
 from tests.test_acknowledgements import API, WORLD_MEMBERS, ZONE, Api, make_world
-from tests.factories import small_tree
 from tests.test_errors import assert_problem
 
 PHONES = {card: [f"fid-{card}"] for card in WORLD_MEMBERS if card != "M4"}
@@ -38,16 +37,6 @@ def push_world(client, tree) -> Api:
                     "locale": "en-US" if card == "M2" else "vi-VN"}
             assert client.post(f"{API}/me/devices", json=body, headers=api.auth(card)).status_code == 201
     return api
-
-
-@pytest.fixture()
-def tree(app):
-    return small_tree()
-
-
-@pytest.fixture()
-def world(client, tree, fcm):
-    return push_world(client, tree)
 
 
 def targets(fake: FakeFcm) -> list[str]:

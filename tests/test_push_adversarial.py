@@ -31,25 +31,16 @@ from push.fakefcm import FakeFcm
 from push.models import Delivery, Device, InboxItem, Notification, PushChunk
 from push.schedule import schedule_due
 from tests.conftest import make_app
-from tests.factories import member, small_tree
+from tests.factories import member
 from tests.test_acknowledgements import ADMIN, API, ZONE, Api
 from tests.test_errors import assert_problem
-from tests.test_push import devices_of, local, notification, push_world, remind, stats
+from tests.test_push import devices_of, local, notification, remind, stats
+
 
 def _register(client, api: Api, card: str, phone: str, **extra):
     key = "token" if phone.startswith("tok:") else "fid"
     body = {key: phone.removeprefix("tok:"), "platform": "android", **extra}
     return client.post(f"{API}/me/devices", json=body, headers=api.auth(card))
-
-
-@pytest.fixture()
-def tree(app):
-    return small_tree()
-
-
-@pytest.fixture()
-def world(client, tree, fcm):
-    return push_world(client, tree)
 
 
 @pytest.fixture()
@@ -210,16 +201,22 @@ def test_a_phone_that_changed_hands_between_planning_and_sending_follows_its_new
     assert (n.recipients, n.devices, n.sent, n.state) == (4, 5, 5, "done")
 
 
+def _remove_phone_before_the_retry(world, card: str, fid: str) -> None:
+    """`card` removes their phone `fid` (DELETE /me/devices/{id}) while its send waits for a retry
+    (Retry-After 1 s); then the retries run."""
+    device_id = db.session.scalar(select(Device.id).where(Device.fid == fid))
+    assert world.client.delete(f"{API}/me/devices/{device_id}", headers=world.auth(card)).status_code == 204
+    time.sleep(1.1)
+    settle()
+
+
 def test_a_device_deleted_while_others_wait_for_a_retry_is_skipped(world, fcm):
     """Pinned: a device deleted mid fan-out is skipped, the others of its batch are retried."""
     fcm.set_rule(target="fid-M2", error="UNAVAILABLE", times=1, retry_after=1)
     fcm.set_rule(target="fid-S1", error="UNAVAILABLE", times=1, retry_after=1)
     doc_id = world.publish("b1")
     run_due()
-    device_id = db.session.scalar(select(Device.id).where(Device.fid == "fid-M2"))
-    assert world.client.delete(f"{API}/me/devices/{device_id}", headers=world.auth("M2")).status_code == 204
-    time.sleep(1.1)
-    settle()
+    _remove_phone_before_the_retry(world, "M2", "fid-M2")
     figures = stats(world, notification("published", doc_id).id)
     assert (figures["state"], figures["sent"], figures["in_progress"]) == ("done", 4, 0)
     assert fcm.messages("fid-M2") == [] and fcm.accepted_count("fid-S1") == 1
@@ -232,10 +229,7 @@ def test_a_batch_whose_only_device_was_deleted_does_not_crash_run_due(world, fcm
     fcm.set_rule(target="fid-M2", error="UNAVAILABLE", times=1, retry_after=1)
     doc_id = world.publish("b1")
     run_due()
-    device_id = db.session.scalar(select(Device.id).where(Device.fid == "fid-M2"))
-    assert world.client.delete(f"{API}/me/devices/{device_id}", headers=world.auth("M2")).status_code == 204
-    time.sleep(1.1)
-    settle()
+    _remove_phone_before_the_retry(world, "M2", "fid-M2")
     figures = stats(world, notification("published", doc_id).id)
     assert (figures["state"], figures["sent"], figures["in_progress"]) == ("done", 4, 0)
     assert fcm.messages("fid-M2") == []
