@@ -370,9 +370,8 @@ def fig_scaling(settings: Settings, procs: Processes, scratch: Path, main_point:
         env = app_env(sub)
         try:
             cast = build_database(sub, env)
-            servers, api_proc = start_api(sub, procs, sub_scratch, env, cast)
+            servers, _ = start_api(sub, procs, sub_scratch, env, cast)
             points.append(scaling_point(sub, servers, sub_scratch))
-            procs.stop(api_proc)
         finally:
             procs.stop_all()
             data.drop_database(sub.database_url)

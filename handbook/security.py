@@ -27,14 +27,14 @@ _NO_STORE_PREFIXES = ("/api/v1/auth/",)
 
 
 def init_app(app: Flask) -> None:
-    origins = app.config.get("CORS_ORIGINS") or []
+    origins = app.config["CORS_ORIGINS"]
     if origins:
         from flask_cors import CORS
 
         CORS(app, resources={r"/api/*": {"origins": origins}}, supports_credentials=False,
              allow_headers=["Authorization", "Content-Type", "Accept-Language", "If-None-Match", "X-Request-ID"],
              expose_headers=["ETag", "Retry-After", "X-Request-ID", "Location", "Content-Disposition"],
-             max_age=app.config.get("CORS_MAX_AGE", 600))
+             max_age=app.config["CORS_MAX_AGE"])
     app.after_request(_secure_headers)
 
 
@@ -44,7 +44,7 @@ def _secure_headers(response: Response) -> Response:
         headers.setdefault(name, value)
     if not request.path.startswith(_DOCS_PREFIXES):
         headers.setdefault("Content-Security-Policy", _API_CSP)
-    hsts = current_app.config.get("HSTS_SECONDS", 0)
+    hsts = current_app.config["HSTS_SECONDS"]
     if hsts and request.is_secure:
         headers.setdefault("Strict-Transport-Security", f"max-age={hsts}; includeSubDomains")
     if "Cache-Control" not in headers:
