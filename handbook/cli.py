@@ -38,6 +38,21 @@ def import_members_command(file):
     _run_import(import_members, file)
 
 
+@handbook_cli.command("remove-member")
+@click.argument("card_number")
+@click.option("--reason", required=True, help="Why the member leaves (kept in the audit trail).")
+def remove_member_command(card_number, reason):
+    """Remove a member: inactive, sessions revoked, roles taken back, progress recounted; audited."""
+    from handbook.removal import remove_by_card
+    from handbook.text import nfc
+
+    try:
+        removed = remove_by_card(nfc(card_number.strip()), nfc(reason.strip()))
+    except LookupError:
+        raise click.ClickException(f"no member with card number {card_number}") from None
+    click.echo(f"Member {card_number} removed." if removed else f"Member {card_number} was already inactive.")
+
+
 @handbook_cli.command("demo")
 @click.option("--members", "members", type=click.IntRange(min=10), default=2000, show_default=True,
               help="How many members to create.")

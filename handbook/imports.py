@@ -552,7 +552,7 @@ class _MemberImport:
     def write_batch(self, batch: list[_MemberRow]) -> None:
         existing = {r.card_number: r for r in db.session.execute(
             select(Member.id, Member.card_number, Member.full_name, Member.phone, Member.org_unit_id,
-                   Member.password_hash.is_not(None).label("has_password"))
+                   Member.active, Member.password_hash.is_not(None).label("has_password"))
             .where(one_of(Member.card_number, [m.card_number for m in batch])))}
         self.defer_taken_phones(batch)
         if self.report.errors:
@@ -625,6 +625,9 @@ class _MemberImport:
                 transfers.append(self.transfer(old.id, old.org_unit_id, m.unit_id))
             if m.password and not old.has_password:
                 change["password_hash"] = hash_password(m.password)
+            if not old.active:  # a removed member listed again has rejoined: counted from now on
+                change["active"] = True
+                self.changed_units.add(m.unit_id)
             if change:
                 change.update(id=old.id, updated_at=self.now)
                 updates.append(change)
