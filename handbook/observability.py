@@ -25,7 +25,7 @@ _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._\-]{8,64}$")
 _REDACTIONS = [
     (re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"), "[redacted-jwt]"),
     (re.compile(r"(?i)(bearer\s+)[^\s\"']+"), r"\1[redacted]"),
-    (re.compile(r"(?i)(\"?(?:password|new_password|current_password|refresh_token|access_token|token|secret)"
+    (re.compile(r"(?i)(\"?(?:password|new_password|current_password|refresh_token|access_token|token|fid|secret)"
                 r"\"?\s*[:=]\s*\"?)[^\s\",}]+"), r"\1[redacted]"),
 ]
 

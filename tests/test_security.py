@@ -4,13 +4,17 @@ too large, too deep or too many values, with nothing written."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from sqlalchemy import func, select
 
 from content.models import Receipt
 from tests.conftest import make_app
-from tests.factories import bearer, login, member, small_tree
+from handbook.imports import import_members
+from handbook.observability import JsonFormatter
+from push.due import run_due
+from tests.factories import PASSWORD, bearer, login, member, small_tree
 from tests.test_errors import assert_problem
 
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
@@ -132,3 +136,73 @@ def test_brackets_and_commas_inside_strings_do_not_count(client, token):
                           json={"current_password": tricky, "new_password": "mat-khau-moi-2024"})
     # Parsed and validated (too long a password), not refused as complex.
     assert "current_password" in assert_problem(response, 422, "validation_error")["errors"]
+
+
+# --- nothing sensitive in the logs ----------------------------------------------------------------
+
+class _Capture(logging.Handler):
+    """Every record of every logger, formatted as production formats it (JSON), exceptions included."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
+
+def test_no_password_token_phone_or_device_id_reaches_the_logs(app, world, fcm, tmp_path):
+    """A day of traffic with every kind of secret in it, captured at DEBUG from every logger (the app's,
+    firebase-admin's, urllib3's, SQLAlchemy's), including failures: wrong passwords, a bad token, a
+    malformed body carrying a password, an FCM error, an import with passwords and phones."""
+    capture, root = _Capture(), logging.getLogger()
+    saved = root.level, logging.getLogger("handbook").level
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    logging.getLogger("handbook").setLevel(logging.DEBUG)
+    client = world.client
+    try:
+        wrong = "Sai-Mat-Khau-2024!"
+        assert login(client, "M1", wrong).status_code == 401
+        tokens = login(client, "M1").json
+        assert client.get("/api/v1/me", headers=bearer(tokens["access_token"] + "x")).status_code == 401
+        refreshed = client.post("/api/v1/auth/refresh", headers=bearer(tokens["refresh_token"])).json
+        new_password = "Mat-Khau-Moi-2024!"
+        changed = client.put("/api/v1/me/password", headers=bearer(refreshed["access_token"]),
+                             json={"current_password": PASSWORD, "new_password": new_password})
+        assert changed.status_code == 204
+        assert client.post("/api/v1/auth/login", data='{"username": "M1", "password": "' + wrong + '"',
+                           content_type="application/json").status_code == 400
+        secret_fid, secret_token = "fid-Bi-Mat-0123456789", "token-Bi-Mat-9876543210"
+        assert client.post("/api/v1/me/devices", json={"fid": secret_fid, "token": secret_token,
+                                                       "platform": "android"},
+                           headers=bearer(refreshed["access_token"])).status_code == 201
+        fcm.set_rule(target="fid-M2", error="UNREGISTERED")
+        doc = world.publish("b1")
+        run_due()
+        assert world.ack("M2", doc).status_code == 200
+        export = client.get(f"/api/v1/documents/{doc}/members", query_string={"format": "csv"},
+                            headers=world.auth("BT"))
+        assert export.status_code == 200 and export.get_data()
+        phone, import_password = "0912345678", "Mat-Khau-Nhap-2024!"
+        csv_path = tmp_path / "members.csv"
+        csv_path.write_text("card_number,full_name,phone,org_unit_code,roles,password\n"
+                            f"09000001,Trần Văn Mới,{phone},HN.BD.DB.1,,{import_password}\n"
+                            f"09000002,Lê Thị Sai,{phone},NO.SUCH.UNIT,,{import_password}\n", encoding="utf-8")
+        assert import_members(str(csv_path)).errors  # the bad row is reported, not logged with its values
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(saved[0])
+        logging.getLogger("handbook").setLevel(saved[1])
+
+    text = "\n".join(capture.lines)
+    assert "POST /api/v1/auth/login 401" in text and "PUT /api/v1/me/password 204" in text  # it did capture
+    secrets = {"password": PASSWORD, "wrong password": wrong, "new password": new_password,
+               "import password": import_password, "phone": phone, "phone +84": "+84912345678",
+               "fid": secret_fid, "device token": secret_token, "world fid": "fid-M2",
+               "access token": tokens["access_token"], "refresh token": tokens["refresh_token"],
+               "refreshed token": refreshed["access_token"],
+               "JWT signature": tokens["access_token"].rsplit(".", 1)[1]}
+    leaked = {name for name, value in secrets.items() if value in text}
+    assert leaked == set(), [line for line in capture.lines if any(v in line for v in secrets.values())][:5]
