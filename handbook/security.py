@@ -8,8 +8,10 @@ in cookies, so no credentials mode is needed.
 from __future__ import annotations
 
 import re
+import tempfile
 
 from flask import Flask, Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from handbook.errors import ProblemError
 
@@ -35,7 +37,36 @@ def init_app(app: Flask) -> None:
              allow_headers=["Authorization", "Content-Type", "Accept-Language", "If-None-Match", "X-Request-ID"],
              expose_headers=["ETag", "Retry-After", "X-Request-ID", "Location", "Content-Disposition"],
              max_age=app.config["CORS_MAX_AGE"])
+    app.before_request(_measure_chunked_body)
     app.after_request(_secure_headers)
+
+
+_SPOOL_IN_MEMORY = 1024 * 1024  # a measured body past this size waits on disk, not in memory
+_READ_CHUNK = 64 * 1024
+
+
+def _measure_chunked_body() -> None:
+    """A body with no Content-Length (chunked, which gunicorn passes on de-chunked with
+    `wsgi.input_terminated`) would be cut silently at MAX_CONTENT_LENGTH by Werkzeug, so an oversized
+    JSON body looked malformed (400) and an oversized upload truncated. Such a body is read here up to one
+    byte past the limit: over it, 413; otherwise it is handed on with its real length, as if sent plainly."""
+    environ = request.environ
+    if request.content_length is not None or not environ.get("wsgi.input_terminated"):
+        return
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    source = environ["wsgi.input"]
+    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
+    size = 0
+    while chunk := source.read(_READ_CHUNK):
+        size += len(chunk)
+        if limit is not None and size > limit:
+            spool.close()
+            raise RequestEntityTooLarge()
+        spool.write(chunk)
+    spool.seek(0)
+    environ.update({"wsgi.input": spool, "CONTENT_LENGTH": str(size), "wsgi.input_terminated": False})
+    for cached in ("stream", "content_length"):  # Werkzeug builds them again, from the measured body
+        request.__dict__.pop(cached, None)
 
 
 def _secure_headers(response: Response) -> Response:

@@ -3,11 +3,13 @@ responses, HSTS on HTTPS, CORS for configured origins only, and JSON bodies refu
 too large, too deep or too many values, with nothing written."""
 from __future__ import annotations
 
+import io
 import json
 import logging
 
 import pytest
 from sqlalchemy import func, select
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from content.models import Receipt
 from tests.conftest import make_app
@@ -206,3 +208,25 @@ def test_no_password_token_phone_or_device_id_reaches_the_logs(app, world, fcm, 
                "JWT signature": tokens["access_token"].rsplit(".", 1)[1]}
     leaked = {name for name, value in secrets.items() if value in text}
     assert leaked == set(), [line for line in capture.lines if any(v in line for v in secrets.values())][:5]
+
+
+def _chunked(app, path: str, body: bytes, content_type: str, headers: dict | None = None):
+    """A request as gunicorn hands on a chunked one: no Content-Length, `wsgi.input_terminated` set."""
+    environ = EnvironBuilder(method="POST", path=path, input_stream=io.BytesIO(body), content_type=content_type,
+                             headers=headers).get_environ()
+    del environ["CONTENT_LENGTH"]
+    environ["wsgi.input_terminated"] = True
+    chunks, status, response_headers = run_wsgi_app(app, environ, buffered=True)
+    return int(status.split()[0]), response_headers, b"".join(chunks)
+
+
+def test_a_chunked_body_without_length_is_held_to_the_same_limits(app, token, monkeypatch):
+    """Werkzeug would cut such a body at MAX_CONTENT_LENGTH without a word (an oversized JSON body looked
+    malformed, an oversized upload was truncated): it is measured, and 413 past the limit."""
+    login_body = json.dumps({"username": "01000009", "password": "x" * 200}).encode()
+    status, headers, body = _chunked(app, "/api/v1/auth/login", login_body, "application/json")
+    assert status == 401 and json.loads(body)["code"] == "invalid_credentials"  # read whole, parsed
+    monkeypatch.setitem(app.config, "MAX_CONTENT_LENGTH", 150)
+    status, headers, body = _chunked(app, "/api/v1/auth/login", login_body, "application/json")
+    assert status == 413 and headers["Content-Type"] == "application/problem+json"
+    assert json.loads(body)["code"] == "payload_too_large"
