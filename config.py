@@ -39,7 +39,11 @@ class Config:
     JWT_SECRET_KEY = _env("JWT_SECRET_KEY")
 
     SQLALCHEMY_DATABASE_URI = normalise_database_url(_env("DATABASE_URL", "") or "")
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # Pre-ping: a pooled connection that died (database restarted) is replaced, not handed to a request.
+    # Connect timeout: a database host that takes the connection but never answers (frozen, half-open
+    # network path) costs a request this many seconds and a 503, not a worker hung for good.
+    DB_CONNECT_TIMEOUT = _env_int("DB_CONNECT_TIMEOUT", 5)
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True, "connect_args": {"connect_timeout": DB_CONNECT_TIMEOUT}}
     REDIS_URL = _env("REDIS_URL")
 
     # Auth (API.md: 15-minute access tokens, 30-day rotating refresh tokens).
