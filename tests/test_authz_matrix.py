@@ -1,0 +1,616 @@
+"""The authorisation matrix: every route of the app × seven callers, each cell an expected status.
+
+The routes come from `app.url_map` (every method of every rule but HEAD/OPTIONS). ROWS below holds one
+row per (method, rule) — a few routes have extra rows (variants: another query, another object) — and
+`test_every_route_has_a_row_and_every_row_a_route` fails on a route without a row (a new endpoint must
+be thought through here) and on a row without a route (a stale row).
+
+The world (API.md "Organisation and people"): one city, two districts and the city's own office:
+
+    HN  Thành ủy Hà Nội (city)
+    ├── HN.BD  Quận ủy Ba Đình (upper, "this district")
+    │   ├── HN.BD.DB  Đảng bộ phường Điện Biên (grassroots)
+    │   │   ├── HN.BD.DB.1  Chi bộ Tổ dân phố số 1 (branch, "this branch"): the reader, its secretary,
+    │   │   │               and the members a secretary briefs, exempts and has briefed/exempted
+    │   │   └── HN.BD.DB.2  Chi bộ Tổ dân phố số 2 (branch, "another branch"): its secretary
+    │   └── HN.BD.VP  Chi bộ Văn phòng Quận ủy (chi bộ cơ sở): the district's publisher (the author)
+    ├── HN.DD  Quận ủy Đống Đa (upper, "another district")
+    │   └── HN.DD.LT  Đảng bộ phường Láng Thượng → HN.DD.LT.1 (branch): committee@DD, publisher@DD
+    └── HN.KCQ  Đảng bộ Khối các cơ quan Thành phố → HN.KCQ.VP Chi bộ Văn phòng Thành ủy: admin@HN
+
+The district's publisher issued a directive addressed to Ba Đình (so "this branch" and "another branch"
+are in its audience, "another district" and the city office are not), with a PDF attachment; a draft
+with an attachment; a study series with one published lesson; a directive scheduled for three days from
+now; a guidance for the district's secretaries only; a briefing and an exemption already recorded in
+this branch; the publication's notification in the reader's inbox; the reader's phone; a manual
+reminder the branch secretary sent two days ago.
+
+Callers: anonymous; `member` (a plain reader of this branch); `secretary_this` (secretary@this branch);
+`secretary_other` (secretary@another branch of the same district: the document reaches them, this
+branch does not); `committee_other` and `publisher_other` (committee@ / publisher@ another district);
+`admin` (admin@city, working in the city office, outside the document's audience).
+
+Each cell is one real HTTP request with the caller's own real login and a minimal valid body, so the
+status reflects authorisation, not validation. Cells share a world while they only read; a cell that
+may have changed it (a non-GET that succeeded — publishing, withdrawing, logging out, a password, a
+briefing, a reminder… — or any failure) throws it away and the next cell gets a fresh one (`Worlds`).
+Statuses follow API.md: a document or member outside the caller's audience/scope is 404; an org unit
+outside the caller's scope is 403; a batch (briefings, exemptions, offline sync) answers 200 with a
+per-member/per-item `not_found` for what lies outside. Cells marked xfail(strict) are bugs still to fix
+(see their reason); when fixed they pass, and strict xfail makes the mark's removal due.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from werkzeug.datastructures import FileStorage
+
+from handbook.extensions import db
+from tests.factories import PASSWORD, bearer, login, member, unit
+from tests.test_errors import assert_problem
+
+CALLERS = ("anonymous", "member", "secretary_this", "secretary_other", "committee_other", "publisher_other",
+           "admin")
+# The card number each caller logs in with (anonymous logs in as nobody).
+CARDS = {"member": "BD1-DV01", "secretary_this": "BD1-BT01", "secretary_other": "BD2-BT01",
+         "committee_other": "DD-CU01", "publisher_other": "DD-PH01", "admin": "HN-QT01"}
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+PROBLEM_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found"}
+
+
+# --- the world --------------------------------------------------------------------------------------
+
+@dataclass
+class World:
+    ids: dict[str, int]
+    client: object
+    tokens: dict[str, dict] = field(default_factory=dict)
+
+    def login(self, caller: str) -> dict:
+        """The caller's login answer (access and refresh tokens), one real login per caller."""
+        if caller not in self.tokens:
+            response = login(self.client, CARDS[caller])
+            assert response.status_code == 200, response.get_data(as_text=True)
+            self.tokens[caller] = response.json
+        return self.tokens[caller]
+
+    def headers(self, caller: str, *, refresh: bool = False) -> dict:
+        if caller == "anonymous":
+            return {}
+        tokens = self.login(caller)
+        return bearer(tokens["refresh_token" if refresh else "access_token"])
+
+
+def local_today():
+    from handbook.timeutil import local_zone
+
+    return datetime.now(local_zone()).date()
+
+
+def build_world(client) -> World:
+    from content import acknowledgements, attachments, documents
+    from handbook.timeutil import utcnow
+    from push import devices
+    from push.models import InboxItem, Notification, NotificationKind, NotificationState
+
+    city = unit("HN", "city", name="Thành ủy Hà Nội")
+    bd = unit("HN.BD", "upper", city, "Quận ủy Ba Đình")
+    dd = unit("HN.DD", "upper", city, "Quận ủy Đống Đa")
+    kcq = unit("HN.KCQ", "upper", city, "Đảng bộ Khối các cơ quan Thành phố")
+    phuong = unit("HN.BD.DB", "grassroots", bd, "Đảng bộ phường Điện Biên")
+    b1 = unit("HN.BD.DB.1", "branch", phuong, "Chi bộ Tổ dân phố số 1")
+    b2 = unit("HN.BD.DB.2", "branch", phuong, "Chi bộ Tổ dân phố số 2")
+    bd_office = unit("HN.BD.VP", "grassroots", bd, "Chi bộ Văn phòng Quận ủy Ba Đình")
+    lang_thuong = unit("HN.DD.LT", "grassroots", dd, "Đảng bộ phường Láng Thượng")
+    dd1 = unit("HN.DD.LT.1", "branch", lang_thuong, "Chi bộ Tổ dân phố số 1 Láng Thượng")
+    city_office = unit("HN.KCQ.VP", "grassroots", kcq, "Chi bộ Văn phòng Thành ủy")
+
+    reader = member(CARDS["member"], b1, name="Nguyễn Văn An")
+    secretary = member(CARDS["secretary_this"], b1, name="Lê Văn Cường", roles=[("secretary", b1)])
+    target = member("BD1-DV02", b1, name="Trần Thị Bình", password=None)      # no app: briefed at a meeting
+    briefed = member("BD1-DV03", b1, name="Phạm Văn Đức", password=None)      # already briefed
+    exempted = member("BD1-DV04", b1, name="Hoàng Thị Em", password=None)     # already exempted (illness)
+    member(CARDS["secretary_other"], b2, name="Đặng Văn Hải", roles=[("secretary", b2)])
+    member("BD2-DV01", b2, name="Vũ Thị Giang")
+    author = member("BD-PH01", bd_office, name="Bùi Thị Hoa", roles=[("publisher", bd)])
+    member(CARDS["committee_other"], dd1, name="Lý Thị Ngọc", roles=[("committee", dd)])
+    member(CARDS["publisher_other"], dd1, name="Ngô Văn Khánh", roles=[("publisher", dd)])
+    member(CARDS["admin"], city_office, name="Dương Văn Minh", roles=[("admin", city)])
+
+    def issue(**data):
+        doc = documents.create_document(author, {"number": "24-CT/QU", "summary": "Tóm tắt",
+                                                 "body_html": "<p>Nội dung</p>", "issuing_body": "Quận ủy Ba Đình",
+                                                 "audience": {"org_units": [bd.id]}, **data})
+        return doc.id
+
+    def attach(doc_id: int, name: str) -> int:
+        doc = documents.managed_document(author, doc_id)
+        return attachments.add_attachment(author, doc, FileStorage(io.BytesIO(PDF), filename=name)).id
+
+    doc = issue(kind="directive", title="Chỉ thị về tăng cường kỷ luật, kỷ cương")
+    doc_attachment = attach(doc, "phu-luc.pdf")
+    published = documents.publish_document(author, doc)
+    draft = issue(kind="plan", title="Kế hoạch học tập nghị quyết (dự thảo)")
+    draft_attachment = attach(draft, "du-thao.pdf")
+    series = documents.create_series(author, {"title": "Chuyên đề học tập và làm theo tư tưởng Hồ Chí Minh",
+                                              "owner_unit": bd.id}).id
+    lesson = issue(kind="study", title="Bài 1", requires_ack=False, series_id=series, lesson_no=1)
+    documents.publish_document(author, lesson)
+    scheduled = issue(kind="directive", number="25-CT/QU", title="Chỉ thị về phòng, chống thiên tai")
+    documents.publish_document(author, scheduled, utcnow() + timedelta(days=3))
+    for_secretaries = issue(kind="guidance", number="03-HD/QU", title="Hướng dẫn bí thư chi bộ ghi biên bản",
+                            audience={"org_units": [bd.id], "roles": ["secretary"]})
+    documents.publish_document(author, for_secretaries)
+    acknowledgements.record_briefing(secretary, doc, [briefed.id], local_today(), "Sinh hoạt chi bộ tháng 8")
+    acknowledgements.exempt(secretary, doc, [exempted.id], "Ốm dài ngày")
+    device, _ = devices.register(reader, {"fid": "fid-reader-phone", "platform": "android"})
+    inbox = InboxItem(notification_id=published["notification_id"], member_id=reader.id)
+    earlier = utcnow() - timedelta(days=2)
+    manual = Notification(kind=NotificationKind.MANUAL.value, state=NotificationState.DONE.value, document_id=doc,
+                          org_unit_id=b1.id, created_by=secretary.id, created_at=earlier, due_at=earlier,
+                          finished_at=earlier)
+    db.session.add_all([inbox, manual])
+    db.session.commit()
+    ids = {"doc": doc, "attachment": doc_attachment, "draft": draft, "draft_attachment": draft_attachment,
+           "series": series, "scheduled": scheduled, "for_secretaries": for_secretaries,
+           "notification": published["notification_id"], "manual_notification": manual.id,
+           "inbox_item": inbox.id, "device": device.id, "this_branch": b1.id, "this_district": bd.id,
+           "target": target.id, "briefed": briefed.id, "exempted": exempted.id}
+    return World(ids=ids, client=client)
+
+
+# --- the table --------------------------------------------------------------------------------------
+
+Request = Callable[[World, str], dict]   # (world, caller) → keyword arguments of client.open
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    rule: str                  # as app.url_map spells it
+    path: str                  # the concrete path, with {names} from World.ids
+    expect: tuple[int, ...]    # one status per caller, in CALLERS order
+    variant: str = ""          # what distinguishes a second row of one route
+    request: Request | None = None
+    codes: dict[str, str] = field(default_factory=dict)   # problem code of a caller's 4xx, when not the usual
+    check: Callable[[World, str, object], None] | None = None  # more about a 2xx answer
+    xfail: dict[str, str] = field(default_factory=dict)  # caller → why the app still disagrees (strict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.rule}" + (f" [{self.variant}]" if self.variant else "")
+
+
+def body(payload: dict | Callable[[World, str], dict]) -> Request:
+    return lambda w, c: {"json": payload(w, c) if callable(payload) else payload}
+
+
+def query(payload: Callable[[World], dict]) -> Request:
+    return lambda w, c: {"query_string": payload(w)}
+
+
+def E(*statuses: int) -> tuple[int, ...]:  # noqa: N802 (reads as a table)
+    assert len(statuses) == len(CALLERS)
+    return statuses
+
+
+def _in_audience(caller: str) -> bool:
+    return caller in ("member", "secretary_this", "secretary_other")
+
+
+def check_feed(w: World, caller: str, response) -> None:
+    ids = {item["id"] for item in response.json["items"]}
+    assert (w.ids["doc"] in ids) is _in_audience(caller), ids
+
+
+def check_sync(w: World, caller: str, response) -> None:
+    [result] = response.json["results"]
+    assert result["status"] == ("ok" if _in_audience(caller) else "not_found"), result
+
+
+def check_batch(w: World, caller: str, response) -> None:
+    """A secretary of another branch is answered per member: this branch's member is not found."""
+    [result] = response.json["results"]
+    assert result["member_id"] == w.ids["target"]
+    assert result["status"] == ("not_found" if caller == "secretary_other" else "ok"), result
+
+
+def check_member_list(w: World, caller: str, response) -> None:
+    """Default scope: the caller's own subtree only (another branch's secretary never sees this branch)."""
+    cards = {row["member"]["card_number"] for row in response.json["items"]}
+    assert (CARDS["member"] in cards) is (caller != "secretary_other"), cards
+
+
+def check_admin_list(w: World, caller: str, response) -> None:
+    ids = {item["id"] for item in response.json["items"]}
+    assert (w.ids["doc"] in ids) is (caller == "admin"), ids
+
+
+def check_series_list(w: World, caller: str, response) -> None:
+    ids = {item["id"] for item in response.json["items"]}
+    assert (w.ids["series"] in ids) is _in_audience(caller), ids
+
+
+OUT_OF_SCOPE = "audience_out_of_scope"
+NOT_OUT_FOLLOWED = (
+    "BUG content/followup.py followed_document(): a scheduled document whose time has not come passes (only "
+    "drafts are refused), so secretaries see the progress and member list of a directive their members "
+    "cannot read yet; it must be 404 unless the caller manages the document")
+NOT_OUT_BRIEFING = (
+    "BUG content/acknowledgements.py followed_for_briefing(): a scheduled document whose time has not come "
+    "passes, so a secretary can exempt members from it (200) or learn of it (409 document_not_out); it must "
+    "be 404 unless the caller manages the document")
+
+ROWS: list[Row] = [
+    #                                                                      anon mem secT secO comO pubO admin
+    # --- operations (public) ---
+    Row("GET", "/healthz", "/healthz", E(200, 200, 200, 200, 200, 200, 200)),
+    Row("GET", "/readyz", "/readyz", E(200, 200, 200, 200, 200, 200, 200)),
+    Row("GET", "/metrics", "/metrics", E(200, 200, 200, 200, 200, 200, 200)),
+    Row("GET", "/api/v1/openapi.json", "/api/v1/openapi.json", E(200, 200, 200, 200, 200, 200, 200)),
+    Row("GET", "/docs", "/docs", E(200, 200, 200, 200, 200, 200, 200)),
+    # Flask's default static route: the app has no static folder, so nothing is ever served from it.
+    Row("GET", "/static/<path:filename>", "/static/app.js", E(404, 404, 404, 404, 404, 404, 404)),
+
+    # --- auth ---
+    Row("POST", "/api/v1/auth/login", "/api/v1/auth/login", E(200, 200, 200, 200, 200, 200, 200),
+        request=body(lambda w, c: {"username": CARDS["member" if c == "anonymous" else c], "password": PASSWORD})),
+    Row("POST", "/api/v1/auth/refresh", "/api/v1/auth/refresh", E(401, 200, 200, 200, 200, 200, 200),
+        request=lambda w, c: {"headers": w.headers(c, refresh=True)}),
+    Row("POST", "/api/v1/auth/logout", "/api/v1/auth/logout", E(401, 204, 204, 204, 204, 204, 204)),
+
+    # --- me (every member, about themselves only) ---
+    Row("GET", "/api/v1/me", "/api/v1/me", E(401, 200, 200, 200, 200, 200, 200)),
+    Row("PUT", "/api/v1/me/password", "/api/v1/me/password", E(401, 204, 204, 204, 204, 204, 204),
+        request=body({"current_password": PASSWORD, "new_password": "mat-khau-moi-456"})),
+    Row("GET", "/api/v1/me/summary", "/api/v1/me/summary", E(401, 200, 200, 200, 200, 200, 200)),
+    Row("POST", "/api/v1/me/devices", "/api/v1/me/devices", E(401, 201, 201, 201, 201, 201, 201),
+        request=body(lambda w, c: {"fid": f"fid-{c}", "platform": "android", "locale": "vi-VN"})),
+    Row("GET", "/api/v1/me/devices", "/api/v1/me/devices", E(401, 200, 200, 200, 200, 200, 200)),
+    # The reader's phone: nobody else can remove it, whatever their roles.
+    Row("DELETE", "/api/v1/me/devices/<int:device_id>", "/api/v1/me/devices/{device}",
+        E(401, 204, 404, 404, 404, 404, 404)),
+    Row("GET", "/api/v1/me/notifications", "/api/v1/me/notifications", E(401, 200, 200, 200, 200, 200, 200)),
+    # The reader's inbox item: nobody else can mark it read.
+    Row("POST", "/api/v1/me/notifications/<int:item_id>/read", "/api/v1/me/notifications/{inbox_item}/read",
+        E(401, 204, 404, 404, 404, 404, 404)),
+    Row("POST", "/api/v1/me/notifications/read-all", "/api/v1/me/notifications/read-all",
+        E(401, 200, 200, 200, 200, 200, 200)),
+    Row("POST", "/api/v1/me/acknowledgements/sync", "/api/v1/me/acknowledgements/sync",
+        E(401, 200, 200, 200, 200, 200, 200), check=check_sync,
+        request=body(lambda w, c: {"items": [{"document_id": w.ids["doc"], "version": 1}]})),
+
+    # --- reading (the document's audience only) ---
+    Row("GET", "/api/v1/documents", "/api/v1/documents", E(401, 200, 200, 200, 200, 200, 200), check=check_feed),
+    Row("GET", "/api/v1/documents/<int:document_id>", "/api/v1/documents/{doc}",
+        E(401, 200, 200, 200, 404, 404, 404)),
+    # A document for the district's secretaries only (audience narrowed by role): not for the reader.
+    Row("GET", "/api/v1/documents/<int:document_id>", "/api/v1/documents/{for_secretaries}",
+        E(401, 404, 200, 200, 404, 404, 404), variant="audience: secretaries only"),
+    # Scheduled for three days from now: nobody reads it before it is out (its manager uses /admin).
+    Row("GET", "/api/v1/documents/<int:document_id>", "/api/v1/documents/{scheduled}",
+        E(401, 404, 404, 404, 404, 404, 404), variant="scheduled, not yet out"),
+    # Readers in the audience, and whoever manages the document (the admin over the city).
+    Row("GET", "/api/v1/documents/<int:document_id>/attachments/<int:attachment_id>",
+        "/api/v1/documents/{doc}/attachments/{attachment}", E(401, 200, 200, 200, 404, 404, 200)),
+    # A draft's attachment: only for whoever manages the draft.
+    Row("GET", "/api/v1/documents/<int:document_id>/attachments/<int:attachment_id>",
+        "/api/v1/documents/{draft}/attachments/{draft_attachment}", E(401, 404, 404, 404, 404, 404, 200),
+        variant="draft's attachment"),
+    # A readable document's id with the draft's attachment id: never served through another document.
+    Row("GET", "/api/v1/documents/<int:document_id>/attachments/<int:attachment_id>",
+        "/api/v1/documents/{doc}/attachments/{draft_attachment}", E(401, 404, 404, 404, 404, 404, 404),
+        variant="another document's attachment"),
+    Row("POST", "/api/v1/documents/<int:document_id>/open", "/api/v1/documents/{doc}/open",
+        E(401, 204, 204, 204, 404, 404, 404)),
+    Row("PUT", "/api/v1/documents/<int:document_id>/acknowledgement", "/api/v1/documents/{doc}/acknowledgement",
+        E(401, 200, 200, 200, 404, 404, 404), request=body({"version": 1})),
+    Row("GET", "/api/v1/series", "/api/v1/series", E(401, 200, 200, 200, 200, 200, 200), check=check_series_list),
+    Row("GET", "/api/v1/series/<int:series_id>", "/api/v1/series/{series}", E(401, 200, 200, 200, 404, 404, 404)),
+
+    # --- following up (secretary, committee, publisher, admin within their scope) ---
+    # Default unit: the caller's scope root. Another branch's secretary gets their own branch (the document
+    # reaches it); another district's committee/publisher: the document does not reach them → 404.
+    Row("GET", "/api/v1/documents/<int:document_id>/progress", "/api/v1/documents/{doc}/progress",
+        E(401, 403, 200, 200, 404, 404, 200), variant="own scope"),
+    # This branch asked for by name: outside the scope of everyone but its secretary and the admin → 403.
+    Row("GET", "/api/v1/documents/<int:document_id>/progress", "/api/v1/documents/{doc}/progress",
+        E(401, 403, 200, 403, 403, 403, 200), variant="org_unit=this branch",
+        request=query(lambda w: {"org_unit": w.ids["this_branch"]})),
+    # Not yet out: readers cannot see it, so neither can their secretaries (no existence leak); the
+    # admin manages it and may look at its (all-new) progress.
+    Row("GET", "/api/v1/documents/<int:document_id>/progress", "/api/v1/documents/{scheduled}/progress",
+        E(401, 403, 404, 404, 404, 404, 200), variant="scheduled, not yet out",
+        xfail={"secretary_this": NOT_OUT_FOLLOWED, "secretary_other": NOT_OUT_FOLLOWED}),
+    Row("GET", "/api/v1/documents/<int:document_id>/members", "/api/v1/documents/{doc}/members",
+        E(401, 403, 200, 200, 404, 404, 200), variant="own scope", check=check_member_list),
+    Row("GET", "/api/v1/documents/<int:document_id>/members", "/api/v1/documents/{doc}/members",
+        E(401, 403, 200, 403, 403, 403, 200), variant="org_unit=this branch, csv",
+        request=query(lambda w: {"org_unit": w.ids["this_branch"], "format": "csv"})),
+    Row("GET", "/api/v1/documents/<int:document_id>/members", "/api/v1/documents/{scheduled}/members",
+        E(401, 403, 404, 404, 404, 404, 200), variant="scheduled, not yet out",
+        xfail={"secretary_this": NOT_OUT_FOLLOWED, "secretary_other": NOT_OUT_FOLLOWED}),
+    # Briefings and exemptions: secretaries (and admins) only; a member outside the scope is `not_found`.
+    Row("POST", "/api/v1/documents/<int:document_id>/acknowledgements", "/api/v1/documents/{doc}/acknowledgements",
+        E(401, 403, 200, 200, 403, 403, 200), check=check_batch,
+        request=body(lambda w, c: {"member_ids": [w.ids["target"]], "method": "briefing",
+                                   "held_on": local_today().isoformat(), "note": "Sinh hoạt chi bộ"})),
+    Row("DELETE", "/api/v1/documents/<int:document_id>/acknowledgements/<int:member_id>",
+        "/api/v1/documents/{doc}/acknowledgements/{briefed}", E(401, 403, 204, 404, 403, 403, 204)),
+    Row("POST", "/api/v1/documents/<int:document_id>/exemptions", "/api/v1/documents/{doc}/exemptions",
+        E(401, 403, 200, 200, 403, 403, 200), check=check_batch,
+        request=body(lambda w, c: {"member_ids": [w.ids["target"]], "reason": "Ốm dài ngày"})),
+    Row("POST", "/api/v1/documents/<int:document_id>/exemptions", "/api/v1/documents/{scheduled}/exemptions",
+        E(401, 403, 404, 404, 403, 403, 200), variant="scheduled, not yet out", check=check_batch,
+        request=body(lambda w, c: {"member_ids": [w.ids["target"]], "reason": "Ốm dài ngày"}),
+        xfail={"secretary_this": NOT_OUT_BRIEFING, "secretary_other": NOT_OUT_BRIEFING}),
+    Row("DELETE", "/api/v1/documents/<int:document_id>/exemptions/<int:member_id>",
+        "/api/v1/documents/{doc}/exemptions/{exempted}", E(401, 403, 204, 404, 403, 403, 204)),
+    Row("POST", "/api/v1/documents/<int:document_id>/reminders", "/api/v1/documents/{doc}/reminders",
+        E(401, 403, 202, 403, 403, 403, 202), request=body(lambda w, c: {"org_unit": w.ids["this_branch"]})),
+    # The admin manages the scheduled directive: told there is nothing to remind of yet (409).
+    Row("POST", "/api/v1/documents/<int:document_id>/reminders", "/api/v1/documents/{scheduled}/reminders",
+        E(401, 403, 404, 404, 403, 403, 409), variant="scheduled, not yet out",
+        codes={"admin": "document_not_out"}, request=body(lambda w, c: {"org_unit": w.ids["this_branch"]}),
+        xfail={"secretary_this": NOT_OUT_BRIEFING, "secretary_other": NOT_OUT_BRIEFING}),
+    Row("GET", "/api/v1/org-units/<int:org_unit_id>/overview", "/api/v1/org-units/{this_branch}/overview",
+        E(401, 403, 200, 403, 403, 403, 200)),
+    Row("GET", "/api/v1/org-units/<int:org_unit_id>/compliance", "/api/v1/org-units/{this_branch}/compliance",
+        E(401, 403, 200, 403, 403, 403, 200)),
+
+    # --- publishing (publishers within their scope, admins) ---
+    Row("POST", "/api/v1/admin/documents", "/api/v1/admin/documents", E(401, 403, 403, 403, 403, 403, 201),
+        codes={"publisher_other": OUT_OF_SCOPE},
+        request=body(lambda w, c: {"kind": "notice", "title": "Thông báo lịch sinh hoạt chi bộ",
+                                   "audience": {"org_units": [w.ids["this_branch"]]}})),
+    Row("GET", "/api/v1/admin/documents", "/api/v1/admin/documents", E(401, 403, 403, 403, 403, 200, 200),
+        check=check_admin_list),
+    Row("GET", "/api/v1/admin/documents/<int:document_id>", "/api/v1/admin/documents/{doc}",
+        E(401, 404, 404, 404, 404, 404, 200)),
+    Row("PATCH", "/api/v1/admin/documents/<int:document_id>", "/api/v1/admin/documents/{doc}",
+        E(401, 404, 404, 404, 404, 404, 200),
+        request=body({"title": "Chỉ thị về tăng cường kỷ luật, kỷ cương (sửa lỗi chính tả)", "reack": False})),
+    Row("POST", "/api/v1/admin/documents/<int:document_id>/attachments", "/api/v1/admin/documents/{draft}/attachments",
+        E(401, 404, 404, 404, 404, 404, 201),
+        request=lambda w, c: {"data": {"file": (io.BytesIO(PDF), "phu-luc-2.pdf")},
+                              "content_type": "multipart/form-data"}),
+    Row("DELETE", "/api/v1/admin/documents/<int:document_id>/attachments/<int:attachment_id>",
+        "/api/v1/admin/documents/{draft}/attachments/{draft_attachment}", E(401, 404, 404, 404, 404, 404, 204)),
+    Row("POST", "/api/v1/admin/documents/<int:document_id>/publish", "/api/v1/admin/documents/{draft}/publish",
+        E(401, 404, 404, 404, 404, 404, 200), request=body({})),
+    Row("POST", "/api/v1/admin/documents/<int:document_id>/withdraw", "/api/v1/admin/documents/{doc}/withdraw",
+        E(401, 404, 404, 404, 404, 404, 200), request=body({"reason": "Văn bản được thay thế"})),
+    Row("GET", "/api/v1/admin/documents/<int:document_id>/versions", "/api/v1/admin/documents/{doc}/versions",
+        E(401, 404, 404, 404, 404, 404, 200)),
+    Row("GET", "/api/v1/admin/documents/<int:document_id>/versions/<int:version>",
+        "/api/v1/admin/documents/{doc}/versions/1", E(401, 404, 404, 404, 404, 404, 200)),
+    Row("GET", "/api/v1/admin/notifications/<int:notification_id>", "/api/v1/admin/notifications/{notification}",
+        E(401, 404, 404, 404, 404, 404, 200), variant="publication"),
+    # The secretary who sent a manual reminder sees its delivery figures; another branch's does not.
+    Row("GET", "/api/v1/admin/notifications/<int:notification_id>",
+        "/api/v1/admin/notifications/{manual_notification}", E(401, 404, 200, 404, 404, 404, 200),
+        variant="manual reminder by this branch's secretary"),
+    Row("POST", "/api/v1/admin/series", "/api/v1/admin/series", E(401, 403, 403, 403, 403, 403, 201),
+        codes={"publisher_other": OUT_OF_SCOPE},
+        request=body(lambda w, c: {"title": "Chuyên đề năm 2025", "owner_unit": w.ids["this_district"]})),
+    Row("GET", "/api/v1/admin/audit", "/api/v1/admin/audit", E(401, 403, 403, 403, 403, 403, 200)),
+
+    # --- member administration (admins within their scope) ---
+    Row("POST", "/api/v1/admin/members/<int:member_id>/removal", "/api/v1/admin/members/{target}/removal",
+        E(401, 403, 403, 403, 403, 403, 204), request=body({"reason": "Chuyển sinh hoạt đảng ra ngoài thành phố"})),
+]
+
+
+def _cells():
+    for row in ROWS:
+        for index, caller in enumerate(CALLERS):
+            marks = ()
+            if caller in row.xfail:
+                marks = (pytest.mark.xfail(strict=True, reason=row.xfail[caller]),)
+            yield pytest.param(row, caller, row.expect[index], id=f"{row.id} <- {caller}", marks=marks)
+
+
+# --- worlds shared while nothing changes them --------------------------------------------------------
+
+def _empty_tables() -> None:
+    """What tests/conftest.py's `app` fixture does after each test: every table emptied."""
+    db.session.rollback()
+    db.session.remove()
+    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if db.engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(text(f"DELETE FROM {name}"))
+            conn.execute(text("DELETE FROM document_fts"))
+
+
+class Worlds:
+    """One world at a time. Cells that only read (GET, or a refused request) share it; a cell whose
+    request may have changed something (a non-GET that succeeded, or any failure) spoils it, and the
+    next cell gets a new one. Building a world costs ~0.1-0.2 s; sharing keeps the matrix fast."""
+
+    def __init__(self, app):
+        self.app = app
+        self.client = app.test_client()
+        self.world: World | None = None
+
+    def current(self) -> World:
+        if self.world is None:
+            from handbook.extensions import limiter
+
+            limiter.reset()
+            self.world = build_world(self.client)
+        return self.world
+
+    def spoil(self) -> None:
+        if self.world is not None:
+            self.world = None
+            _empty_tables()
+
+
+@pytest.fixture(scope="module")
+def worlds(_session_app):
+    with _session_app.app_context():
+        shared = Worlds(_session_app)
+        try:
+            yield shared
+        finally:
+            shared.world = None
+            _empty_tables()  # the next module starts from empty tables, as after conftest's `app`
+
+
+# --- the tests --------------------------------------------------------------------------------------
+
+def test_every_route_has_a_row_and_every_row_a_route(_session_app):
+    routes = {(method, rule.rule) for rule in _session_app.url_map.iter_rules()
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    rows = {(row.method, row.rule) for row in ROWS}
+    missing = sorted(f"{m} {r}" for m, r in routes - rows)
+    stale = sorted(f"{m} {r}" for m, r in rows - routes)
+    assert not missing, f"routes without a row in tests/test_authz_matrix.py ROWS (add one per caller): {missing}"
+    assert not stale, f"rows in tests/test_authz_matrix.py ROWS whose route no longer exists: {stale}"
+    ids = [row.id for row in ROWS]
+    assert len(ids) == len(set(ids)), "two rows with the same method, rule and variant"
+
+
+@pytest.mark.parametrize(("row", "caller", "expected"), list(_cells()))
+def test_cell(worlds: Worlds, row: Row, caller: str, expected: int):
+    world = worlds.current()
+    client = worlds.client
+    try:
+        kwargs = row.request(world, caller) if row.request else {}
+        headers = kwargs.pop("headers", None)
+        if headers is None:
+            headers = world.headers(caller)
+        response = client.open(row.path.format(**world.ids), method=row.method, headers=headers, **kwargs)
+        if expected >= 400:
+            assert_problem(response, expected, row.codes.get(caller) or PROBLEM_CODES[expected])
+        else:
+            assert response.status_code == expected, response.get_data(as_text=True)[:2000]
+            if row.check is not None:
+                row.check(world, caller, response)
+    except BaseException:
+        worlds.spoil()
+        raise
+    if row.method != "GET" and response.status_code < 400:
+        worlds.spoil()
+
+
+# --- roles are read per request ----------------------------------------------------------------------
+
+class Caller:
+    """One member's requests with one token, each in an app context of its own (as in production: a
+    fresh database session per request, nothing remembered between requests but the token)."""
+
+    def __init__(self, worlds: Worlds, caller: str):
+        self.worlds, self.world = worlds, worlds.current()
+        self.headers = self.world.headers(caller)
+
+    def __call__(self, method: str, path: str, **kwargs):
+        with self.worlds.app.app_context():
+            return self.worlds.client.open(path.format(**self.world.ids), method=method, headers=self.headers,
+                                           **kwargs)
+
+    def roles(self) -> list[str]:
+        me = self("GET", "/api/v1/me")
+        assert me.status_code == 200, me.get_data(as_text=True)
+        return [f"{g['role']}@{g['org_unit']['code']}" for g in me.json["roles"]]
+
+
+def _import_member(tmp_path, card: str, unit_code: str, roles: str) -> None:
+    """Re-import one member's row (API.md "CSV imports"): `roles` is their whole set of roles."""
+    from handbook.imports import import_members
+
+    path = tmp_path / f"members-{len(list(tmp_path.iterdir()))}.csv"
+    path.write_text(f"card_number,full_name,org_unit_code,roles\n{card},Lê Văn Cường,{unit_code},{roles}\n",
+                    encoding="utf-8")
+    report = import_members(str(path))
+    assert report.ok, report.errors
+
+
+def test_a_role_taken_back_or_changed_applies_to_the_very_next_request_with_the_same_token(worlds, tmp_path):
+    secretary = Caller(worlds, "secretary_this")
+    card, branch = CARDS["secretary_this"], "HN.BD.DB.1"
+    progress = "/api/v1/documents/{doc}/progress"
+    this_branch = {"query_string": {"org_unit": secretary.world.ids["this_branch"]}}
+    briefing = {"json": {"member_ids": [secretary.world.ids["target"]], "method": "briefing",
+                         "held_on": local_today().isoformat()}}
+    try:
+        assert secretary.roles() == [f"secretary@{branch}"]
+        assert secretary("GET", progress, **this_branch).status_code == 200
+
+        # The role is taken back (the branch elected another secretary): the same token is a plain reader's.
+        _import_member(tmp_path, card, branch, "")
+        assert secretary.roles() == []
+        assert_problem(secretary("GET", progress, **this_branch), 403, "forbidden")
+        assert_problem(secretary("GET", "/api/v1/org-units/{this_branch}/overview"), 403, "forbidden")
+        assert_problem(secretary("POST", "/api/v1/documents/{doc}/acknowledgements", **briefing), 403, "forbidden")
+        assert_problem(secretary("DELETE", "/api/v1/documents/{doc}/acknowledgements/{briefed}"), 403, "forbidden")
+        assert secretary("GET", "/api/v1/documents/{doc}").status_code == 200  # still a reader
+
+        # Elected to the district's committee: sees the whole district's progress, records no briefing.
+        _import_member(tmp_path, card, branch, "committee@HN.BD")
+        assert secretary.roles() == ["committee@HN.BD"]
+        assert secretary("GET", progress, **this_branch).status_code == 200
+        whole = secretary("GET", progress)
+        assert whole.status_code == 200 and whole.json["org_unit"]["code"] == "HN.BD"
+        assert_problem(secretary("POST", "/api/v1/documents/{doc}/acknowledgements", **briefing), 403, "forbidden")
+
+        # Now secretary of the other branch: this branch is out of scope again, its members not found.
+        _import_member(tmp_path, card, branch, "secretary@HN.BD.DB.2")
+        assert secretary.roles() == ["secretary@HN.BD.DB.2"]
+        assert_problem(secretary("GET", progress, **this_branch), 403, "forbidden")
+        own = secretary("GET", progress)
+        assert own.status_code == 200 and own.json["org_unit"]["code"] == "HN.BD.DB.2"
+        assert_problem(secretary("DELETE", "/api/v1/documents/{doc}/acknowledgements/{briefed}"), 404, "not_found")
+    finally:
+        worlds.spoil()
+
+
+def test_a_grant_written_by_another_process_applies_to_the_next_request(worlds):
+    """Roles changed outside this process (another API instance, the CLI): read from the database on the
+    next request, not from the token or any cache."""
+    from sqlalchemy import delete, insert
+
+    from handbook.members import RoleGrant
+
+    admin = Caller(worlds, "admin")
+    reader = Caller(worlds, "member")
+    ids = admin.world.ids
+    try:
+        assert admin("GET", "/api/v1/admin/audit").status_code == 200
+        assert_problem(reader("GET", "/api/v1/documents/{doc}/progress"), 403, "forbidden")
+        reader_id = reader("GET", "/api/v1/me").json["id"]
+        admin_id = admin("GET", "/api/v1/me").json["id"]
+        with db.engine.begin() as conn:  # a connection of its own: another writer
+            conn.execute(delete(RoleGrant).where(RoleGrant.member_id == admin_id))
+            conn.execute(insert(RoleGrant).values(member_id=reader_id, role="committee",
+                                                  org_unit_id=ids["this_branch"]))
+        assert_problem(admin("GET", "/api/v1/admin/audit"), 403, "forbidden")
+        assert_problem(admin("GET", "/api/v1/admin/documents/{doc}"), 404, "not_found")
+        assert reader("GET", "/api/v1/documents/{doc}/progress").status_code == 200
+        assert_problem(reader("GET", "/api/v1/documents/{doc}/progress",
+                              query_string={"org_unit": ids["this_district"]}), 403, "forbidden")
+    finally:
+        worlds.spoil()
+
+
+def test_a_removed_member_s_token_stops_on_the_next_request(worlds):
+    admin = Caller(worlds, "admin")
+    secretary = Caller(worlds, "secretary_this")
+    try:
+        assert secretary("GET", "/api/v1/documents/{doc}/progress").status_code == 200
+        secretary_id = secretary("GET", "/api/v1/me").json["id"]
+        removed = admin("POST", f"/api/v1/admin/members/{secretary_id}/removal", json={"reason": "Từ trần"})
+        assert removed.status_code == 204, removed.get_data(as_text=True)
+        assert_problem(secretary("GET", "/api/v1/me"), 401, "token_revoked")
+        assert_problem(secretary("GET", "/api/v1/documents/{doc}/progress"), 401, "token_revoked")
+    finally:
+        worlds.spoil()
