@@ -45,6 +45,10 @@ class Config:
     DB_CONNECT_TIMEOUT = _env_int("DB_CONNECT_TIMEOUT", 5)
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True, "connect_args": {"connect_timeout": DB_CONNECT_TIMEOUT}}
     REDIS_URL = _env("REDIS_URL")
+    # A Redis that stops answering without closing its connections (frozen host, half-open network path)
+    # costs each operation at most this many seconds: rate limits then carry on in process memory, the
+    # push rate cap in the process, and the broker is tried again later (push/tasks.py).
+    REDIS_TIMEOUT_SECONDS = float(_env("REDIS_TIMEOUT_SECONDS", "2"))
 
     # Auth (API.md: 15-minute access tokens, 30-day rotating refresh tokens).
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=15)
@@ -68,6 +72,7 @@ class Config:
     # With Redis down, keep limiting in process memory rather than failing every request.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     RATELIMIT_KEY_PREFIX = "handbook-rl"
+    RATELIMIT_STORAGE_OPTIONS = {"socket_timeout": REDIS_TIMEOUT_SECONDS, "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
     # Number of reverse proxies in front of the app whose X-Forwarded-For is trusted (0: none).
     TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
 

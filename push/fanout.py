@@ -58,9 +58,11 @@ _limiters: dict[tuple, RateLimiter] = {}
 
 
 def limiter() -> RateLimiter:
-    key = (_setting("FCM_RATE_PER_MINUTE", 600000), _setting("REDIS_URL", None))
+    key = (_setting("FCM_RATE_PER_MINUTE", 600000), _setting("REDIS_URL", None),
+           _setting("REDIS_TIMEOUT_SECONDS", 5.0))
     if key not in _limiters:
-        _limiters[key] = RateLimiter(*key)
+        rate, redis_url, timeout = key
+        _limiters[key] = RateLimiter(rate, redis_url, timeout=timeout)
     return _limiters[key]
 
 

@@ -38,25 +38,35 @@ return '0'
 
 
 class RateLimiter:
-    def __init__(self, per_minute: int, redis_url: str | None = None, burst_seconds: float = 1.0) -> None:
+    """`timeout`: seconds a Redis operation may take. After a failure the cap is kept in this process,
+    and Redis is asked again only after `retry_seconds`, so that a Redis that does not answer (frozen,
+    half-open connection) costs one timeout now and then rather than one per batch."""
+
+    def __init__(self, per_minute: int, redis_url: str | None = None, burst_seconds: float = 1.0,
+                 timeout: float = 5.0, retry_seconds: float = 15.0) -> None:
         self.interval = 60.0 / max(1, per_minute)
         self.burst = burst_seconds
         self._tat = 0.0
         self._lock = threading.Lock()
         self._redis = None
+        self._retry_seconds = retry_seconds
+        self._redis_down_until = 0.0
         if redis_url:
             import redis
 
-            self._redis = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+            self._redis = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
             self._script = self._redis.register_script(_SCRIPT)
 
     def _try(self, cost: float, pause: float = 0.0) -> float:
         now = time.time()
-        if self._redis is not None:
+        if self._redis is not None and time.monotonic() >= self._redis_down_until:
             try:
                 return float(self._script(keys=[_KEY], args=[now, cost, self.burst, pause]))
             except Exception as error:  # noqa: BLE001 - Redis down: keep capping in this process
-                log.warning("push rate limit: Redis unavailable (%s); limiting in this process", error)
+                self._redis_down_until = time.monotonic() + self._retry_seconds
+                log.warning("push rate limit: Redis unavailable (%s); limiting in this process for %.0f s",
+                            error, self._retry_seconds)
+            now = time.time()
         with self._lock:
             tat = max(self._tat, now)
             if pause > 0:

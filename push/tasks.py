@@ -11,7 +11,10 @@ that runs twice therefore sends nothing twice.
 """
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import threading
 from datetime import datetime
 
 from celery import Celery, Task, shared_task
@@ -50,7 +53,11 @@ def init_app(app: Flask) -> Celery:
         worker_prefetch_multiplier=1,        # … and a busy worker does not hoard chunks
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": app.config.get("PUSH_LEASE_SECONDS", 120) * 10},
+        # kombu's Redis transport waits forever on a Redis that stops answering without closing the
+        # connection (its default socket timeouts are None); bound every broker operation.
+        broker_transport_options={"visibility_timeout": app.config.get("PUSH_LEASE_SECONDS", 120) * 10,
+                                  "socket_timeout": app.config.get("REDIS_TIMEOUT_SECONDS", 5.0),
+                                  "socket_connect_timeout": app.config.get("REDIS_TIMEOUT_SECONDS", 5.0)},
         beat_schedule={"push-run-due": {"task": "push.run_due",
                                         "schedule": float(app.config.get("PUSH_TICK_SECONDS", 15))}},
         timezone="UTC",
@@ -104,14 +111,60 @@ def uses_broker() -> bool:
 def kick() -> None:
     """Something is due now: have it sent without waiting for the next tick."""
     if uses_broker():
-        try:
-            run_due_task.delay()
-        except Exception as error:  # noqa: BLE001 - the broker is down: the next tick will send it
-            log.warning("push: could not queue run-due (%s); the next tick will", error)
+        _doorbell.ring(current_app.extensions["celery"])
     else:
         from push import embedded
 
         embedded.wake()
+
+
+class _Doorbell:
+    """Queues `push.run_due` from a thread of its own, so that the request that committed never waits for
+    the broker: with Redis down or frozen, publishing still answers at once; the notification is in
+    PostgreSQL and the next tick (or `handbook push run-due`) sends it. Rings that pile up while one is
+    being sent are sent once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pending: dict[int, Celery] = {}
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def ring(self, celery: Celery) -> None:
+        with self._lock:
+            self._pending[id(celery)] = celery
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()  # (after a fork the parent's thread does not exist here)
+                self._thread = threading.Thread(target=self._run, name="push-doorbell", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            self._send_pending()
+
+    def _send_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = list(self._pending.values()), {}
+        for celery in pending:
+            try:
+                celery.send_task("push.run_due")
+            except Exception as error:  # noqa: BLE001 - the broker is down: the next tick will send it
+                log.warning("push: could not queue run-due (%s); the next tick will", error)
+
+    def flush(self, timeout: float) -> None:
+        """At exit: send what is still pending (a CLI command that published just before it ends)."""
+        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+            finisher = threading.Thread(target=self._send_pending, daemon=True)
+            finisher.start()
+            finisher.join(timeout)
+
+
+_doorbell = _Doorbell()
+atexit.register(lambda: _doorbell.flush(timeout=5.0))
 
 
 # Publishing, a material change or a manual reminder commits a notification that is due now: ring once the

@@ -31,9 +31,10 @@ from sqlalchemy.exc import OperationalError
 from content.models import Document, Receipt
 from handbook.extensions import db
 from handbook.members import Member
+from push.fakefcm import FakeFcm
 from push.models import Notification
 from tests.conftest import make_app
-from tests.factories import in_parallel, login, member, small_tree
+from tests.factories import bearer, in_parallel, login, member, small_tree
 from tests.test_acknowledgements import (
     ADMIN,
     API,
@@ -43,6 +44,7 @@ from tests.test_acknowledgements import (
     local_today,
     make_world,
 )
+from tests.test_errors import assert_problem
 from tests.throwaway import Blackhole, ThrowawayPostgres, throwaway_postgres, throwaway_redis, wait_until
 
 REQUEST_BOUND = 10.0   # seconds: no request may take longer than this, whatever is down
@@ -423,3 +425,190 @@ def test_a_database_that_never_answers_is_a_503_within_the_connect_timeout():
         assert time.monotonic() - started < timeout + 3
         with app.app_context():
             db.engine.dispose()
+
+
+# === FCM ==================================================================================================
+
+def test_fcm_refusing_for_a_while_then_every_device_gets_the_push_exactly_once(make_faulty_app):
+    """FCM answers 503 with Retry-After: 1 to everything for a second, then 429 with Retry-After: 1 to the
+    first attempt at each device, then accepts: a publication to 510 devices (two chunks) through the
+    real firebase-admin reaches every device exactly once, nobody is given up, and nobody is hammered
+    (Retry-After is honoured: a few attempts per device, not one every retry interval)."""
+    from push.due import run_due
+    from tests.test_push_worker import crowd
+
+    with FakeFcm() as fake:
+        app = make_faulty_app(PUSH_BACKEND="fcm", FCM_ENDPOINT=fake.url, FCM_PROJECT_ID="so-tay-test")
+        client = app.test_client()
+        tree = crowd(510)
+        fake.storm("UNAVAILABLE", seconds=1.0, retry_after=1)
+        fake.set_default(error="QUOTA_EXCEEDED", times=1, retry_after=1)
+        started = time.monotonic()
+        auth = bearer(login(client, "BT").json["access_token"])
+        created = client.post(ADMIN, headers=auth, json={
+            "kind": "directive", "number": "24-CT/TU", "title": "Chỉ thị về tăng cường kỷ luật", "summary": "",
+            "body_html": "<p>Nội dung</p>", "issuing_body": "Thành ủy", "issued_on": "2023-08-07",
+            "requires_ack": True, "audience": {"org_units": [tree["city"].id]}})
+        published = client.post(f"{ADMIN}/{created.json['id']}/publish", json={}, headers=auth)
+        assert published.status_code == 200, published.get_data(as_text=True)
+        notification_id = published.json["notification_id"]
+
+        def done() -> bool:
+            run_due()
+            db.session.expire_all()
+            return db.session.get(Notification, notification_id).state == "done"
+
+        wait_until(done, 60, "the fan-out to finish", interval=0.2)
+        elapsed = time.monotonic() - started
+        per_target = fake.stats()["accepted_by_target"]
+        attempts = fake.attempts()
+    n = db.session.get(Notification, notification_id)
+    assert (n.devices, n.sent, n.failed, n.invalid_tokens) == (510, 510, 0, 0)
+    assert elapsed >= 2.0  # a second of 503s, then a 429 asking for one more
+    assert len(per_target) == 510 and set(per_target.values()) == {1}
+    statuses: dict[str, list[int]] = {}
+    for target, status in attempts:
+        statuses.setdefault(target, []).append(status)
+    assert len(statuses) == 510
+    for target, seen in statuses.items():
+        assert seen[-1] == 200 and seen.count(200) == 1, (target, seen)
+        assert seen.count(429) == 1, (target, seen)        # each was refused, and asked again once
+        assert len(seen) <= 4, (target, seen)              # ≤ 2 in the storm, the 429, the success
+    assert any(503 in seen for seen in statuses.values())
+
+
+# === Redis ================================================================================================
+
+def test_redis_killed_mid_use_limits_fall_back_to_memory_and_revocation_holds(make_faulty_app, redis_server):
+    """Login throttles live in Redis until it is killed; then logins keep working, both the per-account
+    budget and the per-IP limit keep limiting (in process memory), a token revoked before the outage
+    stays revoked and a logout during it takes effect (sessions live in PostgreSQL, not Redis)."""
+    app = make_faulty_app(REDIS_URL=redis_server.url, LOGIN_LIMIT_PER_IP="10 per minute")
+    client = app.test_client()
+    make_world(small_tree())
+    s1 = bearer(login(client, "S1").json["access_token"])
+    assert client.post(f"{API}/auth/logout", headers=s1).status_code == 204
+    assert_problem(client.get(f"{API}/me", headers=s1), 401, "token_revoked")
+    for _ in range(2):
+        assert login(client, "M1", "wrong").status_code == 401
+    keys = b" ".join(redis_server.client().keys("*"))
+    assert b"login-ip" in keys and b"login-account" in keys  # the limits were in Redis
+
+    redis_server.kill()
+    m2 = bounded(lambda: login(client, "M2"), REQUEST_BOUND, "a login with Redis down")  # 1st on this IP
+    assert m2.status_code == 200, m2.get_data(as_text=True)
+    m2 = bearer(m2.json["access_token"])
+    assert client.get(f"{API}/me", headers=m2).status_code == 200
+    assert_problem(client.get(f"{API}/me", headers=s1), 401, "token_revoked")
+    assert client.post(f"{API}/auth/logout", headers=m2).status_code == 204
+    assert_problem(client.get(f"{API}/me", headers=m2), 401, "token_revoked")
+    for _ in range(5):                                                     # 2nd to 6th
+        assert login(client, "M3", "wrong").status_code == 401
+    throttled = login(client, "M3")                                        # 7th: M3's budget is spent
+    assert_problem(throttled, 429, "rate_limited")
+    assert int(throttled.headers["Retry-After"]) > 0
+    for card in ("S2", "SD", "CD"):                                        # 8th to 10th
+        assert login(client, card).status_code == 200
+    assert_problem(login(client, "M4"), 429, "rate_limited")               # 11th: over the IP limit
+
+
+def test_a_frozen_redis_costs_seconds_never_a_hang(make_faulty_app, redis_server):
+    """Redis stops answering without closing its connections (SIGSTOP: a frozen host, a half-open
+    network path): a login waits for the Redis timeout and carries on in process memory, publishing
+    does not wait for the broker, and `handbook push run-due` sends (the rate cap falls back to the
+    process)."""
+    from config import Config
+    from push import fanout
+    from tests.test_push_worker import crowd
+
+    shipped = Config.REDIS_TIMEOUT_SECONDS
+    assert 0 < shipped <= 5
+    assert Config.RATELIMIT_STORAGE_OPTIONS == {"socket_timeout": shipped, "socket_connect_timeout": shipped}
+    timeout = 1.0  # shorter than the shipped one, so that the test waits less
+    with FakeFcm() as fake:
+        app = make_faulty_app(REDIS_URL=redis_server.url, PUSH_BACKEND="fcm", FCM_ENDPOINT=fake.url,
+                              FCM_PROJECT_ID="so-tay-test", REDIS_TIMEOUT_SECONDS=timeout,
+                              RATELIMIT_STORAGE_OPTIONS={"socket_timeout": timeout, "socket_connect_timeout": timeout})
+        client = app.test_client()
+        tree = crowd(20)
+        api = Api(client, tree)
+        doc = draft(api, "Thông báo khẩn")
+        assert redis_server.client().keys("*handbook-rl*")  # the limits live in Redis
+        redis_server.freeze()
+        try:
+            started = time.monotonic()
+            assert bounded(lambda: login(client, "BT"), REQUEST_BOUND, "a login").status_code == 200
+            assert time.monotonic() - started < 2 * timeout + 1.5
+            started = time.monotonic()
+            published = bounded(lambda: client.post(f"{ADMIN}/{doc}/publish", json={}, headers=api.auth("BT")),
+                                REQUEST_BOUND, "publishing")
+            assert published.status_code == 200, published.get_data(as_text=True)
+            assert time.monotonic() - started < timeout  # it did not wait for the broker
+            result = bounded(lambda: app.test_cli_runner().invoke(args=["handbook", "push", "run-due"]),
+                             REQUEST_BOUND, "handbook push run-due")
+            assert result.exit_code == 0, result.output
+            assert fake.accepted_count() == 20 and len(fake.stats()["accepted_by_target"]) == 20
+            # The rate cap paid the timeout once during that run; now it does not ask Redis for a while.
+            started = time.monotonic()
+            bounded(lambda: fanout.limiter().acquire(1), REQUEST_BOUND, "the rate cap")
+            assert time.monotonic() - started < timeout / 2
+        finally:
+            redis_server.thaw()
+
+
+def test_publishing_while_redis_is_down_loses_no_push(make_faulty_app, redis_server, tmp_path):
+    """A Celery worker runs on the throwaway Redis; Redis is killed. A publication then answers 200 (the
+    publication and its notification are committed; the broker is told later), `handbook push run-due`
+    sends it without Redis; a second publication waits in PostgreSQL until Redis is back, when the
+    running worker sends it by itself. Every device gets each push exactly once."""
+    from tests.test_push_worker import Workers, crowd
+
+    queue = f"handbook-faults-{uuid.uuid4().hex[:8]}"
+    with FakeFcm() as fake:
+        app = make_faulty_app(REDIS_URL=redis_server.url, CELERY_QUEUE=queue, PUSH_BACKEND="fcm",
+                              FCM_ENDPOINT=fake.url, FCM_PROJECT_ID="so-tay-test")
+        client = app.test_client()
+        tree = crowd(40)
+        api = Api(client, tree)
+        first, second = draft(api, "Văn bản thứ nhất"), draft(api, "Văn bản thứ hai")
+        workers = Workers(db.engine.url.render_as_string(hide_password=False), queue, fake.url, tmp_path)
+        workers.env["REDIS_URL"] = redis_server.url
+        db.session.remove()
+        try:
+            workers.start(concurrency=1)
+            binding = f"_kombu.binding.{queue}".encode()
+            wait_until(lambda: redis_server.client().exists(binding), 60, "the worker to listen on Redis")
+            redis_server.kill()
+
+            def publish(doc_id: int) -> int:
+                response = bounded(lambda: client.post(f"{ADMIN}/{doc_id}/publish", json={}, headers=api.auth("BT")),
+                                   REQUEST_BOUND, "publishing")
+                assert response.status_code == 200, response.get_data(as_text=True)
+                return response.json["notification_id"]
+
+            def state(notification_id: int) -> str:
+                db.session.rollback()
+                return db.session.get(Notification, notification_id, populate_existing=True).state
+
+            one = publish(first)
+            assert state(one) == "pending" and fake.accepted_count() == 0
+            result = bounded(lambda: app.test_cli_runner().invoke(args=["handbook", "push", "run-due"]),
+                             REQUEST_BOUND, "handbook push run-due")
+            assert result.exit_code == 0, result.output
+            assert state(one) == "done" and fake.accepted_count() == 40
+
+            two = publish(second)
+            time.sleep(1.2)  # the worker's tick comes and goes: it cannot reach the broker
+            assert state(two) == "pending"
+            redis_server.start()
+            try:
+                wait_until(lambda: state(two) == "done", 60, "the worker to send the second publication")
+            except TimeoutError:
+                pytest.fail(f"the worker did not send after Redis came back\n{workers.logs()[-4000:]}")
+        finally:
+            workers.stop_all()
+        messages = fake.messages()
+    for notification_id in (one, two):
+        targets = [m["target"] for m in messages if m["message"]["data"]["notification_id"] == str(notification_id)]
+        assert len(targets) == 40 and len(set(targets)) == 40, notification_id
+    assert len(messages) == 80
