@@ -441,9 +441,9 @@ def test_fcm_refusing_for_a_while_then_every_device_gets_the_push_exactly_once(m
         app = make_faulty_app(PUSH_BACKEND="fcm", FCM_ENDPOINT=fake.url, FCM_PROJECT_ID="so-tay-test")
         client = app.test_client()
         tree = crowd(510)
+        started = time.monotonic()
         fake.storm("UNAVAILABLE", seconds=1.0, retry_after=1)
         fake.set_default(error="QUOTA_EXCEEDED", times=1, retry_after=1)
-        started = time.monotonic()
         auth = bearer(login(client, "BT").json["access_token"])
         created = client.post(ADMIN, headers=auth, json={
             "kind": "directive", "number": "24-CT/TU", "title": "Chỉ thị về tăng cường kỷ luật", "summary": "",
