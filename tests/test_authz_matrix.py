@@ -180,6 +180,9 @@ class Row:
     codes: dict[str, str] = field(default_factory=dict)   # problem code of a caller's 4xx, when not the usual
     check: Callable[[World, str, object], None] | None = None  # more about a 2xx answer
     xfail: dict[str, str] = field(default_factory=dict)  # caller → why the app still disagrees (strict)
+    # What a success of a non-GET leaves behind: by default a spoilt world (the next cell gets a new one);
+    # KEEPS when every later cell's answer stays the same; SIGNS_OUT when only the caller's tokens are gone.
+    after: str = ""
 
     @property
     def id(self) -> str:
@@ -237,6 +240,7 @@ def check_series_list(w: World, caller: str, response) -> None:
 
 
 OUT_OF_SCOPE = "audience_out_of_scope"
+KEEPS, SIGNS_OUT = "keeps", "signs out"
 NOT_OUT_FOLLOWED = (
     "BUG content/followup.py followed_document(): a scheduled document whose time has not come passes (only "
     "drafts are refused), so secretaries see the progress and member list of a directive their members "
@@ -259,10 +263,12 @@ ROWS: list[Row] = [
 
     # --- auth ---
     Row("POST", "/api/v1/auth/login", "/api/v1/auth/login", E(200, 200, 200, 200, 200, 200, 200),
-        request=body(lambda w, c: {"username": CARDS["member" if c == "anonymous" else c], "password": PASSWORD})),
+        request=body(lambda w, c: {"username": CARDS["member" if c == "anonymous" else c], "password": PASSWORD}),
+        after=KEEPS),
     Row("POST", "/api/v1/auth/refresh", "/api/v1/auth/refresh", E(401, 200, 200, 200, 200, 200, 200),
-        request=lambda w, c: {"headers": w.headers(c, refresh=True)}),
-    Row("POST", "/api/v1/auth/logout", "/api/v1/auth/logout", E(401, 204, 204, 204, 204, 204, 204)),
+        request=lambda w, c: {"headers": w.headers(c, refresh=True)}, after=SIGNS_OUT),
+    Row("POST", "/api/v1/auth/logout", "/api/v1/auth/logout", E(401, 204, 204, 204, 204, 204, 204),
+        after=SIGNS_OUT),
 
     # --- me (every member, about themselves only) ---
     Row("GET", "/api/v1/me", "/api/v1/me", E(401, 200, 200, 200, 200, 200, 200)),
@@ -270,7 +276,7 @@ ROWS: list[Row] = [
         request=body({"current_password": PASSWORD, "new_password": "mat-khau-moi-456"})),
     Row("GET", "/api/v1/me/summary", "/api/v1/me/summary", E(401, 200, 200, 200, 200, 200, 200)),
     Row("POST", "/api/v1/me/devices", "/api/v1/me/devices", E(401, 201, 201, 201, 201, 201, 201),
-        request=body(lambda w, c: {"fid": f"fid-{c}", "platform": "android", "locale": "vi-VN"})),
+        request=body(lambda w, c: {"fid": f"fid-{c}", "platform": "android", "locale": "vi-VN"}), after=KEEPS),
     Row("GET", "/api/v1/me/devices", "/api/v1/me/devices", E(401, 200, 200, 200, 200, 200, 200)),
     # The reader's phone: nobody else can remove it, whatever their roles.
     Row("DELETE", "/api/v1/me/devices/<int:device_id>", "/api/v1/me/devices/{device}",
@@ -278,11 +284,11 @@ ROWS: list[Row] = [
     Row("GET", "/api/v1/me/notifications", "/api/v1/me/notifications", E(401, 200, 200, 200, 200, 200, 200)),
     # The reader's inbox item: nobody else can mark it read.
     Row("POST", "/api/v1/me/notifications/<int:item_id>/read", "/api/v1/me/notifications/{inbox_item}/read",
-        E(401, 204, 404, 404, 404, 404, 404)),
+        E(401, 204, 404, 404, 404, 404, 404), after=KEEPS),
     Row("POST", "/api/v1/me/notifications/read-all", "/api/v1/me/notifications/read-all",
-        E(401, 200, 200, 200, 200, 200, 200)),
+        E(401, 200, 200, 200, 200, 200, 200), after=KEEPS),
     Row("POST", "/api/v1/me/acknowledgements/sync", "/api/v1/me/acknowledgements/sync",
-        E(401, 200, 200, 200, 200, 200, 200), check=check_sync,
+        E(401, 200, 200, 200, 200, 200, 200), check=check_sync, after=KEEPS,
         request=body(lambda w, c: {"items": [{"document_id": w.ids["doc"], "version": 1}]})),
 
     # --- reading (the document's audience only) ---
@@ -307,9 +313,9 @@ ROWS: list[Row] = [
         "/api/v1/documents/{doc}/attachments/{draft_attachment}", E(401, 404, 404, 404, 404, 404, 404),
         variant="another document's attachment"),
     Row("POST", "/api/v1/documents/<int:document_id>/open", "/api/v1/documents/{doc}/open",
-        E(401, 204, 204, 204, 404, 404, 404)),
+        E(401, 204, 204, 204, 404, 404, 404), after=KEEPS),
     Row("PUT", "/api/v1/documents/<int:document_id>/acknowledgement", "/api/v1/documents/{doc}/acknowledgement",
-        E(401, 200, 200, 200, 404, 404, 404), request=body({"version": 1})),
+        E(401, 200, 200, 200, 404, 404, 404), request=body({"version": 1}), after=KEEPS),
     Row("GET", "/api/v1/series", "/api/v1/series", E(401, 200, 200, 200, 200, 200, 200), check=check_series_list),
     Row("GET", "/api/v1/series/<int:series_id>", "/api/v1/series/{series}", E(401, 200, 200, 200, 404, 404, 404)),
 
@@ -365,7 +371,7 @@ ROWS: list[Row] = [
 
     # --- publishing (publishers within their scope, admins) ---
     Row("POST", "/api/v1/admin/documents", "/api/v1/admin/documents", E(401, 403, 403, 403, 403, 403, 201),
-        codes={"publisher_other": OUT_OF_SCOPE},
+        codes={"publisher_other": OUT_OF_SCOPE}, after=KEEPS,
         request=body(lambda w, c: {"kind": "notice", "title": "Thông báo lịch sinh hoạt chi bộ",
                                    "audience": {"org_units": [w.ids["this_branch"]]}})),
     Row("GET", "/api/v1/admin/documents", "/api/v1/admin/documents", E(401, 403, 403, 403, 403, 200, 200),
@@ -373,10 +379,10 @@ ROWS: list[Row] = [
     Row("GET", "/api/v1/admin/documents/<int:document_id>", "/api/v1/admin/documents/{doc}",
         E(401, 404, 404, 404, 404, 404, 200)),
     Row("PATCH", "/api/v1/admin/documents/<int:document_id>", "/api/v1/admin/documents/{doc}",
-        E(401, 404, 404, 404, 404, 404, 200),
+        E(401, 404, 404, 404, 404, 404, 200), after=KEEPS,
         request=body({"title": "Chỉ thị về tăng cường kỷ luật, kỷ cương (sửa lỗi chính tả)", "reack": False})),
     Row("POST", "/api/v1/admin/documents/<int:document_id>/attachments", "/api/v1/admin/documents/{draft}/attachments",
-        E(401, 404, 404, 404, 404, 404, 201),
+        E(401, 404, 404, 404, 404, 404, 201), after=KEEPS,
         request=lambda w, c: {"data": {"file": (io.BytesIO(PDF), "phu-luc-2.pdf")},
                               "content_type": "multipart/form-data"}),
     Row("DELETE", "/api/v1/admin/documents/<int:document_id>/attachments/<int:attachment_id>",
@@ -396,7 +402,7 @@ ROWS: list[Row] = [
         "/api/v1/admin/notifications/{manual_notification}", E(401, 404, 200, 404, 404, 404, 200),
         variant="manual reminder by this branch's secretary"),
     Row("POST", "/api/v1/admin/series", "/api/v1/admin/series", E(401, 403, 403, 403, 403, 403, 201),
-        codes={"publisher_other": OUT_OF_SCOPE},
+        codes={"publisher_other": OUT_OF_SCOPE}, after=KEEPS,
         request=body(lambda w, c: {"title": "Chuyên đề năm 2025", "owner_unit": w.ids["this_district"]})),
     Row("GET", "/api/v1/admin/audit", "/api/v1/admin/audit", E(401, 403, 403, 403, 403, 403, 200)),
 
@@ -413,6 +419,13 @@ def _cells():
             if caller in row.xfail:
                 marks = (pytest.mark.xfail(strict=True, reason=row.xfail[caller]),)
             yield pytest.param(row, caller, row.expect[index], id=f"{row.id} <- {caller}", marks=marks)
+
+
+def database_contents() -> dict[str, list]:
+    """Every row of every table, read through a connection of its own: a refused request changes none."""
+    with db.engine.connect() as conn:
+        return {table.name: sorted(map(repr, conn.execute(table.select()).all()))
+                for table in db.metadata.sorted_tables}
 
 
 # --- worlds shared while nothing changes them --------------------------------------------------------
@@ -489,9 +502,14 @@ def test_cell(worlds: Worlds, row: Row, caller: str, expected: int):
         headers = kwargs.pop("headers", None)
         if headers is None:
             headers = world.headers(caller)
+        before = database_contents() if expected >= 400 else None  # a refused request leaves no trace
         response = client.open(row.path.format(**world.ids), method=row.method, headers=headers, **kwargs)
         if expected >= 400:
             assert_problem(response, expected, row.codes.get(caller) or PROBLEM_CODES[expected])
+            if before is not None:
+                after = database_contents()
+                changed = sorted(name for name in before if before[name] != after[name])
+                assert not changed, f"a refused request changed {changed}"
         else:
             assert response.status_code == expected, response.get_data(as_text=True)[:2000]
             if row.check is not None:
@@ -500,7 +518,10 @@ def test_cell(worlds: Worlds, row: Row, caller: str, expected: int):
         worlds.spoil()
         raise
     if row.method != "GET" and response.status_code < 400:
-        worlds.spoil()
+        if row.after == SIGNS_OUT:
+            world.tokens.pop(caller, None)
+        elif row.after != KEEPS:
+            worlds.spoil()
 
 
 # --- roles are read per request ----------------------------------------------------------------------
