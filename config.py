@@ -72,7 +72,8 @@ class Config:
     # With Redis down, keep limiting in process memory rather than failing every request.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     RATELIMIT_KEY_PREFIX = "handbook-rl"
-    RATELIMIT_STORAGE_OPTIONS = {"socket_timeout": REDIS_TIMEOUT_SECONDS, "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
+    RATELIMIT_STORAGE_OPTIONS = {"socket_timeout": REDIS_TIMEOUT_SECONDS,
+                                 "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
     # Number of reverse proxies in front of the app whose X-Forwarded-For is trusted (0: none).
     TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
 

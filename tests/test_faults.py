@@ -131,8 +131,8 @@ def assert_unavailable(a: Answer) -> None:
 
 
 def bounded(call: Callable, seconds: float, what: str):
-    """Run `call` in a daemon thread (in a copy of the caller's app context); fail, instead of hanging the
-    suite, if it takes longer than `seconds`."""
+    """Run `call` in a daemon thread (in an app context of the caller's app, if any); fail, instead of
+    hanging the suite, if it takes longer than `seconds`."""
     from flask import current_app
 
     app = current_app._get_current_object() if has_app_context() else None
@@ -195,7 +195,7 @@ def count_cards(prefix: str) -> int:
 
 # === PostgreSQL ===========================================================================================
 
-def test_postgres_crashing_under_a_stream_of_writes(make_faulty_app, pg: ThrowawayPostgres, tmp_path):
+def test_postgres_crashing_under_a_stream_of_writes(make_faulty_app, pg: ThrowawayPostgres):
     """Acknowledgements by many members, briefings, an offline sync and a publication, from four clients at
     once, while PostgreSQL is stopped in immediate mode (a crash) and started again: every answer is 200
     or a quick 503 with Retry-After; the same app serves again after the restart; the writes answered 200
@@ -210,7 +210,7 @@ def test_postgres_crashing_under_a_stream_of_writes(make_faulty_app, pg: Throwaw
     ids = {card: api.id(card) for card in [*WORLD_MEMBERS, *cards]}
     db.session.remove()
 
-    ops: list[tuple[str, Callable]] = [(f"ack {c}", lambda c, client: client.put(
+    ops: list = [(f"ack {c}", lambda c, client: client.put(
         f"{API}/documents/{doc}/acknowledgement", json={"version": 1}, headers=api.auth(c))) for c in cards]
     briefings = {"S1": ["M2", "CB"], "S2": ["M3", "M4"], "SD": ["M5", "M6"]}
     ops[5:5] = [(f"brief {s}", lambda s, client: client.post(
@@ -222,7 +222,7 @@ def test_postgres_crashing_under_a_stream_of_writes(make_faulty_app, pg: Throwaw
         json={"items": [{"document_id": doc, "version": 1, "acknowledged_at": datetime.now(UTC).isoformat()}]}))]
     ops[18:18] = [("publish", lambda _, client: client.post(f"{ADMIN}/{later}/publish", json={},
                                                            headers=api.auth("BT")))]
-    ops = [(name, call, name.split(" ", 1)[-1]) for name, call in ops]
+    ops = [(name, call, name.split(" ", 1)[-1]) for name, call in ops]  # (name, call(key, client), key)
 
     answers: list[Answer] = []
     pending = list(ops)
