@@ -11,7 +11,13 @@ handbook_cli = AppGroup("handbook", help="Sổ tay đảng viên: imports, demo 
 
 
 def _run_import(importer, file) -> None:
-    report = importer(file)
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    try:
+        report = importer(file)
+    except (OperationalError, InterfaceError) as e:  # nothing was written: the import is one transaction
+        raise click.ClickException(f"database unavailable ({type(e).__name__}); nothing imported, "
+                                   "run the import again") from None
     for line in report.summary_lines():
         click.echo(line)
     for error in report.errors:
