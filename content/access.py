@@ -19,7 +19,7 @@ from handbook.extensions import db
 from handbook.members import Member
 from handbook.orgunits import OrgUnit, in_subtree
 from handbook.permissions import PUBLISH_ROLES, has_role_over, not_found, scope_roots
-from handbook.timeutil import utcnow
+from handbook.timeutil import as_utc, utcnow
 
 OUT_STATUSES = (Status.PUBLISHED.value, Status.SCHEDULED.value)
 
@@ -55,6 +55,16 @@ def is_out(now: datetime | None = None):
 def was_out():
     """SQL condition: withdrawn after readers could see it (not a scheduled one withdrawn in time)."""
     return and_(Document.status == Status.WITHDRAWN.value, Document.published_at <= Document.withdrawn_at)
+
+
+def went_out(doc: Document, now: datetime | None = None) -> bool:
+    """In Python, for one loaded document: is_out() or was_out(), i.e. readers could see it at some point."""
+    if doc.published_at is None:
+        return False
+    if doc.status in OUT_STATUSES:
+        return as_utc(doc.published_at) <= (now or utcnow())
+    return (doc.status == Status.WITHDRAWN.value and doc.withdrawn_at is not None
+            and as_utc(doc.published_at) <= as_utc(doc.withdrawn_at))
 
 
 def readable(reader: Reader, now: datetime | None = None):

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time
 from sqlalchemy import select
 
 from content import progress
-from content.access import Reader, in_audience, is_out, reaches, readable_document
+from content.access import Reader, can_manage, in_audience, is_out, reaches, readable_document, went_out
 from content.models import Document, Receipt, Status
 from handbook import audit
 from handbook.errors import ProblemError
@@ -181,7 +181,8 @@ def followed_for_briefing(actor: Member, document_id: int) -> Document:
     doc = db.session.get(Document, document_id)
     if doc is None or doc.published_at is None or doc.status == Status.DRAFT.value:
         raise ProblemError("not_found", 404)
-    if not any(reaches(doc, root) for root in roots):
+    # Before its time a scheduled document does not exist for anyone but its managers (who get 409 below).
+    if not (went_out(doc) or can_manage(actor, doc)) or not any(reaches(doc, root) for root in roots):
         raise ProblemError("not_found", 404)
     if doc.status == Status.WITHDRAWN.value:
         raise ProblemError("document_withdrawn", 409)

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, case, literal, or_, select
 
-from content.access import can_manage, is_out, reaches
+from content.access import can_manage, is_out, reaches, went_out
 from content.models import Document, DocumentAudience, Receipt, Status
 from content.progress import audience_members, state_expression, unit_compliance, unit_progress
 from handbook import audit
@@ -48,9 +48,12 @@ def resolve_unit(viewer: Member, org_unit_id: int | None) -> OrgUnit:
 def followed_document(viewer: Member, document_id: int, unit: OrgUnit) -> Document:
     """A document that went out and whose audience reaches `unit` (or that the caller manages); else 404."""
     doc = db.session.get(Document, document_id)
-    if doc is None or doc.published_at is None or doc.status == Status.DRAFT.value:
+    if doc is None or doc.status == Status.DRAFT.value:
         raise not_found()
-    if not (reaches(doc, unit) or can_manage(viewer, doc)):
+    if can_manage(viewer, doc):
+        return doc
+    # Before its time a scheduled document does not exist for anyone but its managers.
+    if not went_out(doc) or not reaches(doc, unit):
         raise not_found()
     return doc
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 
 from content.access import can_manage
+from content.acknowledgements import BRIEFING_ROLES
 from content.models import Document, Status
 from handbook.extensions import db
 from handbook.i18n import language
 from handbook.members import Member
+from handbook.orgunits import OrgUnit
 from handbook.pagination import decode_cursor, page
 from handbook.permissions import ADMIN_ROLES, has_role_over, not_found
 from handbook.timeutil import local_zone, utcnow
@@ -75,8 +77,11 @@ def notification_stats(actor: Member, notification_id: int) -> dict:
     secretary who sent a manual reminder; 404 for everyone else."""
     notification = db.session.get(Notification, notification_id)
     doc = notification and db.session.get(Document, notification.document_id)
+    # The sender of a manual reminder, while they still may send one to that unit (a role taken back
+    # takes the figures with it).
     sender = notification is not None and notification.kind == NotificationKind.MANUAL.value \
-        and notification.created_by == actor.id
+        and notification.created_by == actor.id \
+        and has_role_over(actor, db.session.get(OrgUnit, notification.org_unit_id), BRIEFING_ROLES)
     if doc is None or not (can_manage(actor, doc) or sender or has_role_over(actor, doc.owner_unit, ADMIN_ROLES)):
         raise not_found()
     states = dict(db.session.execute(select(Delivery.state, func.count()).where(

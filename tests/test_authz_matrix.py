@@ -241,15 +241,6 @@ def check_series_list(w: World, caller: str, response) -> None:
 
 OUT_OF_SCOPE = "audience_out_of_scope"
 KEEPS, SIGNS_OUT = "keeps", "signs out"
-NOT_OUT_FOLLOWED = (
-    "BUG content/followup.py followed_document(): a scheduled document whose time has not come passes (only "
-    "drafts are refused), so secretaries see the progress and member list of a directive their members "
-    "cannot read yet; it must be 404 unless the caller manages the document")
-NOT_OUT_BRIEFING = (
-    "BUG content/acknowledgements.py followed_for_briefing(): a scheduled document whose time has not come "
-    "passes, so a secretary can exempt members from it (200) or learn of it (409 document_not_out); it must "
-    "be 404 unless the caller manages the document")
-
 ROWS: list[Row] = [
     # Row(method, rule, concrete path, E(anonymous, member, secretary_this, secretary_other, committee_other,
     #                                    publisher_other, admin), ...)
@@ -332,16 +323,14 @@ ROWS: list[Row] = [
     # Not yet out: readers cannot see it, so neither can their secretaries (no existence leak); the
     # admin manages it and may look at its (all-new) progress.
     Row("GET", "/api/v1/documents/<int:document_id>/progress", "/api/v1/documents/{scheduled}/progress",
-        E(401, 403, 404, 404, 404, 404, 200), variant="scheduled, not yet out",
-        xfail={"secretary_this": NOT_OUT_FOLLOWED, "secretary_other": NOT_OUT_FOLLOWED}),
+        E(401, 403, 404, 404, 404, 404, 200), variant="scheduled, not yet out"),
     Row("GET", "/api/v1/documents/<int:document_id>/members", "/api/v1/documents/{doc}/members",
         E(401, 403, 200, 200, 404, 404, 200), variant="own scope", check=check_member_list),
     Row("GET", "/api/v1/documents/<int:document_id>/members", "/api/v1/documents/{doc}/members",
         E(401, 403, 200, 403, 403, 403, 200), variant="org_unit=this branch, csv",
         request=query(lambda w: {"org_unit": w.ids["this_branch"], "format": "csv"})),
     Row("GET", "/api/v1/documents/<int:document_id>/members", "/api/v1/documents/{scheduled}/members",
-        E(401, 403, 404, 404, 404, 404, 200), variant="scheduled, not yet out",
-        xfail={"secretary_this": NOT_OUT_FOLLOWED, "secretary_other": NOT_OUT_FOLLOWED}),
+        E(401, 403, 404, 404, 404, 404, 200), variant="scheduled, not yet out"),
     # Briefings and exemptions: secretaries (and admins) only; a member outside the scope is `not_found`.
     Row("POST", "/api/v1/documents/<int:document_id>/acknowledgements", "/api/v1/documents/{doc}/acknowledgements",
         E(401, 403, 200, 200, 403, 403, 200), check=check_batch,
@@ -354,8 +343,7 @@ ROWS: list[Row] = [
         request=body(lambda w, c: {"member_ids": [w.ids["target"]], "reason": "Ốm dài ngày"})),
     Row("POST", "/api/v1/documents/<int:document_id>/exemptions", "/api/v1/documents/{scheduled}/exemptions",
         E(401, 403, 404, 404, 403, 403, 200), variant="scheduled, not yet out", check=check_batch,
-        request=body(lambda w, c: {"member_ids": [w.ids["target"]], "reason": "Ốm dài ngày"}),
-        xfail={"secretary_this": NOT_OUT_BRIEFING, "secretary_other": NOT_OUT_BRIEFING}),
+        request=body(lambda w, c: {"member_ids": [w.ids["target"]], "reason": "Ốm dài ngày"})),
     Row("DELETE", "/api/v1/documents/<int:document_id>/exemptions/<int:member_id>",
         "/api/v1/documents/{doc}/exemptions/{exempted}", E(401, 403, 204, 404, 403, 403, 204)),
     Row("POST", "/api/v1/documents/<int:document_id>/reminders", "/api/v1/documents/{doc}/reminders",
@@ -363,8 +351,7 @@ ROWS: list[Row] = [
     # The admin manages the scheduled directive: told there is nothing to remind of yet (409).
     Row("POST", "/api/v1/documents/<int:document_id>/reminders", "/api/v1/documents/{scheduled}/reminders",
         E(401, 403, 404, 404, 403, 403, 409), variant="scheduled, not yet out",
-        codes={"admin": "document_not_out"}, request=body(lambda w, c: {"org_unit": w.ids["this_branch"]}),
-        xfail={"secretary_this": NOT_OUT_BRIEFING, "secretary_other": NOT_OUT_BRIEFING}),
+        codes={"admin": "document_not_out"}, request=body(lambda w, c: {"org_unit": w.ids["this_branch"]})),
     Row("GET", "/api/v1/org-units/<int:org_unit_id>/overview", "/api/v1/org-units/{this_branch}/overview",
         E(401, 403, 200, 403, 403, 403, 200)),
     Row("GET", "/api/v1/org-units/<int:org_unit_id>/compliance", "/api/v1/org-units/{this_branch}/compliance",
@@ -638,13 +625,6 @@ def test_a_removed_member_s_token_stops_on_the_next_request(worlds):
         worlds.spoil()
 
 
-FORMER_SENDER = (
-    "BUG push/inbox.py notification_stats(): the sender of a manual reminder sees its figures by identity "
-    "alone (`notification.created_by == actor.id`), so a secretary whose role was taken back still gets 200; "
-    "the sender rule must also require a briefing role (secretary/admin) over the notification's unit now")
-
-
-@pytest.mark.xfail(strict=True, reason=FORMER_SENDER)
 def test_a_former_secretary_no_longer_sees_the_figures_of_a_reminder_they_sent(worlds, tmp_path):
     secretary = Caller(worlds, "secretary_this")
     stats = "/api/v1/admin/notifications/{manual_notification}"
