@@ -90,7 +90,7 @@ class _IdConverter(IntegerConverter):
 
 
 def create_app(config: type[Config] | Mapping | None = None) -> Flask:
-    app = Flask(__name__, instance_path=str(PROJECT_ROOT / "instance"))
+    app = Flask(__name__, instance_path=str(PROJECT_ROOT / "instance"), static_folder=None)  # an API: no files
     app.url_map.converters["int"] = _IdConverter
     _load_config(app, config)
     app.json.ensure_ascii = False

@@ -250,8 +250,6 @@ ROWS: list[Row] = [
     Row("GET", "/metrics", "/metrics", E(200, 200, 200, 200, 200, 200, 200)),
     Row("GET", "/api/v1/openapi.json", "/api/v1/openapi.json", E(200, 200, 200, 200, 200, 200, 200)),
     Row("GET", "/docs", "/docs", E(200, 200, 200, 200, 200, 200, 200)),
-    # Flask's default static route: the app has no static folder, so nothing is ever served from it.
-    Row("GET", "/static/<path:filename>", "/static/app.js", E(404, 404, 404, 404, 404, 404, 404)),
 
     # --- auth ---
     Row("POST", "/api/v1/auth/login", "/api/v1/auth/login", E(200, 200, 200, 200, 200, 200, 200),
