@@ -1,6 +1,7 @@
 """Decorators and helpers shared by the blueprints."""
 from __future__ import annotations
 
+import copy
 import functools
 import json
 
@@ -9,8 +10,9 @@ from flask_jwt_extended import current_user, get_jwt, verify_jwt_in_request
 from flask_smorest import Blueprint as _SmorestBlueprint
 from marshmallow import RAISE
 from webargs.flaskparser import FlaskParser
+from werkzeug.datastructures import CombinedMultiDict
 
-from handbook.errors import ProblemError
+from handbook.errors import PROBLEM_MIMETYPE, ProblemError, ProblemSchema
 from handbook.security import check_json_body
 
 BEARER = [{"bearerAuth": []}]
@@ -20,9 +22,15 @@ class Parser(FlaskParser):
     """webargs only turns JSONDecodeError into a 400; absurdly deep nesting (RecursionError) and
     integers past Python's digit limit (ValueError) are malformed JSON too, not a 500; bodies past the
     size, depth and item limits are refused before parsing (handbook.security). Unknown query
-    parameters are refused like unknown body fields (a typo such as `?stat=` must not pass unnoticed)."""
+    parameters and multipart parts are refused like unknown body fields (a typo such as `?stat=` must not
+    pass unnoticed)."""
 
-    DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": RAISE}
+    DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": RAISE, "files": RAISE}
+
+    def load_files(self, req, schema):
+        """A multipart body is one object: its text parts are fields too, so that an unknown part is
+        refused (422) like an unknown JSON field instead of being silently ignored."""
+        return self._makeproxy(CombinedMultiDict([req.files, req.form]), schema)
 
     def _raw_load_json(self, req):
         check_json_body(req.get_data(cache=True))   # size, depth and item limits, before parsing
@@ -38,6 +46,13 @@ class Parser(FlaskParser):
 class Blueprint(_SmorestBlueprint):
     ARGUMENTS_PARSER = Parser()
 
+    def alt_response(self, status_code, response=None, *, schema=None, content_type=None, **kwargs):
+        """An error response (4xx/5xx) is documented as what handbook.errors sends: a Problem body in
+        application/problem+json, unless a schema or a response component is named."""
+        if int(status_code) >= 400 and response is None and schema is None:
+            schema, content_type = ProblemSchema, content_type or PROBLEM_MIMETYPE
+        return super().alt_response(status_code, response, schema=schema, content_type=content_type, **kwargs)
+
     def _check_not_modified(self, etag):
         """flask-smorest raises a bare 304; RFC 9110 wants the ETag on it too."""
         if request.method in self.METHODS_CHECKING_NOT_MODIFIED and etag in request.if_none_match:
@@ -47,7 +62,8 @@ class Blueprint(_SmorestBlueprint):
 
 
 def auth_required(*, refresh: bool = False, any_type: bool = False):
-    """Require a valid, unrevoked token of the right type; documents the bearer scheme in OpenAPI."""
+    """Require a valid, unrevoked token of the right type; documents the bearer scheme and the 401 in
+    OpenAPI."""
 
     def decorator(view):
         @functools.wraps(view)
@@ -57,8 +73,12 @@ def auth_required(*, refresh: bool = False, any_type: bool = False):
                 raise ProblemError("token_revoked", 401)
             return view(*args, **kwargs)
 
-        doc = getattr(wrapper, "_apidoc", {})
+        doc = copy.deepcopy(getattr(wrapper, "_apidoc", {}))
         doc.setdefault("manual_doc", {})["security"] = BEARER
+        responses = doc.setdefault("response", {}).setdefault("responses", {})
+        if 401 not in responses:
+            responses[401] = [{"schema": ProblemSchema(), "content_type": PROBLEM_MIMETYPE,
+                               "description": "unauthorized, invalid_token, token_expired or token_revoked"}]
         wrapper._apidoc = doc
         return wrapper
 

@@ -16,6 +16,8 @@ EXPORT_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
+FILE = {"type": "string", "format": "binary"}
+MEMBERS_200 = "format=json (default): one page of rows; format=csv or xlsx: the whole list as a file (streamed)"
 
 
 @blp.route("/documents/<int:document_id>/progress", methods=["GET"])
@@ -32,9 +34,9 @@ def progress(args, document_id):
 @blp.route("/documents/<int:document_id>/members", methods=["GET"])
 @auth_required()
 @blp.arguments(MemberListArgs, location="query")
-@blp.response(200, MemberStateListSchema, content_type="application/json")
-@blp.alt_response(200, description="format=csv or xlsx: the whole list as a file (streamed)", success=True,
-                  content_type="text/csv")
+@blp.response(200, MemberStateListSchema, content_type="application/json", description=MEMBERS_200)
+@blp.alt_response(200, description=MEMBERS_200, success=True, schema=FILE, content_type="text/csv")
+@blp.alt_response(200, description=MEMBERS_200, success=True, schema=FILE, content_type=EXPORT_TYPES["xlsx"])
 @blp.alt_response(403, description="forbidden: the unit is outside the caller's scope")
 @blp.alt_response(404, description="not_found")
 def members(args, document_id):

@@ -41,15 +41,19 @@ class ProblemError(Exception):
 
 
 class ProblemSchema(ma.Schema):
-    """The problem+json body (RFC 9457). Documented in OpenAPI for every error response."""
+    """The problem+json body (RFC 9457). Documented in OpenAPI for every error response; as RFC 9457
+    allows, some problems add members of their own (stale_version: `current_version`, `ack_version`)."""
 
-    type = ma.fields.String(metadata={"description": "URI reference naming the problem type"})
-    title = ma.fields.String(metadata={"description": "Short human summary (Vietnamese or English)"})
-    status = ma.fields.Integer()
-    detail = ma.fields.String(metadata={"description": "Human explanation of this occurrence"})
-    code = ma.fields.String(metadata={"description": "Stable machine word, e.g. invalid_credentials"})
+    class Meta:
+        unknown = ma.INCLUDE   # documented as additionalProperties: extension members are allowed
+
+    type = ma.fields.String(required=True, metadata={"description": "URI reference naming the problem type"})
+    title = ma.fields.String(required=True, metadata={"description": "Short human summary (Vietnamese or English)"})
+    status = ma.fields.Integer(required=True, metadata={"description": "The HTTP status code"})
+    detail = ma.fields.String(required=True, metadata={"description": "Human explanation of this occurrence"})
+    code = ma.fields.String(required=True, metadata={"description": "Stable machine word, e.g. invalid_credentials"})
     instance = ma.fields.String(metadata={"description": "The request path"})
-    request_id = ma.fields.String()
+    request_id = ma.fields.String(metadata={"description": "The request's id, also in the logs"})
     errors = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Raw(),
                             metadata={"description": "Validation messages by field"})
 

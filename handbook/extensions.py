@@ -47,6 +47,25 @@ class Api(_SmorestApi):
     def _register_error_handlers(self):  # handbook.errors.register() owns every error path
         pass
 
+    def _register_responses(self):
+        """flask-smorest's response components (one per status, and DEFAULT_ERROR), with error bodies as
+        application/problem+json: the content type handbook.errors really sends, not application/json."""
+        import http
+
+        from flask_smorest.utils import prepare_response
+
+        from handbook.errors import PROBLEM_MIMETYPE
+
+        for status in http.HTTPStatus:
+            response = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Any other error (problem+json)", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+        self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, response, lazy=True)
+
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
