@@ -4,6 +4,7 @@ from __future__ import annotations
 import marshmallow as ma
 from flask import current_app, send_file, url_for
 from flask_jwt_extended import current_user
+from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 from api.common import Blueprint, auth_required
@@ -18,8 +19,21 @@ blp = Blueprint("attachments", __name__, description="Tệp đính kèm của v�
 BINARY = {"type": "string", "format": "binary"}
 
 
+class FilePart(ma.fields.Raw):
+    """A multipart part that is a file (a plain text part of the same name is not)."""
+
+    default_error_messages = {"invalid": "not_a_file"}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, FileStorage):
+            raise self.make_error("invalid")
+        return value
+
+
 class AttachmentUploadSchema(ma.Schema):
-    file = ma.fields.Raw(required=True, metadata={
+    """The multipart body: one `file` part and nothing else (any other part is an unknown field, 422)."""
+
+    file = FilePart(required=True, metadata={
         "type": "string", "format": "binary",
         "description": "PDF, DOCX, PNG, JPEG, WEBP or GIF; the name's extension must match the content"})
 
@@ -52,7 +66,8 @@ def _download_url(document_id: int, attachment_id: int) -> str:
 @_problem(413, "payload_too_large: the file exceeds ATTACHMENT_MAX_BYTES (or the request MAX_CONTENT_LENGTH)")
 @_problem(415, "unsupported_file_type: not a PDF, DOCX or PNG/JPEG/WEBP/GIF image, or the file name's "
                "extension does not match the content")
-@_problem(422, "validation_error: no `file` part, an empty file or an empty file name")
+@_problem(422, "validation_error: no `file` part (or one that is not a file), another part, an empty file or "
+               "an empty file name")
 def upload(args, document_id):
     """Attach a file to a document the caller manages (multipart field `file`).
 
