@@ -135,6 +135,14 @@ def aware_datetime(**kwargs):
     return AwareUtcDateTime(**kwargs)
 
 
+MAX_ID = 2**31 - 1   # ids are PostgreSQL integers
+
+
+def id_field(**kwargs) -> ma.fields.Integer:
+    """An input id: from 1 to MAX_ID (past it there is no such row; the database must not see it)."""
+    return ma.fields.Integer(validate=validate.Range(1, MAX_ID), **kwargs)
+
+
 LIMIT = ma.fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(1, MAX_LIMIT),
                           metadata={"description": f"Page size (default {DEFAULT_LIMIT}, max {MAX_LIMIT})"})
 CURSOR = ma.fields.String(validate=validate.Length(max=512),
@@ -245,7 +253,7 @@ DOCUMENT_STATUSES = ["draft", "scheduled", "published", "withdrawn"]
 
 
 class AudienceInSchema(StrictSchema):
-    org_units = ma.fields.List(ma.fields.Integer(strict=True), required=True, validate=validate.Length(min=1, max=500),
+    org_units = ma.fields.List(id_field(strict=True), required=True, validate=validate.Length(min=1, max=500),
                                metadata={"description": "Units whose whole subtrees receive the document"})
     roles = ma.fields.List(ma.fields.String(validate=validate.OneOf(ROLE_NAMES)), validate=validate.Length(max=4),
                            metadata={"description": "Optional: only members holding one of these roles"})
@@ -264,9 +272,9 @@ class DocumentWriteSchema(StrictSchema):
     ack_days = ma.fields.Integer(strict=True, validate=validate.Range(1, 365))
     audience = ma.fields.Nested(AudienceInSchema)
     tags = ma.fields.List(ma.fields.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(max=30))
-    owner_unit = ma.fields.Integer(strict=True, metadata={
+    owner_unit = id_field(strict=True, metadata={
         "description": "Issuing unit (default: your publishing unit that covers the audience)"})
-    series_id = ma.fields.Integer(strict=True, allow_none=True, metadata={"description": "Study series (kind=study)"})
+    series_id = id_field(strict=True, allow_none=True, metadata={"description": "Study series (kind=study)"})
     lesson_no = ma.fields.Integer(strict=True, allow_none=True, validate=validate.Range(1, 10000))
 
 
@@ -374,7 +382,7 @@ class VersionListSchema(StrictSchema):
 class SeriesCreateSchema(StrictSchema):
     title = ma.fields.String(required=True, validate=validate.Length(min=1, max=500))
     summary = ma.fields.String(validate=validate.Length(max=5000))
-    owner_unit = ma.fields.Integer(strict=True)
+    owner_unit = id_field(strict=True)
 
 
 class SeriesAdminSchema(StrictSchema):
@@ -388,7 +396,7 @@ class SeriesAdminSchema(StrictSchema):
 # --- audit ---------------------------------------------------------------------------------------
 
 class AuditArgs(PageArgs):
-    actor = ma.fields.Integer(metadata={"description": "Member id of the actor"})
+    actor = id_field(metadata={"description": "Member id of the actor"})
     action = ma.fields.String(validate=validate.Length(min=1, max=64), metadata={"example": "document.publish"})
     since = aware_datetime()
 
@@ -436,7 +444,7 @@ class AcknowledgementSchema(StrictSchema):
 
 
 class SyncItemSchema(StrictSchema):
-    document_id = ma.fields.Integer(required=True, strict=True)
+    document_id = id_field(required=True, strict=True)
     version = ma.fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1))
     opened_at = aware_datetime(allow_none=True)
     acknowledged_at = aware_datetime(allow_none=True)
@@ -464,7 +472,7 @@ MEMBER_STATES = ["new", "opened", "acknowledged", "pending", "overdue", "exempt"
 
 
 class ProgressArgs(StrictSchema):
-    org_unit = ma.fields.Integer(metadata={"description": "Unit to report on (default: the caller's scope root)"})
+    org_unit = id_field(metadata={"description": "Unit to report on (default: the caller's scope root)"})
 
 
 class FiguresSchema(StrictSchema):
@@ -487,7 +495,7 @@ class ProgressSchema(FiguresSchema):
 
 
 class MemberListArgs(PageArgs):
-    org_unit = ma.fields.Integer()
+    org_unit = id_field()
     state = ma.fields.String(validate=validate.OneOf(MEMBER_STATES))
     format = ma.fields.String(load_default="json", validate=validate.OneOf(["json", "csv", "xlsx"]),
                               metadata={"description": "csv (UTF-8 with BOM, opens in Excel) and xlsx stream every row"})
@@ -513,7 +521,7 @@ class MemberStateListSchema(StrictSchema):
     next_cursor = ma.fields.String(allow_none=True)
 
 
-MEMBER_IDS = ma.fields.List(ma.fields.Integer(strict=True), required=True, validate=validate.Length(min=1, max=500))
+MEMBER_IDS = ma.fields.List(id_field(strict=True), required=True, validate=validate.Length(min=1, max=500))
 
 
 class BriefingSchema(StrictSchema):
@@ -659,7 +667,7 @@ class ReadAllSchema(StrictSchema):
 
 
 class ReminderInSchema(StrictSchema):
-    org_unit = ma.fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**31 - 1))
+    org_unit = id_field(required=True, strict=True)
 
 
 class ReminderResultSchema(StrictSchema):
