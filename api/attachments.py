@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import current_app, send_file, url_for
+from flask import current_app, request, send_file, url_for
 from flask_jwt_extended import current_user
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
@@ -102,27 +102,51 @@ _FILE_HEADERS = {
 }
 
 
+def _ignore_foreign_range() -> None:
+    """A Range in another unit than bytes must be ignored (RFC 9110 §14.2): the whole file, not 416."""
+    value = request.headers.get("Range")
+    if value is not None and value.split("=", 1)[0].strip().lower() != "bytes":
+        request.environ.pop("HTTP_RANGE", None)
+
+
 def _file_responses(view):
-    """Document the file body once per content type (OpenAPI 3 merges them under one status)."""
+    """Document the file body once per content type (OpenAPI 3 merges them under one status), whole (200)
+    and as a single byte range (206: the same content type as the whole file)."""
     description = "The file (its content type is one of these)"
+    partial = "Partial content for a single `Range: bytes=…` request, with `Content-Range`"
+    partial_headers = {**_FILE_HEADERS, "Content-Range": {"description": "bytes first-last/size",
+                                                          "schema": {"type": "string"}}}
     first, *others = attachments.CONTENT_TYPES
+    for content_type in reversed(attachments.CONTENT_TYPES):
+        view = blp.alt_response(206, schema=BINARY, content_type=content_type, success=True,
+                                description=partial, headers=partial_headers)(view)
     for content_type in reversed(others):
         view = blp.alt_response(200, schema=BINARY, content_type=content_type, success=True,
                                 description=description)(view)
     return blp.response(200, BINARY, content_type=first, headers=_FILE_HEADERS, description=description)(view)
 
 
+_CONDITIONAL_HEADERS = [
+    {"in": "header", "name": "Range", "required": False, "schema": {"type": "string"},
+     "description": "One byte range, `bytes=first-last`, `bytes=first-` or `bytes=-suffix` (206); a Range "
+                    "in another unit is ignored"},
+    {"in": "header", "name": "If-Range", "required": False, "schema": {"type": "string"},
+     "description": "The ETag (or date) the client holds: the Range is honoured only if it still matches"},
+    {"in": "header", "name": "If-None-Match", "required": False, "schema": {"type": "string"},
+     "description": "ETags the client holds: 304 when one matches"},
+]
+
+
 @blp.route("/documents/<int:document_id>/attachments/<int:attachment_id>", methods=["GET"])
 @auth_required()
+@blp.doc(parameters=_CONDITIONAL_HEADERS)
 @_file_responses
-@blp.alt_response(206, schema=BINARY, content_type="application/octet-stream", success=True,
-                  description="Partial content for a `Range: bytes=…` request (one range), with `Content-Range`",
-                  headers={"Content-Range": {"schema": {"type": "string"}}})
 @blp.alt_response(304, description="Not modified (`If-None-Match` matches the ETag)", success=True)
 @_problem(401, "unauthorized, invalid_token, token_expired or token_revoked")
 @_problem(404, "not_found: no such attachment, or the document is not readable by the caller (outside the "
                "audience, not yet published, withdrawn) and not managed by the caller")
-@_problem(416, "range_not_satisfiable: the requested range is outside the file; `Content-Range: bytes */size`")
+@_problem(416, "range_not_satisfiable: the byte range is outside the file, malformed, or several ranges; "
+               "`Content-Range: bytes */size`")
 def download(document_id, attachment_id):
     """Download an attachment.
 
@@ -130,6 +154,7 @@ def download(document_id, attachment_id):
     (drafts too). Supports `If-None-Match` (304) and single `Range` requests (206/416). The ETag is the
     content's SHA-256; the file may be kept in the device's private cache."""
     attachment = attachments.attachment_for(current_user, document_id, attachment_id)
+    _ignore_foreign_range()
     storage = get_storage()
     path = storage.local_path(attachment.storage_key)
     try:
