@@ -102,21 +102,28 @@ def _session_app(database_url):
 
 @pytest.fixture()
 def app(_session_app):
-    from handbook.extensions import db, limiter
+    from handbook.extensions import limiter
 
     limiter.reset()
     with _session_app.app_context():
         yield _session_app
-        db.session.rollback()
-        db.session.remove()
-        tables = [t.name for t in reversed(db.metadata.sorted_tables)]
-        with db.engine.begin() as conn:
-            if db.engine.dialect.name == "postgresql":
-                conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-            else:
-                for name in tables:
-                    conn.execute(text(f"DELETE FROM {name}"))
-                conn.execute(text("DELETE FROM document_fts"))  # search index, outside the metadata
+        empty_tables()
+
+
+def empty_tables() -> None:
+    """Every table emptied (in the app context), ids restarting at 1 on PostgreSQL."""
+    from handbook.extensions import db
+
+    db.session.rollback()
+    db.session.remove()
+    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if db.engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(text(f"DELETE FROM {name}"))
+            conn.execute(text("DELETE FROM document_fts"))  # search index, outside the metadata
 
 
 @pytest.fixture()

@@ -47,10 +47,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import text
 from werkzeug.datastructures import FileStorage
 
 from handbook.extensions import db
+from tests.conftest import empty_tables
 from tests.factories import PASSWORD, bearer, login, member, unit
 from tests.test_errors import assert_problem
 
@@ -416,20 +416,6 @@ def database_contents() -> dict[str, list]:
 
 # --- worlds shared while nothing changes them --------------------------------------------------------
 
-def _empty_tables() -> None:
-    """What tests/conftest.py's `app` fixture does after each test: every table emptied."""
-    db.session.rollback()
-    db.session.remove()
-    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
-    with db.engine.begin() as conn:
-        if db.engine.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for name in tables:
-                conn.execute(text(f"DELETE FROM {name}"))
-            conn.execute(text("DELETE FROM document_fts"))
-
-
 class Worlds:
     """One world at a time. Cells that only read (GET, or a refused request) share it; a cell whose
     request may have changed something (a non-GET that succeeded, or any failure) spoils it, and the
@@ -451,7 +437,7 @@ class Worlds:
     def spoil(self) -> None:
         if self.world is not None:
             self.world = None
-            _empty_tables()
+            empty_tables()
 
 
 @pytest.fixture(scope="module")
@@ -462,7 +448,7 @@ def worlds(_session_app):
             yield shared
         finally:
             shared.world = None
-            _empty_tables()  # the next module starts from empty tables, as after conftest's `app`
+            empty_tables()  # the next module starts from empty tables, as after conftest's `app`
 
 
 # --- the tests --------------------------------------------------------------------------------------
