@@ -7,6 +7,7 @@ from datetime import UTC
 import marshmallow as ma
 from marshmallow import validate
 
+from handbook.extensions import MAX_ID
 from handbook.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from handbook.timeutil import local_zone
 
@@ -133,9 +134,6 @@ class AwareUtcDateTime(ma.fields.AwareDateTime):
 
 def aware_datetime(**kwargs):
     return AwareUtcDateTime(**kwargs)
-
-
-MAX_ID = 2**31 - 1   # ids are PostgreSQL integers
 
 
 def id_field(**kwargs) -> ma.fields.Integer:

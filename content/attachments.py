@@ -29,7 +29,7 @@ from content.models import Attachment, Document, Status
 from content.storage import CHUNK_SIZE, get_storage
 from handbook import audit
 from handbook.errors import ProblemError
-from handbook.extensions import db
+from handbook.extensions import MAX_ID, db
 from handbook.members import Member
 from handbook.permissions import not_found
 from handbook.timeutil import as_utc, utcnow
@@ -58,9 +58,6 @@ _INLINE = {t.content_type for t in FILE_TYPES.values() if t.inline}
 REMOVABLE_STATUSES = (Status.DRAFT.value, Status.SCHEDULED.value)
 
 MAX_FILENAME = 255
-# Primary keys are INTEGER (int4 on PostgreSQL): a larger id from a URL cannot exist, and must answer
-# 404 rather than reach the database (which would refuse the parameter: a 500).
-MAX_ID = 2**31 - 1
 _DOCX_MAIN = b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
 _CONTENT_TYPES_LIMIT = 1024 * 1024  # bytes of [Content_Types].xml we are willing to inflate
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,

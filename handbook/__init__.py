@@ -19,6 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from config import Config, config_from_env
+from handbook.extensions import MAX_ID
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +86,7 @@ class _IdConverter(IntegerConverter):
     so such a path matches no route (404) instead of failing in the database."""
 
     def __init__(self, map, *args, **kwargs):
-        kwargs.setdefault("max", 2**31 - 1)
+        kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)
 
 

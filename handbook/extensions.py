@@ -23,6 +23,11 @@ NAMING_CONVENTION = {
 }
 
 
+# Primary keys are INTEGER (int4 on PostgreSQL): an id past this cannot exist, and is answered (404, 422)
+# before it reaches the database, which would refuse the parameter (a 500).
+MAX_ID = 2**31 - 1
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
