@@ -3,18 +3,10 @@
 target and details, readable through GET /admin/audit, and none holding a password."""
 from __future__ import annotations
 
-from sqlalchemy import select
-
-from handbook.extensions import db
-from handbook.members import Member
 from tests.test_acknowledgements import API
 from tests.test_imports import write_csv
 
 MEMBER_HEADER = ["card_number", "full_name", "phone", "org_unit_code", "roles", "password"]
-
-
-def _id(card: str) -> int:
-    return db.session.scalar(select(Member.id).where(Member.card_number == card))
 
 
 def test_each_sensitive_action_is_audited_once_with_actor_target_and_details(app, api, tree, tmp_path):
@@ -23,8 +15,8 @@ def test_each_sensitive_action_is_audited_once_with_actor_target_and_details(app
 
     assert api.client.get(f"{API}/documents/{doc}/members", query_string={"format": "xlsx"},
                           headers=api.auth("S1")).status_code == 200
-    assert api.brief("S1", doc, [_id("M1")]).status_code == 200
-    assert api.exempt("S1", doc, [_id("M2")], reason="Ốm dài ngày").status_code == 200
+    assert api.brief("S1", doc, [api.id("M1")]).status_code == 200
+    assert api.exempt("S1", doc, [api.id("M2")], reason="Ốm dài ngày").status_code == 200
     units = write_csv(tmp_path, "units.csv", ["code", "name", "kind", "parent_code"],
                       [["HN.BD.DB.3", "Chi bộ Tổ dân phố số 3", "branch", "HN.BD.DB"]])
     assert cli.invoke(args=["handbook", "import-org-units", units]).exit_code == 0
@@ -32,7 +24,7 @@ def test_each_sensitive_action_is_audited_once_with_actor_target_and_details(app
                         [["M1", "Nguyễn Văn An", "", "HN.BD.DB.1", "committee@HN.BD", ""],
                          ["N1", "Trần Văn Mới", "0912000111", "HN.BD.DB.3", "", "Mat-Khau-Ban-Dau-1"]])
     assert cli.invoke(args=["handbook", "import-members", members]).exit_code == 0
-    assert api.client.post(f"{API}/admin/members/{_id('M2')}/removal", json={"reason": "Từ trần"},
+    assert api.client.post(f"{API}/admin/members/{api.id('M2')}/removal", json={"reason": "Từ trần"},
                            headers=api.auth("BT")).status_code == 204
 
     entries = _all(api)
@@ -45,10 +37,10 @@ def test_each_sensitive_action_is_audited_once_with_actor_target_and_details(app
     assert export["details"]["format"] == "xlsx"
     (briefing,) = by_action["acknowledgement.briefing"]
     assert briefing["actor"]["card_number"] == "S1" and briefing["target_id"] == str(doc)
-    assert briefing["details"]["members"] == [_id("M1")]
+    assert briefing["details"]["members"] == [api.id("M1")]
     (exemption,) = by_action["acknowledgement.exemption"]
     assert exemption["actor"]["card_number"] == "S1" and exemption["details"]["reason"] == "Ốm dài ngày"
-    assert exemption["details"]["members"] == [_id("M2")]
+    assert exemption["details"]["members"] == [api.id("M2")]
     (units_import,) = by_action["import.org_units"]
     assert units_import["actor"] is None and units_import["target_id"] == "units.csv"
     assert units_import["details"]["created"] == 1
@@ -57,9 +49,9 @@ def test_each_sensitive_action_is_audited_once_with_actor_target_and_details(app
     assert (members_import["details"]["created"], members_import["details"]["roles_granted"]) == (1, 1)
     (grant,) = by_action["role.grant"]
     assert (grant["target_id"], grant["details"]["role"], grant["details"]["org_unit"]) == (
-        str(_id("M1")), "committee", "HN.BD")
+        str(api.id("M1")), "committee", "HN.BD")
     (removal,) = by_action["member.remove"]
-    assert removal["actor"]["card_number"] == "BT" and removal["target_id"] == str(_id("M2"))
+    assert removal["actor"]["card_number"] == "BT" and removal["target_id"] == str(api.id("M2"))
     assert removal["details"]["reason"] == "Từ trần"
 
     text = repr(entries)

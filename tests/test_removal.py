@@ -12,12 +12,8 @@ from tests.test_errors import assert_problem
 from tests.test_imports import write_csv
 
 
-def _id(card: str) -> int:
-    return db.session.scalar(select(Member.id).where(Member.card_number == card))
-
-
 def remove(api, card: str, by: str = "BT", reason: str = "Chuyển sinh hoạt ra ngoài thành phố"):
-    return api.client.post(f"{API}/admin/members/{_id(card)}/removal", json={"reason": reason},
+    return api.client.post(f"{API}/admin/members/{api.id(card)}/removal", json={"reason": reason},
                            headers=api.auth(by))
 
 
@@ -36,7 +32,7 @@ def test_a_removed_member_loses_every_session_role_and_count_at_once(api, tree):
                    "token_revoked")
     assert_problem(login(api.client, "S1"), 401, "invalid_credentials")
     # Roles taken back; the unit's progress no longer counts them; their receipt is kept for the record.
-    assert db.session.scalars(select(RoleGrant).where(RoleGrant.member_id == _id("S1"))).all() == []
+    assert db.session.scalars(select(RoleGrant).where(RoleGrant.member_id == api.id("S1"))).all() == []
     figures = api.figures("BT", doc, "b1")
     assert (figures["total"], figures["acknowledged"]) == (3, 0)
     assert stored_counters() == expected_counters()
@@ -45,11 +41,11 @@ def test_a_removed_member_loses_every_session_role_and_count_at_once(api, tree):
 
     entries = api.audit("member.remove")
     assert len(entries) == 1
-    assert entries[0]["target_id"] == str(_id("S1")) and entries[0]["actor"]["card_number"] == "BT"
+    assert entries[0]["target_id"] == str(api.id("S1")) and entries[0]["actor"]["card_number"] == "BT"
     assert entries[0]["details"] == {"org_unit": "HN.BD.DB.1", "reason": "Chuyển sinh hoạt ra ngoài thành phố"}
     revoked = api.audit("role.revoke")
     assert [(e["target_id"], e["details"]["role"], e["details"]["org_unit"]) for e in revoked] == [
-        (str(_id("S1")), "secretary", "HN.BD.DB.1")]
+        (str(api.id("S1")), "secretary", "HN.BD.DB.1")]
 
     # Again: nothing changes, nothing more is audited.
     assert remove(api, "S1").status_code == 204
@@ -62,14 +58,14 @@ def test_only_an_admin_over_the_member_removes_them(api, tree):
     assert_problem(remove(api, "M1", by="AD"), 404, "not_found")       # another district's admin
     missing = api.client.post(f"{API}/admin/members/999999/removal", json={"reason": "x"}, headers=api.auth("BT"))
     assert_problem(missing, 404, "not_found")
-    body = assert_problem(api.client.post(f"{API}/admin/members/{_id('M1')}/removal", json={},
+    body = assert_problem(api.client.post(f"{API}/admin/members/{api.id('M1')}/removal", json={},
                                           headers=api.auth("BT")), 422, "validation_error")
     assert set(body["errors"]) == {"reason"}
-    assert_problem(api.client.post(f"{API}/admin/members/{_id('M1')}/removal", json={"reason": "x"}), 401,
+    assert_problem(api.client.post(f"{API}/admin/members/{api.id('M1')}/removal", json={"reason": "x"}), 401,
                    "unauthorized")
-    assert db.session.get(Member, _id("M1")).active is True
+    assert db.session.get(Member, api.id("M1")).active is True
     assert remove(api, "M5", by="AD").status_code == 204                # inside their own district
-    assert db.session.get(Member, _id("M5")).active is False
+    assert db.session.get(Member, api.id("M5")).active is False
 
 
 def test_the_command_line_removes_by_card_number_and_a_reimport_restores(app, api, tree, tmp_path):
@@ -94,7 +90,7 @@ def test_the_command_line_removes_by_card_number_and_a_reimport_restores(app, ap
                      [["M1", "Nguyễn Văn An", "", "HN.BD.DB.1", "", ""]])
     report = import_members(path)
     assert report.errors == []
-    assert db.session.get(Member, _id("M1")).active is True
+    assert db.session.get(Member, api.id("M1")).active is True
     assert api.figures("BT", doc, "b1")["total"] == 4
     assert stored_counters() == expected_counters()
     assert login(api.client, "M1").status_code == 200
