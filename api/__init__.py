@@ -12,12 +12,15 @@ MODULES = ("auth", "me", "devices", "documents", "acknowledgements", "followup",
 
 def init_app(app: Flask) -> None:
     from api import ops
+    from api.schemas import document_rules, input_string_pattern
     from handbook.extensions import api
 
+    api.ma_plugin.converter.add_attribute_function(input_string_pattern)
     for name in MODULES:
         module = importlib.import_module(f"api.{name}")
         api.register_blueprint(module.blp, url_prefix=f"/api/v1{module.PREFIX}")
     api.register_blueprint(ops.blp, url_prefix="/")
+    document_rules(api.spec.components.schemas)
 
     @app.after_request
     def _no_content_has_no_type(response: Response) -> Response:

@@ -24,6 +24,8 @@ class RemovalSchema(StrictSchema):
 @blp.response(204)
 @blp.alt_response(403, description="forbidden: admins only")
 @blp.alt_response(404, description="not_found: no such member in the caller's admin scope")
+@blp.alt_response(409, description="cannot_remove_self: the caller themselves / last_admin: the only active "
+                                   "admin over a unit (with `org_unit_id`)")
 def remove_member(args, member_id):
     """Remove a member from the organisation: they become inactive, every session of theirs is revoked at
     once, every role of theirs is taken back and their unit's progress is recounted without them. Their

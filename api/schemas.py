@@ -1,7 +1,7 @@
 """Marshmallow schemas of the public contract (../shared/API.md). Unknown fields are rejected (422)."""
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from datetime import UTC
 
 import marshmallow as ma
@@ -9,12 +9,8 @@ from marshmallow import validate
 
 from handbook.extensions import MAX_ID
 from handbook.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from handbook.text import NO_BAD_CHARACTERS_PATTERN, has_bad_characters
 from handbook.timeutil import local_zone
-
-
-# Lone surrogates cannot be stored or hashed; NUL and other C0 controls (but tab/newline) have no
-# place in any field and PostgreSQL rejects NUL outright.
-_BAD_CHARACTERS = re.compile(r"[\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _has_bad_characters(value) -> bool:
@@ -22,7 +18,7 @@ def _has_bad_characters(value) -> bool:
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if _BAD_CHARACTERS.search(item):
+            if has_bad_characters(item):
                 return True
         elif isinstance(item, dict):
             stack.extend(item.keys())
@@ -32,6 +28,27 @@ def _has_bad_characters(value) -> bool:
     return False
 
 
+def input_string_pattern(self, field, ret, **kwargs) -> dict:
+    """apispec attribute function: every string field without a pattern of its own is documented with the
+    characters StrictSchema refuses (so that the OpenAPI document says what the server enforces)."""
+    if isinstance(field, ma.fields.String) and "pattern" not in ret and not field.dump_only:
+        return {"pattern": NO_BAD_CHARACTERS_PATTERN}
+    return {}
+
+
+def document_rules(schemas: dict) -> None:
+    """Rules across fields that marshmallow's fields cannot state, added to their OpenAPI components:
+    a device needs `fid` or `token`; only a study document (kind=study) belongs to a series."""
+    if "DeviceIn" in schemas:
+        schemas["DeviceIn"]["anyOf"] = [{"required": ["fid"]}, {"required": ["token"]}]
+    if "DocumentCreate" in schemas:
+        schemas["DocumentCreate"]["anyOf"] = [
+            {"properties": {"kind": {"type": "string", "enum": ["study"]}}, "required": ["kind"]},
+            {"not": {"required": ["series_id"]}},
+            {"properties": {"series_id": {"nullable": True, "enum": [None]}}},
+        ]
+
+
 class StrictSchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
@@ -39,7 +56,8 @@ class StrictSchema(ma.Schema):
 
     @ma.pre_load
     def reject_bad_characters(self, data, **kwargs):
-        if isinstance(data, dict):
+        # A JSON body is a dict; query strings and form parts come as webargs' MultiDictProxy (a Mapping).
+        if isinstance(data, Mapping):
             errors = {str(k): ["invalid_characters"] for k, v in data.items() if _has_bad_characters([k, v])}
             if errors:
                 raise ma.ValidationError(errors)
@@ -143,8 +161,8 @@ def id_field(**kwargs) -> ma.fields.Integer:
 
 LIMIT = ma.fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(1, MAX_LIMIT),
                           metadata={"description": f"Page size (default {DEFAULT_LIMIT}, max {MAX_LIMIT})"})
-CURSOR = ma.fields.String(validate=validate.Length(max=512),
-                          metadata={"description": "`next_cursor` of the previous page"})
+CURSOR = ma.fields.String(validate=[validate.Length(max=512), validate.Regexp(r"^[A-Za-z0-9_-]*$", error="invalid_cursor")],
+                          metadata={"description": "`next_cursor` of the previous page (empty: the first page)"})
 
 
 class PageArgs(StrictSchema):
@@ -272,7 +290,8 @@ class DocumentWriteSchema(StrictSchema):
     tags = ma.fields.List(ma.fields.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(max=30))
     owner_unit = id_field(strict=True, metadata={
         "description": "Issuing unit (default: your publishing unit that covers the audience)"})
-    series_id = id_field(strict=True, allow_none=True, metadata={"description": "Study series (kind=study)"})
+    series_id = id_field(strict=True, allow_none=True, metadata={
+        "description": "Study series; only a study document (kind=study) belongs to one (422 otherwise)"})
     lesson_no = ma.fields.Integer(strict=True, allow_none=True, validate=validate.Range(1, 10000))
 
 

@@ -99,7 +99,7 @@ def managed_document(member: Member, document_id: int, *, for_update: bool = Fal
     """The document if the member may manage it, else 404 (optionally locked for the transaction)."""
     stmt = select(Document).where(Document.id == document_id)
     if for_update:
-        stmt = stmt.with_for_update(of=Document)
+        stmt = stmt.with_for_update(of=Document, key_share=True)
     doc = db.session.scalar(stmt)
     if doc is None or not can_manage(member, doc):
         raise not_found()

@@ -59,16 +59,36 @@ def _change(doc: Document, member: Member, mutate: Callable[[Receipt], None],
     """
     if check is not None:
         check(doc)
-    unit_id, active = db.session.execute(
-        select(Member.org_unit_id, Member.active).where(Member.id == member.id)).one()
-    receipt = _receipt_for_update(doc.id, member.id)
-    before = progress.classify(receipt, doc.ack_version)
-    mutate(receipt)
-    after = progress.classify(receipt, doc.ack_version)
+    return _change_many(doc, [member.id], mutate)[member.id]
+
+
+def _change_many(doc: Document, member_ids: list[int], mutate: Callable[[Receipt], None]
+                 ) -> dict[int, tuple[str, str, Receipt]]:
+    """`_change` for several members of one document, keeping the one lock order of every writer.
+
+    Lock order (PostgreSQL), the same for all writers so that no two can wait for each other in a cycle:
+    the document row (FOR SHARE; FOR UPDATE by recounts and material changes), then the receipts in
+    member id order, then the progress counters in unit id order (`progress.apply_moves`). A batch takes
+    every receipt before it moves any counter: moving a counter between two receipt locks let a single
+    writer holding the next receipt wait for that counter while the batch waited for its receipt.
+    """
+    ids = sorted(set(member_ids))
+    unit_of = {row.id: (row.org_unit_id, row.active) for row in db.session.execute(
+        select(Member.id, Member.org_unit_id, Member.active).where(Member.id.in_(ids)))}
+    changes: dict[int, tuple[str, str, Receipt]] = {}
+    moves: list[tuple[int, str, str]] = []
+    for member_id in ids:
+        receipt = _receipt_for_update(doc.id, member_id)
+        before = progress.classify(receipt, doc.ack_version)
+        mutate(receipt)
+        after = progress.classify(receipt, doc.ack_version)
+        changes[member_id] = (before, after, receipt)
+        unit_id, active = unit_of[member_id]
+        if active:
+            moves.append((unit_id, before, after))
     db.session.flush()
-    if active:
-        progress.apply(doc, unit_id, before, after)
-    return before, after, receipt
+    progress.apply_moves(doc, moves)
+    return changes
 
 
 def my_receipt(doc: Document, receipt: Receipt) -> dict:
@@ -81,12 +101,17 @@ def my_receipt(doc: Document, receipt: Receipt) -> dict:
 # --- members ---------------------------------------------------------------------------------------
 
 def _open(receipt: Receipt, at: datetime) -> None:
-    if receipt.opened_at is None:
+    """The earliest open is kept: an offline phone may report an open earlier than one already stored."""
+    if receipt.opened_at is None or _utc(at) < _utc(receipt.opened_at):
         receipt.opened_at = at
 
 
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)   # SQLite hands back naive UTC
+
+
 def open_document(member: Member, document_id: int, *, client_at: datetime | None = None) -> None:
-    """POST /documents/{id}/open: the first open is kept; repeats change nothing."""
+    """POST /documents/{id}/open: the earliest open is kept; later ones change nothing."""
     doc = readable_document(member, document_id, lock=True)
     now = utcnow()
     _change(doc, member, lambda r: _open(r, _clamp(client_at, doc, now)))
@@ -205,16 +230,16 @@ def _for_each_member(actor: Member, doc: Document, member_ids: list[int], mutate
     (every member found, or with `count_changed_only` only those who became acknowledged)."""
     members = _members_in_scope(actor, doc, member_ids)
     doc = progress.lock_document(doc.id)   # the same object, refreshed: `mutate` sees it too
+    changes = _change_many(doc, [m for m in member_ids if m in members], mutate)
     status, recorded = {}, []
-    for member_id in sorted(set(member_ids)):  # receipts locked in one order: no deadlock between secretaries
-        member = members.get(member_id)
-        if member is None:
+    for member_id in sorted(set(member_ids)):
+        if member_id not in changes:
             status[member_id] = "not_found"
             continue
-        before, after, _ = _change(doc, member, mutate)
+        before, after, _ = changes[member_id]
         became = before != "acknowledged" and after == "acknowledged"
         status[member_id] = "already_acknowledged" if before == "acknowledged" else "ok"
-        if became or not count_changed_only:
+        if became or (not count_changed_only and before != "acknowledged"):
             recorded.append(member_id)
     return [{"member_id": m, "status": status[m]} for m in dict.fromkeys(member_ids)], recorded
 
@@ -277,6 +302,8 @@ def exempt(actor: Member, document_id: int, member_ids: list[int], reason: str) 
     now = utcnow()
 
     def mutate(r: Receipt) -> None:
+        if progress.classify(r, doc.ack_version) == "acknowledged":
+            return   # already acknowledged: nothing to excuse, nothing written (nor audited, nor exported)
         r.exempt_reason, r.exempted_at, r.exempted_by = reason, now, actor.id
 
     results, recorded = _for_each_member(actor, doc, member_ids, mutate, count_changed_only=False)

@@ -306,7 +306,7 @@ def publish_due(at: datetime | None = None) -> list[Document]:
     stmt = (select(Document).where(Document.status == Status.SCHEDULED.value, Document.published_at <= at)
             .order_by(Document.published_at, Document.id))
     if db.session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True, of=Document)
+        stmt = stmt.with_for_update(skip_locked=True, of=Document, key_share=True)
     docs = list(db.session.scalars(stmt))
     for doc in docs:
         _release(doc)

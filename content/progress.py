@@ -13,6 +13,12 @@ rows from the raw rows with one GROUP BY. Both run in the caller's transaction.
 Concurrency (PostgreSQL): a member-level writer holds FOR SHARE on the document row and FOR UPDATE on
 the receipt; `recount` takes FOR UPDATE on the documents it rebuilds, so it never interleaves with a
 single-member change on the same document, and two changes of one member are serialised by the receipt.
+Every writer takes its locks in one global order: documents (by id), then receipts (by member id), then
+counter rows (by unit id); a batch locks all its receipts before it moves any counter (`apply_moves`).
+Exclusive row locks are FOR NO KEY UPDATE (`key_share=True`), never FOR UPDATE: no key ever changes, and a
+FOR UPDATE also blocks the KEY SHARE lock that every foreign-key check takes on the referenced row, which
+let a reminder (unit locked, then a notification referencing the document) and a recount (document
+locked, then counters referencing the unit) deadlock.
 """
 from __future__ import annotations
 
@@ -88,18 +94,33 @@ def share_locked(stmt):
 
 def apply(doc: Document, unit_id: int, before: str, after: str) -> None:
     """Move one member of `unit_id` from state `before` to `after` in the document's counters."""
-    if before == after or doc.status not in ACTIVE_STATUSES:
+    apply_moves(doc, [(unit_id, before, after)])
+
+
+def apply_moves(doc: Document, moves: Iterable[tuple[int, str, str]]) -> None:
+    """Move members between states: each move is (unit id, before, after). One UPDATE per unit whose
+    counts change, in unit id order: counters are the last rows of the global lock order (document, then
+    receipts by member, then counters by unit), so writers never wait for each other in a cycle."""
+    if doc.status not in ACTIVE_STATUSES:
         return
-    values = {}
-    if before in COLUMNS:
-        values[COLUMNS[before]] = getattr(ProgressCounter, COLUMNS[before]) - 1
-    if after in COLUMNS:
-        values[COLUMNS[after]] = getattr(ProgressCounter, COLUMNS[after]) + 1
-    result = db.session.execute(update(ProgressCounter).where(
-        ProgressCounter.document_id == doc.id, ProgressCounter.org_unit_id == unit_id).values(**values))
-    if result.rowcount == 0:
-        # No row yet (a unit that got its first audience member after publication): count it from scratch.
-        recount_document(doc, unit_ids=[unit_id])
+    deltas: dict[int, dict[str, int]] = {}
+    for unit_id, before, after in moves:
+        if before == after:
+            continue
+        unit = deltas.setdefault(unit_id, {})
+        if before in COLUMNS:
+            unit[COLUMNS[before]] = unit.get(COLUMNS[before], 0) - 1
+        if after in COLUMNS:
+            unit[COLUMNS[after]] = unit.get(COLUMNS[after], 0) + 1
+    for unit_id in sorted(deltas):
+        values = {name: getattr(ProgressCounter, name) + delta for name, delta in deltas[unit_id].items() if delta}
+        if not values:
+            continue
+        result = db.session.execute(update(ProgressCounter).where(
+            ProgressCounter.document_id == doc.id, ProgressCounter.org_unit_id == unit_id).values(**values))
+        if result.rowcount == 0:
+            # No row yet (a unit that got its first audience member after publication): count it from scratch.
+            recount_document(doc, unit_ids=[unit_id])
 
 
 def audience_members(doc: Document, unit_filter=None):
@@ -162,7 +183,7 @@ def close_due(at: datetime) -> list[Document]:
                                    Document.deadline <= at, Document.closed_at.is_(None))
             .order_by(Document.deadline, Document.id))
     if db.session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True, of=Document)
+        stmt = stmt.with_for_update(skip_locked=True, of=Document, key_share=True)
     docs = list(db.session.scalars(stmt))
     for doc in docs:
         db.session.execute(delete(ProgressSnapshot).where(ProgressSnapshot.document_id == doc.id))
@@ -191,7 +212,7 @@ def _lock_active(document_ids: Iterable[int] | None = None) -> list[Document]:
     if document_ids is not None:
         stmt = stmt.where(Document.id.in_(list(document_ids)))
     if db.session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=Document)
+        stmt = stmt.with_for_update(of=Document, key_share=True)
     return list(db.session.scalars(stmt))
 
 

@@ -25,7 +25,7 @@ from handbook import audit
 from handbook.extensions import db, one_of
 from handbook.members import ROLE_VALUES, Member, MemberTransfer, RoleGrant, membership_changed
 from handbook.orgunits import ALLOWED_PARENTS, OrgUnit, UnitKind, holds_members, recompute_paths
-from handbook.text import nfc, normalise_phone
+from handbook.text import has_bad_characters, nfc, normalise_phone
 from handbook.timeutil import utcnow
 
 ORG_UNIT_COLUMNS = ("code", "name", "kind", "parent_code")
@@ -41,13 +41,24 @@ CARD_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.\-/]{0,31}$")
 MESSAGES = {
     "not_utf8": ("Tệp không phải UTF-8 (hãy lưu dạng \"CSV UTF-8\"), lỗi ở byte thứ {offset} của dòng.",
                  "The file is not UTF-8 (save it as \"CSV UTF-8\"); bad byte at position {offset} of the line."),
+    "utf16": ("Tệp không phải UTF-8 (có vẻ là UTF-16); hãy lưu dạng \"CSV UTF-8\".",
+              "The file is not UTF-8 (it looks like UTF-16); save it as \"CSV UTF-8\"."),
+    "merged_cell": ("Ô này nằm trong vùng ô gộp (merged); Excel chỉ giữ giá trị ở ô đầu. Hãy bỏ gộp ô và điền "
+                    "giá trị vào từng dòng.",
+                    "This cell is part of a merged range; Excel keeps the value in its first cell only. Unmerge "
+                    "the cells and fill in each row."),
+    "formula_without_value": ("Ô chứa công thức chưa được tính (không có giá trị); hãy mở tệp trong Excel, lưu "
+                              "lại, hoặc dán giá trị thay cho công thức.",
+                              "A formula cell with no computed value; open and save the file in Excel, or paste "
+                              "the value instead of the formula."),
     "unreadable": ("Không đọc được tệp: {detail}.", "Cannot read the file: {detail}."),
     "empty_file": ("Tệp rỗng, thiếu dòng tiêu đề.", "The file is empty; the header row is missing."),
     "missing_column": ("Thiếu cột bắt buộc \"{name}\".", "Required column \"{name}\" is missing."),
     "unknown_column": ("Cột không được hỗ trợ \"{name}\".", "Unsupported column \"{name}\"."),
     "malformed_row": ("Dòng có {count} cột, tiêu đề có {expected}.", "The row has {count} fields; the header has {expected}."),
     "missing_value": ("Thiếu giá trị.", "Value is missing."),
-    "bad_characters": ("Chứa ký tự NUL không hợp lệ.", "Contains a NUL character."),
+    "bad_characters": ("Chứa ký tự điều khiển không hợp lệ (như NUL).",
+                       "Contains a control character that is not allowed (such as NUL)."),
     "too_long": ("Dài quá {max} ký tự.", "Longer than {max} characters."),
     "bad_code": ("Mã không hợp lệ (chỉ dùng chữ, số và . _ - /).", "Invalid code (letters, digits and . _ - / only)."),
     "bad_kind": ("Loại \"{value}\" không hợp lệ (city, upper, grassroots, sub, branch).",
@@ -153,10 +164,13 @@ def _cell_text(value, column: str) -> str:
 
 def _decoded_lines(raw) -> Iterator[str]:
     """Decode one physical line at a time (b"\\n" never occurs inside a UTF-8 sequence), so that a bad
-    byte is reported on its own line."""
+    byte is reported on its own line. NUL bytes in the header are UTF-16 (valid UTF-8 byte by byte, but
+    every other byte NUL), named as such rather than as a missing column."""
     for number, data in enumerate(raw, start=1):
         if number == 1 and data.startswith(b"\xef\xbb\xbf"):
             data = data[3:]
+        if number == 1 and (b"\x00" in data or data.startswith((b"\xff\xfe", b"\xfe\xff"))):
+            raise FileProblem(1, "", "utf16")
         try:
             yield data.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -176,7 +190,58 @@ def _rows_csv(path: str) -> Iterator[tuple[int, list[str]]]:
             yield reader.line_num, row
 
 
-def _rows_xlsx(path: str) -> Iterator[tuple[int, list]]:
+# In a worksheet's XML: a merged range, and a cell whose only content is a formula (no cached <v>alue).
+_MERGE_RE = re.compile(rb"<(?:\w+:)?mergeCell\b[^>]*?\bref=\"([A-Z]+)(\d+)(?::([A-Z]+)(\d+))?\"")
+_FORMULA_ONLY_RE = re.compile(
+    rb"<(?:\w+:)?c\b[^>]*?\br=\"([A-Z]+)(\d+)\"[^>]*>\s*(?:<(?:\w+:)?f\b[^>]*/>|<(?:\w+:)?f\b[^>]*>[^<]*</(?:\w+:)?f>)"
+    rb"\s*(?:<(?:\w+:)?v\s*/>|<(?:\w+:)?v>\s*</(?:\w+:)?v>)?\s*</(?:\w+:)?c>")
+_SCAN_CHUNK = 4 * 1024 * 1024
+
+
+def _column_index(letters: bytes) -> int:
+    index = 0
+    for letter in letters:
+        index = index * 26 + letter - 64
+    return index - 1
+
+
+@dataclass
+class _SheetTraps:
+    """Cells whose value openpyxl cannot give faithfully: (row, column index) → problem code."""
+    cells: dict[tuple[int, int], str] = field(default_factory=dict)
+
+    def add_merge(self, c1: bytes, r1: bytes, c2: bytes | None, r2: bytes | None) -> None:
+        first_col, first_row = _column_index(c1), int(r1)
+        last_col, last_row = (_column_index(c2), int(r2)) if c2 else (first_col, first_row)
+        for row in range(first_row, last_row + 1):
+            for col in range(first_col, last_col + 1):
+                if (row, col) != (first_row, first_col):   # the first cell holds the value
+                    self.cells.setdefault((row, col), "merged_cell")
+
+
+def _sheet_traps(sheet) -> _SheetTraps:
+    """Scan the worksheet's XML once, in chunks (read-only openpyxl exposes neither merged ranges nor
+    whether an empty cell is an uncomputed formula): merged ranges, whose rows after the first lost their
+    value, and formula cells saved without a cached value (data_only reads them as empty)."""
+    traps = _SheetTraps()
+    with sheet.parent._archive.open(sheet._worksheet_path) as stream:
+        tail = b""
+        while True:
+            chunk = stream.read(_SCAN_CHUNK)
+            data = tail + chunk
+            # Scan up to the last whole cell; the rest waits for the next chunk (all of it at the end).
+            last_cell = data.rfind(b"</c>")
+            cut = len(data) if not chunk else (last_cell + 4 if last_cell >= 0 else 0)
+            body, tail = data[:cut], data[cut:]
+            for match in _FORMULA_ONLY_RE.finditer(body):
+                traps.cells[(int(match.group(2)), _column_index(match.group(1)))] = "formula_without_value"
+            for match in _MERGE_RE.finditer(body):
+                traps.add_merge(*match.groups())
+            if not chunk:
+                return traps
+
+
+def _rows_xlsx(path: str, traps: _SheetTraps | None = None) -> Iterator[tuple[int, list]]:
     from openpyxl import load_workbook
 
     try:
@@ -185,6 +250,8 @@ def _rows_xlsx(path: str) -> Iterator[tuple[int, list]]:
         raise FileProblem(1, "", "unreadable", detail=type(e).__name__) from None
     try:
         sheet = workbook.worksheets[0]
+        if traps is not None:
+            traps.cells.update(_sheet_traps(sheet).cells)
         for index, values in enumerate(sheet.iter_rows(values_only=True), start=1):
             yield index, list(values)
     finally:
@@ -197,7 +264,8 @@ def read_table(path: str, columns: tuple[str, ...], required: tuple[str, ...],
 
     Counts every data row in `report.rows`. File and header problems raise FileProblem; a malformed
     row is reported and skipped."""
-    rows = _rows_xlsx(path) if _is_xlsx(path) else _rows_csv(path)
+    traps = _SheetTraps()
+    rows = _rows_xlsx(path, traps) if _is_xlsx(path) else _rows_csv(path)
     header = None
     for line, values in rows:
         if header is None:
@@ -214,12 +282,17 @@ def read_table(path: str, columns: tuple[str, ...], required: tuple[str, ...],
         if all(v is None or str(v).strip() == "" for v in values):
             continue  # blank lines (and Excel's trailing empty rows) are skipped
         report.rows += 1
+        trapped = [(name, traps.cells[(line, i)]) for i, name in enumerate(header) if (line, i) in traps.cells]
+        if trapped:
+            for name, code in trapped:
+                report.add(line, name, code)
+            continue
         if len(values) > len(header) and any(str(v or "").strip() for v in values[len(header):]):
             report.add(line, "", "malformed_row", count=len(values), expected=len(header))
             continue
         row = {name: nfc(_cell_text(values[i] if i < len(values) else None, name)) or "" for i, name in
                enumerate(header)}
-        bad = [name for name, value in row.items() if "\x00" in value]
+        bad = [name for name, value in row.items() if has_bad_characters(value)]
         if bad:
             for name in bad:
                 report.add(line, name, "bad_characters")

@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime
 
 from handbook.errors import ProblemError
+from handbook.text import has_bad_characters
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -32,6 +33,8 @@ def decode_cursor(cursor: str, *types) -> tuple:
         out = []
         for value, kind in zip(values, types, strict=True):
             if kind is datetime:
+                if not isinstance(value, str) or has_bad_characters(value):
+                    raise ValueError
                 moment = datetime.fromisoformat(value)
                 if moment.tzinfo is None:
                     raise ValueError
@@ -41,7 +44,7 @@ def decode_cursor(cursor: str, *types) -> tuple:
                     raise ValueError
                 out.append(value)
             elif kind is str:
-                if not isinstance(value, str) or len(value) > 1024:
+                if not isinstance(value, str) or len(value) > 1024 or has_bad_characters(value):
                     raise ValueError
                 out.append(value)
             else:

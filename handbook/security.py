@@ -7,6 +7,7 @@ in cookies, so no credentials mode is needed.
 """
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 
@@ -38,6 +39,7 @@ def init_app(app: Flask) -> None:
              expose_headers=["ETag", "Retry-After", "X-Request-ID", "Location", "Content-Disposition"],
              max_age=app.config["CORS_MAX_AGE"])
     app.before_request(_measure_chunked_body)
+    app.before_request(_refuse_malformed_json)
     app.after_request(_secure_headers)
 
 
@@ -67,6 +69,21 @@ def _measure_chunked_body() -> None:
     environ.update({"wsgi.input": spool, "CONTENT_LENGTH": str(size), "wsgi.input_terminated": False})
     for cached in ("stream", "content_length"):  # Werkzeug builds them again, from the measured body
         request.__dict__.pop(cached, None)
+
+
+def _refuse_malformed_json() -> None:
+    """A JSON body that does not parse is 400 malformed_json on every endpoint, also on those that read no
+    body (POST /documents/{id}/open answered 204 to `{bad json`): the client has a bug it must learn of."""
+    if request.method in ("GET", "HEAD", "OPTIONS") or not request.is_json:
+        return
+    raw = request.get_data(cache=True)
+    if not raw:
+        return
+    check_json_body(raw)
+    try:
+        json.loads(raw)
+    except (ValueError, RecursionError):   # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ProblemError("malformed_json", 400) from None
 
 
 def _secure_headers(response: Response) -> Response:

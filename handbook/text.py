@@ -6,6 +6,17 @@ import unicodedata
 
 _FOLD_EXTRA = str.maketrans({"đ": "d", "Đ": "d"})
 
+# Lone surrogates cannot be stored or hashed; NUL and other C0 controls (but tab/newline/CR) have no place
+# in any text and PostgreSQL rejects NUL outright. Every string from outside (bodies, queries, cursors)
+# is checked against this before it can reach the database.
+BAD_CHARACTERS = re.compile(r"[\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# The same set as an OpenAPI (ECMA-262) pattern for input strings: none of those characters.
+NO_BAD_CHARACTERS_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"
+
+
+def has_bad_characters(value: str) -> bool:
+    return BAD_CHARACTERS.search(value) is not None
+
 
 def nfc(value: str | None) -> str | None:
     """Normalise to NFC and trim; None stays None."""

@@ -171,7 +171,9 @@ def remind(actor: Member, document_id: int, org_unit_id: int) -> dict:
         raise ProblemError("ack_not_required", 409)
     unit_stmt = select(OrgUnit).where(OrgUnit.id == org_unit_id)
     if db.session.get_bind().dialect.name == "postgresql":
-        unit_stmt = unit_stmt.with_for_update()  # serialises reminders for one unit: the 24-hour rule holds
+        # Serialises reminders for one unit (the 24-hour rule holds). NO KEY UPDATE, not UPDATE: a recount
+        # inserting counters for this unit takes KEY SHARE on it (foreign key) while holding its document.
+        unit_stmt = unit_stmt.with_for_update(key_share=True)
     unit = db.session.scalar(unit_stmt)
     if unit is None:
         raise not_found()
@@ -188,8 +190,10 @@ def remind(actor: Member, document_id: int, org_unit_id: int) -> dict:
     if earlier is not None:
         db.session.rollback()
         retry_after = max(1, int((as_utc(earlier) + MANUAL_INTERVAL - now).total_seconds()) + 1)
+        retry_at = (now + timedelta(seconds=retry_after)).astimezone(local_zone()).replace(microsecond=0)
         raise ProblemError("reminder_too_soon", 429, headers={"Retry-After": str(retry_after)},
-                           retry_after=retry_after)
+                           retry_at=f"{retry_at:%H:%M} {retry_at:%d/%m/%Y}",
+                           extra={"retry_after": retry_after, "retry_at": retry_at.isoformat()})
     recipients = db.session.scalar(
         select(func.count()).select_from(Member).join(OrgUnit, OrgUnit.id == Member.org_unit_id)
         .where(unit_pending_condition(doc, unit)))
