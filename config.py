@@ -92,6 +92,14 @@ class Config:
     HANDBOOK_TIMEZONE = _env("HANDBOOK_TIMEZONE", "Asia/Ho_Chi_Minh")
     QUIET_HOURS = os.environ.get("QUIET_HOURS", "21:00-07:00")
     REMINDER_DAYS = [int(d) for d in _env_list("REMINDER_DAYS", "7,12,14")]
+    # Branch meetings: the reminder before a meeting; wrong check-in codes allowed per member and per meeting.
+    MEETING_REMINDER_HOURS = int(_env("MEETING_REMINDER_HOURS", "24"))
+    CHECK_IN_LIMIT_PER_MEMBER = _env("CHECK_IN_LIMIT_PER_MEMBER", "5 per 10 minutes")
+    CHECK_IN_LIMIT_PER_MEETING = _env("CHECK_IN_LIMIT_PER_MEETING", "30 per 10 minutes")
+    # Questions on documents: at most this many per member per day.
+    QUESTIONS_PER_DAY = int(_env("QUESTIONS_PER_DAY", "10"))
+    # Adoption figures are rolled up by `run_due` at most this often (and by `handbook adoption refresh`).
+    ADOPTION_REFRESH_MINUTES = int(_env("ADOPTION_REFRESH_MINUTES", "60"))
     ESCALATION_DAYS = [int(d) for d in _env_list("ESCALATION_DAYS", "12,15")]
 
     # Push (used by push/)

@@ -8,7 +8,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 from api.common import Blueprint, auth_required
-from content import attachments
+from content import attachments, meetings
 from content.storage import get_storage
 from handbook.errors import PROBLEM_MIMETYPE, ProblemError, ProblemSchema
 from handbook.timeutil import as_utc
@@ -153,7 +153,11 @@ def download(document_id, attachment_id):
     For members in the document's audience once it is out, and for publishers who manage the document
     (drafts too). Supports `If-None-Match` (304) and single `Range` requests (206/416). The ETag is the
     content's SHA-256; the file may be kept in the device's private cache."""
-    attachment = attachments.attachment_for(current_user, document_id, attachment_id)
+    return _send(attachments.attachment_for(current_user, document_id, attachment_id))
+
+
+def _send(attachment):
+    """A stored file (a document's attachment or a meeting's minutes): conditional, ranges, cached privately."""
     _ignore_foreign_range()
     storage = get_storage()
     path = storage.local_path(attachment.storage_key)
@@ -175,3 +179,41 @@ def download(document_id, attachment_id):
     response.cache_control.max_age = current_app.config["ATTACHMENT_CACHE_MAX_AGE"]
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+# --- a meeting's minutes (biên bản) ----------------------------------------------------------------------
+
+@blp.route("/meetings/<int:meeting_id>/attachments", methods=["POST"])
+@auth_required()
+@blp.arguments(AttachmentUploadSchema, location="files")
+@blp.response(201, AttachmentInfoSchema, description="Attached",
+              headers={"Location": {"description": "The download URL", "schema": {"type": "string"}}})
+@_problem(401, "unauthorized, invalid_token, token_expired or token_revoked")
+@_problem(403, "forbidden: the caller sees the meeting but does not run it")
+@_problem(404, "not_found: no such meeting, or the caller is neither invited nor following its unit")
+@_problem(409, "meeting_not_open (before the meeting) / meeting_cancelled")
+@_problem(413, "payload_too_large: the file exceeds ATTACHMENT_MAX_BYTES (or the request MAX_CONTENT_LENGTH)")
+@_problem(415, "unsupported_file_type: not a PDF, DOCX or PNG/JPEG/WEBP/GIF image, or the file name's "
+               "extension does not match the content")
+@_problem(422, "validation_error: no `file` part (or one that is not a file), another part, an empty file or "
+               "an empty file name")
+def upload_minutes(args, meeting_id):
+    """Attach the minutes (biên bản) of a meeting the caller runs (multipart field `file`), once it has
+    opened; checked and stored like a document's attachments."""
+    minutes = meetings.add_minutes(current_user, meeting_id, args["file"])
+    return minutes, 201, {"Location": url_for("attachments.download_minutes", meeting_id=meeting_id,
+                                              minutes_id=minutes.id)}
+
+
+@blp.route("/meetings/<int:meeting_id>/attachments/<int:minutes_id>", methods=["GET"])
+@auth_required()
+@blp.doc(parameters=_CONDITIONAL_HEADERS)
+@_file_responses
+@blp.alt_response(304, description="Not modified (`If-None-Match` matches the ETag)", success=True)
+@_problem(401, "unauthorized, invalid_token, token_expired or token_revoked")
+@_problem(404, "not_found: no such file of this meeting, or the caller does not see the meeting")
+@_problem(416, "range_not_satisfiable: the byte range is outside the file, malformed, or several ranges; "
+               "`Content-Range: bytes */size`")
+def download_minutes(meeting_id, minutes_id):
+    """Download a file of a meeting's minutes (whoever sees the meeting)."""
+    return _send(meetings.minutes_for(current_user, meeting_id, minutes_id))

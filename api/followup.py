@@ -5,8 +5,9 @@ from flask import Response, stream_with_context
 from flask_jwt_extended import current_user
 
 from api.common import Blueprint, auth_required
-from api.schemas import (BriefingSchema, ComplianceSchema, ExemptionSchema, PageArgs, MemberListArgs, MemberResultsSchema,
-                         MemberStateListSchema, OverviewSchema, ProgressArgs, ProgressSchema)
+from api.schemas import (BriefingSchema, ComplianceSchema, ExemptionSchema, ExtensionSchema, MemberListArgs,
+                         MemberResultsSchema, MemberStateListSchema, OverviewSchema, PageArgs, ProgressArgs,
+                         ProgressSchema)
 from content import acknowledgements, followup
 
 PREFIX = ""
@@ -93,6 +94,30 @@ def exempt(args, document_id):
 def undo_exemption(document_id, member_id):
     """Undo an exemption."""
     acknowledgements.undo_exemption(current_user, document_id, member_id)
+
+
+@blp.route("/documents/<int:document_id>/extensions", methods=["POST"])
+@auth_required()
+@blp.arguments(ExtensionSchema)
+@blp.response(200, MemberResultsSchema)
+@blp.alt_response(403, description="forbidden: not a secretary (or admin)")
+@blp.alt_response(404, description="not_found: the document does not reach the caller's scope")
+@blp.alt_response(409, description="ack_not_required / document_withdrawn")
+def extend(args, document_id):
+    """Give chosen members a later date for this document (illness, leave), with a reason: they are
+    neither overdue nor reminded before it ends. Per-member results; audited."""
+    return {"results": acknowledgements.extend(current_user, document_id, args["member_ids"], args["until"],
+                                               args["reason"])}
+
+
+@blp.route("/documents/<int:document_id>/extensions/<int:member_id>", methods=["DELETE"])
+@auth_required()
+@blp.response(204)
+@blp.alt_response(403, description="forbidden: not a secretary (or admin)")
+@blp.alt_response(404, description="not_found: no extension for that member in the caller's scope")
+def undo_extension(document_id, member_id):
+    """Take a deadline extension back."""
+    acknowledgements.undo_extension(current_user, document_id, member_id)
 
 
 @blp.route("/org-units/<int:org_unit_id>/overview", methods=["GET"])

@@ -528,9 +528,12 @@ class MemberStateSchema(StrictSchema):
     opened_at = UtcDateTime(allow_none=True)
     acknowledged_at = UtcDateTime(allow_none=True)
     acknowledged_version = ma.fields.Integer(allow_none=True)
-    method = ma.fields.String(allow_none=True, metadata={"enum": ["app", "briefing"]})
+    method = ma.fields.String(allow_none=True, metadata={"enum": ["app", "briefing", "meeting"]})
     exempt_reason = ma.fields.String(allow_none=True)
     held_on = ma.fields.Date(allow_none=True)
+    extended_until = ma.fields.Date(allow_none=True, metadata={"description": "A deadline extension: not overdue, "
+                                                                             "nor reminded, until this day ends"})
+    extension_reason = ma.fields.String(allow_none=True)
 
 
 class MemberStateListSchema(StrictSchema):
@@ -539,6 +542,12 @@ class MemberStateListSchema(StrictSchema):
 
 
 MEMBER_IDS = ma.fields.List(id_field(strict=True), required=True, validate=validate.Length(min=1, max=500))
+
+
+class ExtensionSchema(StrictSchema):
+    member_ids = MEMBER_IDS
+    until = ma.fields.Date(required=True, metadata={"description": "A day after the deadline (at most 90 days)"})
+    reason = ma.fields.String(required=True, validate=validate.Length(min=1, max=2000))
 
 
 class BriefingSchema(StrictSchema):
@@ -637,7 +646,8 @@ class DeviceListSchema(StrictSchema):
 
 # --- notifications -------------------------------------------------------------------------------
 
-NOTIFICATION_KINDS = ["published", "reack", "reminder", "manual", "escalation"]
+NOTIFICATION_KINDS = ["published", "reack", "reminder", "manual", "escalation", "answer", "meeting",
+                      "meeting_reminder", "meeting_changed", "meeting_cancelled"]
 
 
 class InboxArgs(PageArgs):
@@ -651,6 +661,14 @@ class InboxDocumentSchema(StrictSchema):
     title = ma.fields.String()
     deadline = LocalDateTime(allow_none=True)
     status = ma.fields.String()
+
+
+class InboxMeetingSchema(StrictSchema):
+    id = ma.fields.Integer()
+    title = ma.fields.String()
+    starts_at = LocalDateTime()
+    place = ma.fields.String()
+    status = ma.fields.String(metadata={"enum": ["scheduled", "closed", "cancelled"]})
 
 
 class EscalationUnitSchema(StrictSchema):
@@ -667,7 +685,10 @@ class InboxItemSchema(StrictSchema):
     kind = ma.fields.String(metadata={"enum": NOTIFICATION_KINDS})
     title = ma.fields.String()
     body = ma.fields.String()
-    document = ma.fields.Nested(InboxDocumentSchema)
+    document = ma.fields.Nested(InboxDocumentSchema, allow_none=True,
+                                metadata={"description": "The document it is about (null for meeting notices)"})
+    meeting = ma.fields.Nested(InboxMeetingSchema, allow_none=True,
+                               metadata={"description": "Meeting notices: the meeting"})
     units = ma.fields.List(ma.fields.Nested(EscalationUnitSchema), allow_none=True,
                            metadata={"description": "Escalations: the secretary's units with pending members"})
     created_at = UtcDateTime()
@@ -698,6 +719,7 @@ class NotificationStatsSchema(StrictSchema):
     kind = ma.fields.String(metadata={"enum": NOTIFICATION_KINDS})
     state = ma.fields.String(metadata={"enum": ["pending", "sending", "done", "cancelled"]})
     document_id = ma.fields.Integer(allow_none=True)
+    meeting_id = ma.fields.Integer(allow_none=True)
     org_unit_id = ma.fields.Integer(allow_none=True)
     urgent = ma.fields.Boolean()
     recipients = ma.fields.Integer(metadata={"description": "Members it is for (inbox items)"})

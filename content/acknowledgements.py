@@ -22,9 +22,10 @@ from handbook import audit
 from handbook.errors import ProblemError
 from handbook.extensions import db, upsert
 from handbook.members import Member, Role
+from handbook.orgunits import OrgUnit
 from handbook.permissions import has_role_over, scope_roots
 from handbook.text import nfc
-from handbook.timeutil import local_zone, utcnow
+from handbook.timeutil import as_utc, local_zone, utcnow
 
 BRIEFING_ROLES = frozenset({Role.SECRETARY.value, Role.ADMIN.value})
 MAX_SYNC_ITEMS = 500
@@ -216,8 +217,6 @@ def followed_for_briefing(actor: Member, document_id: int) -> Document:
 
 def _members_in_scope(actor: Member, doc: Document, member_ids: list[int]) -> dict[int, Member]:
     """The listed members that are in the document's audience and inside the actor's briefing scope."""
-    from handbook.orgunits import OrgUnit
-
     rows = db.session.scalars(
         select(Member).join(OrgUnit, OrgUnit.id == Member.org_unit_id)
         .where(Member.id.in_(member_ids), progress.audience_members(doc)))
@@ -273,14 +272,48 @@ def record_briefing(actor: Member, document_id: int, member_ids: list[int], held
     return results
 
 
+def brief_at_meeting(actor: Member, document_id: int, member_ids: list[int], held_on: date,
+                     meeting_id: int) -> list[int]:
+    """Members present at a closed meeting whose agenda briefed the document, recorded as briefed (method
+    `meeting`) in the caller's transaction (the meeting's close): only members of the document's audience
+    who had not acknowledged its current version; returns their ids. A document that no longer needs
+    acknowledging (withdrawn, not out, no acknowledgement required) briefs nobody. Undone like a briefing."""
+    doc = db.session.get(Document, document_id)
+    if doc is None or not doc.requires_ack or doc.status not in progress.ACTIVE_STATUSES or not went_out(doc):
+        return []
+    ids = set(db.session.scalars(select(Member.id).join(OrgUnit, OrgUnit.id == Member.org_unit_id)
+                                 .where(Member.id.in_(member_ids), progress.audience_members(doc))))
+    doc = progress.lock_document(doc.id)
+    now = utcnow()
+    at = _clamp(datetime.combine(held_on, time(12, 0), tzinfo=local_zone()), doc, now)
+
+    def mutate(r: Receipt) -> None:
+        if r.acknowledged_version is not None and r.acknowledged_version >= doc.ack_version:
+            return
+        r.acknowledged_at, r.acknowledged_version, r.method, r.recorded_by = at, doc.version, "meeting", actor.id
+        r.recorded_at, r.held_on, r.note, r.client_acknowledged_at = now, held_on, None, None
+        r.platform = r.device = None
+
+    changes = _change_many(doc, sorted(ids), mutate)
+    recorded = [m for m, (before, after, _) in changes.items() if before != "acknowledged" and after == "acknowledged"]
+    if recorded:
+        audit.record("acknowledgement.briefing", actor_id=actor.id, target_type="document", target_id=doc.id,
+                     members=recorded, held_on=held_on.isoformat(), method="meeting", meeting=meeting_id)
+    return recorded
+
+
+UNDOABLE_METHODS = ("briefing", "meeting")
+
+
 def undo_briefing(actor: Member, document_id: int, member_id: int) -> None:
-    """DELETE /documents/{id}/acknowledgements/{member_id}: only a briefing can be undone."""
+    """DELETE /documents/{id}/acknowledgements/{member_id}: only a briefing (by hand or at a meeting) can
+    be undone."""
     doc = followed_for_briefing(actor, document_id)
     member = _members_in_scope(actor, doc, [member_id]).get(member_id)
     if member is None:
         raise ProblemError("not_found", 404)
     receipt = db.session.get(Receipt, (doc.id, member.id))
-    if receipt is None or receipt.method != "briefing":
+    if receipt is None or receipt.method not in UNDOABLE_METHODS:
         raise ProblemError("not_found", 404)
 
     def mutate(r: Receipt) -> None:
@@ -315,16 +348,65 @@ def exempt(actor: Member, document_id: int, member_ids: list[int], reason: str) 
 
 def undo_exemption(actor: Member, document_id: int, member_id: int) -> None:
     """DELETE /documents/{id}/exemptions/{member_id}."""
+    _undo(actor, document_id, member_id, "exempted_at", ("exempt_reason", "exempted_at", "exempted_by"),
+          "acknowledgement.exemption_undo")
+
+
+def _undo(actor: Member, document_id: int, member_id: int, marker: str, columns: tuple[str, ...],
+          action: str) -> None:
+    """Take back what a secretary recorded on one member's receipt (`marker` set): clear `columns`."""
     doc = followed_for_briefing(actor, document_id)
     member = _members_in_scope(actor, doc, [member_id]).get(member_id)
     receipt = db.session.get(Receipt, (doc.id, member_id)) if member else None
-    if receipt is None or receipt.exempted_at is None:
+    if receipt is None or getattr(receipt, marker) is None:
         raise ProblemError("not_found", 404)
 
     def mutate(r: Receipt) -> None:
-        r.exempt_reason = r.exempted_at = r.exempted_by = None
+        for column in columns:
+            setattr(r, column, None)
 
     _change(progress.lock_document(doc.id), member, mutate)
-    audit.record("acknowledgement.exemption_undo", actor_id=actor.id, target_type="document", target_id=doc.id,
-                 member=member_id)
+    audit.record(action, actor_id=actor.id, target_type="document", target_id=doc.id, member=member_id)
     db.session.commit()
+
+
+# --- deadline extensions ---------------------------------------------------------------------------
+
+MAX_EXTENSION = 90   # days past the deadline
+
+
+def extend(actor: Member, document_id: int, member_ids: list[int], until: date, reason: str) -> list[dict]:
+    """POST /documents/{id}/extensions: chosen members get a later date for one document (illness,
+    leave): not overdue, nor reminded, until that local day ends. Members who already acknowledged are
+    `already_acknowledged` and nothing is written for them; no count moves (an extension changes no state)."""
+    doc = followed_for_briefing(actor, document_id)
+    if not doc.requires_ack or doc.deadline is None:
+        raise ProblemError("ack_not_required", 409)
+    reason = nfc(reason)
+    deadline_day = as_utc(doc.deadline).astimezone(local_zone()).date()
+    errors = {}
+    if not reason:
+        errors["reason"] = ["required"]
+    if until <= deadline_day:
+        errors["until"] = ["not_after_deadline"]
+    elif (until - deadline_day).days > MAX_EXTENSION:
+        errors["until"] = ["too_far"]
+    if errors:
+        raise ProblemError("validation_error", 422, errors=errors)
+
+    def mutate(r: Receipt) -> None:
+        if progress.classify(r, doc.ack_version) == "acknowledged":
+            return
+        r.extended_until, r.extension_reason, r.extended_by = until, reason, actor.id
+
+    results, recorded = _for_each_member(actor, doc, member_ids, mutate, count_changed_only=False)
+    audit.record("acknowledgement.extension", actor_id=actor.id, target_type="document", target_id=doc.id,
+                 members=recorded, until=until.isoformat(), reason=reason)
+    db.session.commit()
+    return results
+
+
+def undo_extension(actor: Member, document_id: int, member_id: int) -> None:
+    """DELETE /documents/{id}/extensions/{member_id}."""
+    _undo(actor, document_id, member_id, "extended_until", ("extended_until", "extension_reason", "extended_by"),
+          "acknowledgement.extension_undo")

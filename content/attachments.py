@@ -18,6 +18,7 @@ import tempfile
 import unicodedata
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -25,7 +26,7 @@ from flask import current_app
 from sqlalchemy import func, select, text
 
 from content.access import managed_document, readable_document
-from content.models import Attachment, Document, Status
+from content.models import Attachment, Document, MeetingMinutes, Status
 from content.storage import CHUNK_SIZE, get_storage
 from handbook import audit
 from handbook.errors import ProblemError
@@ -167,10 +168,18 @@ def _touch_for_readers(doc: Document) -> None:
         doc.sync_at = now
 
 
-def add_attachment(actor: Member, doc: Document, file_storage) -> Attachment:
-    """Attach an uploaded file (a werkzeug FileStorage) to `doc`, which `actor` manages. Commits."""
-    if doc.status == Status.WITHDRAWN.value:
-        raise ProblemError("document_withdrawn", 409)
+@dataclass(frozen=True)
+class StoredFile:
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+def store_upload(file_storage, make_row: Callable[[StoredFile], object]):
+    """Check an upload (size, name, type from its bytes) and store its blob; the row `make_row` builds
+    from it is added and flushed before the blob is written, under the blob's lock, in the caller's
+    transaction (which commits). Returns the row."""
     filename = clean_filename(getattr(file_storage, "filename", None))
     limit = current_app.config["ATTACHMENT_MAX_BYTES"]
     with tempfile.TemporaryFile() as spool:  # anonymous: nothing is left behind, whatever happens
@@ -184,16 +193,25 @@ def add_attachment(actor: Member, doc: Document, file_storage) -> Attachment:
             raise ProblemError("unsupported_file_type", 415)
 
         _lock_blob(sha256)
-        attachment = Attachment(document_id=doc.id, filename=filename, content_type=FILE_TYPES[kind].content_type,
-                                size=size, sha256=sha256, storage_key=sha256, created_by=actor.id)
-        db.session.add(attachment)
+        row = make_row(StoredFile(filename, FILE_TYPES[kind].content_type, size, sha256))
+        db.session.add(row)
         db.session.flush()  # (SQLite: takes the write lock before the blob is touched)
         key = get_storage().put(spool)
         if key != sha256:  # the store hashes for itself; a mismatch means the spool changed under us
             raise RuntimeError("attachment storage key does not match the upload's sha256")
+    return row
+
+
+def add_attachment(actor: Member, doc: Document, file_storage) -> Attachment:
+    """Attach an uploaded file (a werkzeug FileStorage) to `doc`, which `actor` manages. Commits."""
+    if doc.status == Status.WITHDRAWN.value:
+        raise ProblemError("document_withdrawn", 409)
+    attachment = store_upload(file_storage, lambda f: Attachment(
+        document_id=doc.id, filename=f.filename, content_type=f.content_type, size=f.size, sha256=f.sha256,
+        storage_key=f.sha256, created_by=actor.id))
     audit.record("document.attachment_add", actor_id=actor.id, target_type="document", target_id=doc.id,
-                 attachment_id=attachment.id, filename=filename, content_type=attachment.content_type,
-                 size=size, sha256=sha256)
+                 attachment_id=attachment.id, filename=attachment.filename, content_type=attachment.content_type,
+                 size=attachment.size, sha256=attachment.sha256)
     _touch_for_readers(doc)
     db.session.commit()
     return attachment
@@ -234,7 +252,8 @@ def remove_attachment(actor: Member, doc: Document, attachment_id: int) -> None:
     db.session.delete(attachment)
     _touch_for_readers(doc)
     db.session.flush()  # (SQLite: takes the write lock before the blob is touched)
-    shared = db.session.scalar(select(func.count()).select_from(Attachment).where(Attachment.storage_key == key))
+    shared = db.session.scalar(select(func.count()).select_from(Attachment).where(Attachment.storage_key == key)) \
+        + db.session.scalar(select(func.count()).select_from(MeetingMinutes).where(MeetingMinutes.storage_key == key))
     if shared:
         db.session.commit()
         return

@@ -25,12 +25,12 @@ from sqlalchemy.orm import defer, lazyload
 from content import search
 from content.access import Reader, in_audience, readable, readable_document, was_out
 from content.models import Document, Receipt, Series, Status
-from content.progress import acknowledged_condition, classify
+from content.progress import acknowledged_condition, classify, extended_condition
 from handbook.errors import ProblemError
 from handbook.extensions import db
 from handbook.members import Member, MemberTransfer
 from handbook.pagination import decode_cursor, encode_cursor, page
-from handbook.timeutil import as_utc, utcnow
+from handbook.timeutil import as_utc, local_zone, utcnow
 
 STATES = ("new", "opened", "acknowledged", "pending", "overdue")
 
@@ -62,7 +62,7 @@ def _state_condition(state: str, now: datetime):
     acknowledged = and_(needs_ack, _acknowledged())
     exempt = and_(needs_ack, ~_acknowledged(), Receipt.exempted_at.is_not(None))
     pending = and_(needs_ack, ~_acknowledged(), Receipt.exempted_at.is_(None))
-    overdue = and_(pending, Document.deadline < now)
+    overdue = and_(pending, Document.deadline < now, ~extended_condition(now.astimezone(local_zone()).date()))
     settled = or_(acknowledged, exempt, overdue)
     conditions = {
         "acknowledged": acknowledged,
@@ -79,7 +79,8 @@ def my_state(doc: Document, receipt: Receipt | None, now: datetime) -> dict:
     settled = classify(receipt, doc.ack_version)
     if doc.requires_ack and settled in ("acknowledged", "exempt"):
         state = settled
-    elif doc.requires_ack and doc.deadline is not None and as_utc(doc.deadline) < now:
+    elif doc.requires_ack and doc.deadline is not None and as_utc(doc.deadline) < now \
+            and not _extended(receipt, now):
         state = "overdue"
     elif receipt is not None and receipt.opened_at is not None:
         state = "opened"
@@ -91,6 +92,12 @@ def my_state(doc: Document, receipt: Receipt | None, now: datetime) -> dict:
         "acknowledged_at": receipt.acknowledged_at if receipt else None,
         "acknowledged_version": receipt.acknowledged_version if receipt else None,
     }
+
+
+def _extended(receipt: Receipt | None, now: datetime) -> bool:
+    """The member's deadline extension for the document runs today (they are not overdue)."""
+    until = receipt.extended_until if receipt is not None else None
+    return until is not None and until >= now.astimezone(local_zone()).date()
 
 
 def item(doc: Document, receipt: Receipt | None, now: datetime) -> dict:

@@ -18,7 +18,8 @@ from sqlalchemy import and_, case, literal, or_, select
 
 from content.access import can_manage, is_out, reaches, went_out
 from content.models import Document, DocumentAudience, Receipt, Status
-from content.progress import audience_members, state_expression, unit_compliance, unit_progress
+from content.progress import (audience_members, extended_condition, state_expression, unit_compliance,
+                              unit_progress)
 from handbook import audit
 from handbook.extensions import db
 from handbook.members import Member
@@ -70,13 +71,14 @@ def progress(viewer: Member, document_id: int, org_unit_id: int | None) -> dict:
 def _member_query(doc: Document, unit: OrgUnit, state: str | None, now: datetime):
     raw = state_expression(doc.ack_version)
     overdue = bool(doc.requires_ack and doc.deadline is not None and as_utc(doc.deadline) < now)
-    shown = case((raw.in_(("new", "opened")), literal("overdue")), else_=raw) if overdue else raw
+    late = and_(raw.in_(("new", "opened")), ~extended_condition(now.astimezone(local_zone()).date()))
+    shown = case((late, literal("overdue")), else_=raw) if overdue else raw
     rank = case((raw.in_(("new", "opened")), 0), (raw == "exempt", 1), else_=2)
     stmt = (
         select(Member.id, Member.card_number, Member.full_name, OrgUnit.id.label("unit_id"),
                OrgUnit.code, OrgUnit.name, OrgUnit.kind, OrgUnit.path, shown.label("state"), rank.label("rank"),
                Receipt.opened_at, Receipt.acknowledged_at, Receipt.acknowledged_version, Receipt.method,
-               Receipt.exempt_reason, Receipt.held_on)
+               Receipt.exempt_reason, Receipt.held_on, Receipt.extended_until, Receipt.extension_reason)
         .join(OrgUnit, OrgUnit.id == Member.org_unit_id)
         .outerjoin(Receipt, and_(Receipt.document_id == doc.id, Receipt.member_id == Member.id))
         .where(audience_members(doc, in_subtree(OrgUnit.path, unit.path)))
@@ -84,7 +86,7 @@ def _member_query(doc: Document, unit: OrgUnit, state: str | None, now: datetime
     if state == "pending":
         stmt = stmt.where(raw.in_(("new", "opened")))
     elif state == "overdue":
-        stmt = stmt.where(raw.in_(("new", "opened")) if overdue else literal(False))
+        stmt = stmt.where(late if overdue else literal(False))
     elif state is not None:
         stmt = stmt.where(raw == state)
     return stmt, rank
@@ -98,6 +100,7 @@ def _row(r) -> dict:
         "acknowledged_version": r.acknowledged_version,
         "method": r.method if r.acknowledged_at is not None else None,
         "exempt_reason": r.exempt_reason, "held_on": r.held_on,
+        "extended_until": r.extended_until, "extension_reason": r.extension_reason,
     }
 
 
@@ -122,7 +125,8 @@ EXPORT_HEADERS = ("Số thẻ đảng viên", "Họ và tên", "Mã đơn vị",
                   "Xác nhận lúc", "Phiên bản đã xác nhận", "Hình thức", "Ngày sinh hoạt", "Lý do miễn")
 STATE_LABELS = {"new": "Chưa mở", "opened": "Đã mở, chưa xác nhận", "acknowledged": "Đã xác nhận",
                 "overdue": "Quá hạn, chưa xác nhận", "exempt": "Được miễn"}
-METHOD_LABELS = {"app": "Ứng dụng", "briefing": "Phổ biến tại sinh hoạt chi bộ"}
+METHOD_LABELS = {"app": "Ứng dụng", "briefing": "Phổ biến tại sinh hoạt chi bộ",
+                 "meeting": "Có mặt tại buổi sinh hoạt"}
 
 
 def _local(value: datetime | None) -> str:

@@ -177,18 +177,23 @@ class DocumentVersion(_Content, db.Model):
     __table_args__ = (UniqueConstraint("document_id", "version"),)
 
 
-class Attachment(db.Model):
-    __tablename__ = "attachments"
+class _StoredFile:
+    """A file kept in the attachment storage (content/storage.py) under its SHA-256."""
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
     filename: Mapped[str] = mapped_column(String(255))
     content_type: Mapped[str] = mapped_column(String(128))
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
-    storage_key: Mapped[str] = mapped_column(String(255), index=True)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Attachment(_StoredFile, db.Model):
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    storage_key: Mapped[str] = mapped_column(String(255), index=True)
 
     def brief(self) -> dict:
         return {"id": self.id, "filename": self.filename, "content_type": self.content_type,
@@ -208,7 +213,7 @@ class Receipt(db.Model):
     opened_at: Mapped[datetime | None] = mapped_column(DateTime)
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime)
     acknowledged_version: Mapped[int | None] = mapped_column(Integer)
-    # "app" (the member) or "briefing" (recorded by a secretary).
+    # "app" (the member), "briefing" (recorded by a secretary) or "meeting" (present at a closed meeting).
     method: Mapped[str | None] = mapped_column(String(16))
     recorded_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     # What the client said (offline phones), next to the server's own time.
@@ -222,6 +227,10 @@ class Receipt(db.Model):
     exempt_reason: Mapped[str | None] = mapped_column(Text)
     exempted_at: Mapped[datetime | None] = mapped_column(DateTime)
     exempted_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    # A per-member deadline extension (illness, leave): not overdue, nor reminded, until this local day ends.
+    extended_until: Mapped[date | None] = mapped_column(Date)
+    extension_reason: Mapped[str | None] = mapped_column(Text)
+    extended_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
 
     __table_args__ = (Index("ix_receipts_member_id_document_id", "member_id", "document_id"),)
 
@@ -265,3 +274,124 @@ class ProgressSnapshot(_UnitCounts, db.Model):
 
     __tablename__ = "progress_snapshots"
     __table_args__ = _level_indexes("progress_snapshots")
+
+
+# --- branch meetings (sinh hoạt chi bộ), questions on documents, adoption -------------------------------
+
+class MeetingKind(str, enum.Enum):
+    REGULAR = "regular"              # the branch's monthly meeting
+    THEMATIC = "thematic"            # chuyên đề; may span a committee's subtree
+    EXTRAORDINARY = "extraordinary"  # bất thường
+
+
+class Meeting(db.Model):
+    """A meeting of one unit's members (its whole subtree for a thematic one). `status` is stored as
+    scheduled / closed / cancelled; "open" is derived (from CHECK_IN_OPENS before `starts_at` until it is
+    closed). The invited are the unit's members while it is not closed, then those fixed at the close."""
+
+    __tablename__ = "meetings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="scheduled")
+    starts_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    ends_at: Mapped[datetime] = mapped_column(DateTime)
+    place: Mapped[str] = mapped_column(String(255))
+    online_url: Mapped[str | None] = mapped_column(String(512))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    closed_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime)
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    # A random secret per meeting from which the rotating 6-digit check-in code is derived (HMAC).
+    code_secret: Mapped[str] = mapped_column(String(64))
+    # Fixed at the close: attendance counts (so that roll-ups need not rescan attendance rows).
+    invited: Mapped[int] = mapped_column(Integer, default=0)
+    present: Mapped[int] = mapped_column(Integer, default=0)
+    excused: Mapped[int] = mapped_column(Integer, default=0)
+    unexcused: Mapped[int] = mapped_column(Integer, default=0)
+    # What the close recorded as briefed: [{"document_id", "members": [ids]}] (closing again answers it).
+    briefed: Mapped[list | None] = mapped_column(JSON)
+
+    agenda: Mapped[list[MeetingAgendaItem]] = relationship(
+        order_by="MeetingAgendaItem.position", cascade="all, delete-orphan", lazy="selectin")
+
+
+class MeetingAgendaItem(db.Model):
+    __tablename__ = "meeting_agenda_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(255))
+    document_id: Mapped[int | None] = mapped_column(ForeignKey("documents.id"))
+
+
+class MeetingParticipant(db.Model):
+    """One invited member's answer and attendance. A row exists once the member answered, checked in or
+    was marked by the secretary, and for every invited member once the meeting is closed."""
+
+    __tablename__ = "meeting_participants"
+
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    rsvp: Mapped[str | None] = mapped_column(String(16))            # attending / absent
+    rsvp_reason: Mapped[str | None] = mapped_column(Text)
+    rsvp_at: Mapped[datetime | None] = mapped_column(DateTime)
+    attendance: Mapped[str | None] = mapped_column(String(16))      # present / excused / unexcused
+    absence_reason: Mapped[str | None] = mapped_column(Text)
+    checked_in_at: Mapped[datetime | None] = mapped_column(DateTime)
+    marked_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_meeting_participants_member_id", "member_id"),)
+
+
+class MeetingMinutes(_StoredFile, db.Model):
+    """The minutes (biên bản) of a meeting: files in the attachment storage."""
+
+    __tablename__ = "meeting_minutes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"), index=True)
+    storage_key: Mapped[str] = mapped_column(String(255))
+
+
+class Question(db.Model):
+    """A member's question or feedback on a document (góp ý), answered by its publishers."""
+
+    __tablename__ = "questions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), index=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    answer: Mapped[str | None] = mapped_column(Text)
+    answered_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("ix_questions_member_id_created_at", "member_id", "created_at"),)
+
+
+class AdoptionCounter(db.Model):
+    """Adoption per member-holding unit, rolled up periodically from members, sessions and devices
+    (`content.adoption.refresh`): read per subtree like progress counters, O(units)."""
+
+    __tablename__ = "adoption_counters"
+
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), primary_key=True)
+    l1_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    l2_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    l3_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    members: Mapped[int] = mapped_column(Integer, default=0)
+    signed_in: Mapped[int] = mapped_column(Integer, default=0)
+    with_device: Mapped[int] = mapped_column(Integer, default=0)
+    active_30d: Mapped[int] = mapped_column(Integer, default=0)
+    as_of: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

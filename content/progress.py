@@ -33,6 +33,7 @@ from content.models import (Document, DocumentAudience, ProgressCounter, Progres
 from handbook.extensions import db, one_of
 from handbook.members import Member, RoleGrant, membership_changed
 from handbook.orgunits import OrgUnit, in_subtree
+from handbook.timeutil import local_zone
 
 ACTIVE_STATUSES = (Status.PUBLISHED.value, Status.SCHEDULED.value)
 COLUMNS = {"opened": "opened", "acknowledged": "acknowledged", "exempt": "exempt"}
@@ -68,6 +69,12 @@ def state_expression(ack_version, acknowledged_by: datetime | None = None):
         (Receipt.opened_at.is_not(None), literal("opened")),
         else_=literal("new"),
     )
+
+
+def extended_condition(today):
+    """SQL condition on a (LEFT JOINed) receipt: the member has a deadline extension running on `today`
+    (a local date): not overdue, nor reminded."""
+    return and_(Receipt.extended_until.is_not(None), Receipt.extended_until >= today)
 
 
 def levels(path: str) -> dict[str, int | None]:
@@ -307,9 +314,33 @@ def _breakdown(model, doc: Document, unit: OrgUnit, overdue: bool, children: boo
 
 
 def unit_progress(doc: Document, unit: OrgUnit, now: datetime, *, children: bool = True) -> dict:
-    """Live progress for `unit`'s subtree and each of its children."""
+    """Live progress for `unit`'s subtree and each of its children. Past the deadline the pending are
+    overdue, but for members whose deadline extension still runs."""
     overdue = bool(doc.requires_ack and doc.deadline is not None and doc.deadline < now)
-    return {**_breakdown(ProgressCounter, doc, unit, overdue, children), "deadline": doc.deadline}
+    out = {**_breakdown(ProgressCounter, doc, unit, overdue, children), "deadline": doc.deadline}
+    if overdue:
+        extended = _extended_pending(doc, unit, now)
+        out["overdue"] -= sum(extended.values())
+        for child in out.get("children", []):
+            child["overdue"] -= extended.get(child["org_unit"]["id"], 0)
+    return out
+
+
+def _extended_pending(doc: Document, unit: OrgUnit, now: datetime) -> dict[int, int]:
+    """{child unit id (the unit's own id for its own members): pending audience members of `unit`'s
+    subtree whose extension runs today}. Reads the extensions only: O(extended members)."""
+    today = now.astimezone(local_zone()).date()
+    paths = db.session.scalars(
+        select(OrgUnit.path).select_from(Receipt).join(Member, Member.id == Receipt.member_id)
+        .join(OrgUnit, OrgUnit.id == Member.org_unit_id)
+        .where(Receipt.document_id == doc.id, extended_condition(today), ~acknowledged_condition(doc.ack_version),
+               Receipt.exempted_at.is_(None), audience_members(doc, in_subtree(OrgUnit.path, unit.path))))
+    counts: dict[int, int] = {}
+    for path in paths:
+        ids = [int(p) for p in path.strip("/").split("/")]
+        key = ids[unit.depth + 1] if len(ids) > unit.depth + 1 else unit.id
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def unit_compliance(doc: Document, unit: OrgUnit) -> dict:

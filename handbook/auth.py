@@ -137,6 +137,8 @@ def login(username: str, password: str, *, user_agent: str | None, ip: str | Non
     session = AuthSession(id=secrets.token_hex(16), member_id=member.id,
                           user_agent=(user_agent or "")[:255] or None, ip=ip)
     db.session.add(session)
+    if member.first_signed_in_at is None:   # adoption: "ever signed in" outlives pruned sessions
+        member.first_signed_in_at = utcnow()
     pair = _issue(member, session)
     db.session.commit()
     return member, pair

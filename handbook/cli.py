@@ -69,6 +69,7 @@ def demo_command(members, if_empty, seed):
     from handbook.demo import DemoExists, demo_logins, load_demo
 
     from content.demo import load_demo_documents
+    from content.demo_activity import load_demo_activity
 
     try:
         load_demo(members, seed=seed)
@@ -77,7 +78,7 @@ def demo_command(members, if_empty, seed):
             raise click.ClickException("the database already holds org units; demo data not loaded") from None
         click.echo("Database already has data; demo data not loaded.")
     else:
-        for line in load_demo_documents():
+        for line in load_demo_documents() + load_demo_activity():
             click.echo(line)
     for line in demo_logins():
         click.echo(line)
@@ -102,6 +103,14 @@ def recount_command(document_ids):
     rows = recount(document_ids or None)
     db.session.commit()
     click.echo(f"Recounted: {rows} unit rows written.")
+
+
+@handbook_cli.command("adoption-refresh")
+def adoption_refresh_command():
+    """Roll up the adoption figures now (run_due does it every ADOPTION_REFRESH_MINUTES)."""
+    from content.adoption import refresh
+
+    click.echo(f"Adoption rolled up: {refresh()} unit rows written.")
 
 
 push_cli = AppGroup("push", help="Publications, reminders and escalations that fall due.")

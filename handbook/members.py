@@ -43,6 +43,8 @@ class Member(db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # The first login ever (adoption figures): sessions are pruned, this stays.
+    first_signed_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     org_unit: Mapped[OrgUnit] = relationship(lazy="joined")
     roles: Mapped[list[RoleGrant]] = relationship(

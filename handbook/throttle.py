@@ -43,12 +43,30 @@ def spend(scope: str, key: str, limits_setting: str) -> None:
     """Take one attempt from every limit of `limits_setting`; 429 `rate_limited` when one is exhausted."""
     for item in parse_many(current_app.config[limits_setting]):
         if not _run(lambda s, item=item: s.hit(item, scope, key)):
-            reset = _run(lambda s, item=item: s.get_window_stats(item, scope, key).reset_time)
-            retry = max(1, math.ceil(reset - time.time()))
-            raise ProblemError("rate_limited", 429, headers={"Retry-After": retry}, retry_after=retry)
+            _refuse(item, scope, key)
+
+
+def _refuse(item, scope: str, key: str):
+    reset = _run(lambda s: s.get_window_stats(item, scope, key).reset_time)
+    retry = max(1, math.ceil(reset - time.time()))
+    raise ProblemError("rate_limited", 429, headers={"Retry-After": retry}, retry_after=retry)
 
 
 def refund(scope: str, key: str, limits_setting: str) -> None:
     """After a success: the failed-attempt budget starts afresh."""
     for item in parse_many(current_app.config[limits_setting]):
         _run(lambda s, item=item: s.clear(item, scope, key))
+
+
+def ensure(scope: str, key: str, limits_setting: str) -> None:
+    """429 `rate_limited` when a budget of `limits_setting` is already spent (nothing is taken): for
+    budgets of failures only, charged after the check with `charge`."""
+    for item in parse_many(current_app.config[limits_setting]):
+        if not _run(lambda s, item=item: s.test(item, scope, key)):
+            _refuse(item, scope, key)
+
+
+def charge(scope: str, key: str, limits_setting: str) -> None:
+    """Count one failure against every limit of `limits_setting`."""
+    for item in parse_many(current_app.config[limits_setting]):
+        _run(lambda s, item=item: s.hit(item, scope, key))

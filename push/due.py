@@ -21,7 +21,7 @@ from handbook.extensions import db
 from handbook.timeutil import as_utc, utcnow
 from push import fanout
 from push.models import Device, Notification
-from push.schedule import cancel_expired, due_notifications, schedule_due
+from push.schedule import cancel_expired, cancel_started_meeting_reminders, due_notifications, schedule_due
 
 DEVICE_MAX_IDLE = timedelta(days=270)
 
@@ -40,8 +40,8 @@ def prune_devices() -> int:
 
 def _describe(notification_id: int) -> str:
     n = db.session.get(Notification, notification_id, populate_existing=True)
-    doc = db.session.get(Document, n.document_id)
-    return (f"notification {n.id} ({n.kind}, document {_name(doc)}): {n.state}, {n.recipients} recipients, "
+    about = f"meeting {n.meeting_id}" if n.meeting_id else f"document {_name(db.session.get(Document, n.document_id))}"
+    return (f"notification {n.id} ({n.kind}, {about}): {n.state}, {n.recipients} recipients, "
             f"{n.devices} devices, {n.sent} sent, {n.failed} failed, {n.invalid_tokens} invalid tokens"
             + (f", {n.resent} sent again after a worker died" if n.resent else ""))
 
@@ -60,6 +60,8 @@ def run_due(at: datetime | None = None, *, inline: bool = True,
     lines += [f"scheduled {kind} {key} for document {doc_id}" for kind, key, doc_id in schedule_due(at)]
     lines += [f"cancelled {kind} {n} of document {doc_id}: its deadline has passed"
               for n, kind, doc_id in cancel_expired(at)]
+    lines += [f"cancelled meeting reminder {n} of meeting {m}: the meeting has started"
+              for n, m in cancel_started_meeting_reminders(at)]
     now = utcnow()
     to_plan = due_notifications(at) + fanout.stalled_plans(now)
     if not inline:
@@ -82,6 +84,9 @@ def run_due(at: datetime | None = None, *, inline: bool = True,
             if not tallies:
                 break
         lines += [_describe(n) for n in sorted(touched)]
+    from content import adoption
+
+    adoption.refresh_if_stale(now)   # housekeeping, like the pruning below: no line of its own
     pruned = prune_devices()
     if pruned:
         lines.append(f"forgot {pruned} devices not seen for {DEVICE_MAX_IDLE.days} days")

@@ -29,15 +29,15 @@ from flask import current_app
 from sqlalchemy import and_, bindparam, delete, exists, func, insert, literal, or_, select, update
 
 from content.models import Document, Receipt
-from content.progress import acknowledged_condition, audience_members
+from content.progress import acknowledged_condition, audience_members, extended_condition
 from handbook.extensions import db, upsert
 from handbook.members import Member, Role, RoleGrant
 from handbook.orgunits import OrgUnit, in_subtree
 from handbook.timeutil import local_zone, utcnow
 from push.fcm import FAILED, INVALID, RETRY, SENT, get_backend
 from push.messages import Target, build
-from push.models import (ChunkState, Delivery, DeliveryState, Device, InboxItem, Notification, NotificationKind,
-                         NotificationState, PushChunk)
+from push.models import (MEETING_KINDS, ChunkState, Delivery, DeliveryState, Device, InboxItem, Notification,
+                         NotificationKind, NotificationState, PushChunk)
 from push.ratelimit import RateLimiter
 
 log = logging.getLogger("handbook.push")
@@ -80,9 +80,21 @@ def pending_condition(doc: Document):
     return ~_acted(doc, Member.id)
 
 
+def _extended(doc: Document, member_id):
+    """SQL: the member (`member_id`, a column) has a deadline extension running today."""
+    today = utcnow().astimezone(local_zone()).date()
+    return exists().where(Receipt.document_id == doc.id, Receipt.member_id == member_id, extended_condition(today))
+
+
+def remindable_condition(doc: Document):
+    """SQL condition on Member: pending, and without a deadline extension running: whom reminders,
+    manual reminders and escalations are about."""
+    return and_(pending_condition(doc), ~_extended(doc, Member.id))
+
+
 def unit_pending_condition(doc: Document, unit: OrgUnit):
-    """SQL condition on Member/OrgUnit (joined): pending audience members in the unit's subtree."""
-    return audience_members(doc, and_(pending_condition(doc), in_subtree(OrgUnit.path, unit.path)))
+    """SQL condition on Member/OrgUnit (joined): remindable audience members in the unit's subtree."""
+    return audience_members(doc, and_(remindable_condition(doc), in_subtree(OrgUnit.path, unit.path)))
 
 
 def recipients_condition(notification: Notification, doc: Document):
@@ -90,11 +102,28 @@ def recipients_condition(notification: Notification, doc: Document):
     kind = notification.kind
     if kind == NotificationKind.PUBLISHED.value:
         return audience_members(doc)
-    if kind in (NotificationKind.REACK.value, NotificationKind.REMINDER.value):
+    if kind == NotificationKind.REACK.value:
         return audience_members(doc, pending_condition(doc))
+    if kind == NotificationKind.REMINDER.value:
+        return audience_members(doc, remindable_condition(doc))
     if kind == NotificationKind.MANUAL.value:
         return unit_pending_condition(doc, db.session.get(OrgUnit, notification.org_unit_id))
+    if kind in MEETING_KINDS:
+        from content.meetings import notified_condition
+
+        return notified_condition(notification.meeting_id, kind)
+    if kind == NotificationKind.ANSWER.value:
+        return and_(Member.id == notification.recipient_id, Member.active.is_(True))
     raise ValueError(f"no recipient rule for {kind}")
+
+
+def subject_of(notification: Notification):
+    """What a notification is about: its document, or (meeting notifications) its meeting."""
+    if notification.meeting_id is not None:
+        from content.models import Meeting
+
+        return db.session.get(Meeting, notification.meeting_id)
+    return db.session.get(Document, notification.document_id)
 
 
 def _escalation_inbox(notification: Notification, doc: Document, now: datetime) -> int:
@@ -109,7 +138,7 @@ def _escalation_inbox(notification: Notification, doc: Document, now: datetime) 
     rows = db.session.execute(
         select(OrgUnit.id, OrgUnit.code, OrgUnit.name, OrgUnit.path, Member.full_name)
         .select_from(Member).join(OrgUnit, OrgUnit.id == Member.org_unit_id)
-        .where(audience_members(doc, pending_condition(doc)))
+        .where(audience_members(doc, remindable_condition(doc)))
         .order_by(OrgUnit.id, Member.full_name, Member.id)
         .execution_options(yield_per=PLAN_BATCH))
     current = None
@@ -156,7 +185,7 @@ def plan(notification_id: int, enqueue: Callable[[int], None]) -> Notification |
     notification = claim_for_planning(notification_id, now)
     if notification is None:
         return None
-    doc = db.session.get(Document, notification.document_id)
+    doc = subject_of(notification)
     lease = lease_duration()
     escalation = notification.kind == NotificationKind.ESCALATION.value
     if escalation and not db.session.scalar(select(exists().where(InboxItem.notification_id == notification.id))):
@@ -282,10 +311,13 @@ def _create_deliveries(notification: Notification, doc: Document, chunk: PushChu
         .returning(Delivery.device_id)).all()
     _bump(notification.id, devices=len(created))
     if notification.kind in ASKS_PENDING:
+        settled = _acted(doc, Delivery.member_id)
+        if notification.kind != NotificationKind.REACK.value:   # a new version is news even when extended
+            settled = or_(settled, _extended(doc, Delivery.member_id))
         db.session.execute(
             update(Delivery).where(Delivery.chunk_id == chunk.id, Delivery.notification_id == notification.id,
                                    Delivery.state.in_([DeliveryState.QUEUED.value, DeliveryState.RETRY.value]),
-                                   _acted(doc, Delivery.member_id))
+                                   settled)
             .values(state=DeliveryState.SKIPPED.value, updated_at=now).execution_options(synchronize_session=False))
     db.session.commit()
 
@@ -321,7 +353,7 @@ def send_chunk(chunk_id: int, backend=None) -> dict | None:
         return None
     chunk = db.session.get(PushChunk, chunk_id, populate_existing=True)
     notification = db.session.get(Notification, chunk.notification_id, populate_existing=True)
-    doc = db.session.get(Document, notification.document_id)
+    doc = subject_of(notification)
     tally = {"notification_id": notification.id, "sent": 0, "retry": 0, "failed": 0, "invalid": 0, "resent": 0,
              "skipped": 0}
     if notification.state == NotificationState.CANCELLED.value:

@@ -2,11 +2,11 @@
 publishers (`/admin/notifications/{id}`)."""
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from content.access import can_manage
 from content.acknowledgements import BRIEFING_ROLES
-from content.models import Document, Status
+from content.models import Document, Meeting, Status
 from handbook.extensions import db
 from handbook.i18n import language
 from handbook.members import Member
@@ -23,16 +23,17 @@ def unread_count(member: Member) -> int:
     return db.session.scalar(
         select(func.count()).select_from(InboxItem)
         .join(Notification, Notification.id == InboxItem.notification_id)
-        .join(Document, Document.id == Notification.document_id)
+        .outerjoin(Document, Document.id == Notification.document_id)
         .where(InboxItem.member_id == member.id, InboxItem.read_at.is_(None),
-               Document.status != Status.WITHDRAWN.value))
+               or_(Document.id.is_(None), Document.status != Status.WITHDRAWN.value)))
 
 
 def items(member: Member, *, limit: int, cursor: str | None = None, unread: bool | None = None) -> dict:
     """The member's inbox, newest first."""
-    stmt = (select(InboxItem, Notification.kind, Document)
+    stmt = (select(InboxItem, Notification.kind, Document, Meeting)
             .join(Notification, Notification.id == InboxItem.notification_id)
-            .join(Document, Document.id == Notification.document_id)
+            .outerjoin(Document, Document.id == Notification.document_id)
+            .outerjoin(Meeting, Meeting.id == Notification.meeting_id)
             .where(InboxItem.member_id == member.id))
     if unread is not None:
         stmt = stmt.where(InboxItem.read_at.is_(None) if unread else InboxItem.read_at.is_not(None))
@@ -42,14 +43,17 @@ def items(member: Member, *, limit: int, cursor: str | None = None, unread: bool
     rows, next_cursor = page(list(db.session.execute(stmt.order_by(InboxItem.id.desc()).limit(limit + 1))), limit,
                              key=lambda row: (row[0].id,))
     lang, zone = language(), local_zone()
-    return {"items": [_view(item, kind, doc, lang, zone) for item, kind, doc in rows], "next_cursor": next_cursor}
+    return {"items": [_view(item, kind, doc, meeting, lang, zone) for item, kind, doc, meeting in rows],
+            "next_cursor": next_cursor}
 
 
-def _view(item: InboxItem, kind: str, doc: Document, lang: str, zone) -> dict:
-    title, body = texts(kind, doc, lang, zone, item.data)
+def _view(item: InboxItem, kind: str, doc: Document | None, meeting: Meeting | None, lang: str, zone) -> dict:
+    title, body = texts(kind, meeting if meeting is not None else doc, lang, zone, item.data)
     return {"id": item.id, "notification_id": item.notification_id, "kind": kind, "title": title, "body": body,
-            "document": {"id": doc.id, "kind": doc.kind, "number": doc.number, "title": doc.title,
-                         "deadline": doc.deadline, "status": doc.status},
+            "document": doc and {"id": doc.id, "kind": doc.kind, "number": doc.number, "title": doc.title,
+                                 "deadline": doc.deadline, "status": doc.status},
+            "meeting": meeting and {"id": meeting.id, "title": meeting.title, "starts_at": meeting.starts_at,
+                                    "place": meeting.place, "status": meeting.status},
             "units": (item.data or {}).get("units"), "created_at": item.created_at, "read_at": item.read_at}
 
 
@@ -76,14 +80,31 @@ def notification_stats(actor: Member, notification_id: int) -> dict:
     """GET /admin/notifications/{id}: for the managers of its document, admins over its unit, and the
     secretary who sent a manual reminder; 404 for everyone else."""
     notification = db.session.get(Notification, notification_id)
-    doc = notification and db.session.get(Document, notification.document_id)
+    if notification is not None and notification.meeting_id is not None:
+        if not _may_see_meeting_stats(actor, notification):
+            raise not_found()
+        return _stats(notification)
+    doc = notification and notification.document_id and db.session.get(Document, notification.document_id)
     # The sender of a manual reminder, while they still may send one to that unit (a role taken back
     # takes the figures with it).
     sender = notification is not None and notification.kind == NotificationKind.MANUAL.value \
         and notification.created_by == actor.id \
         and has_role_over(actor, db.session.get(OrgUnit, notification.org_unit_id), BRIEFING_ROLES)
-    if doc is None or not (can_manage(actor, doc) or sender or has_role_over(actor, doc.owner_unit, ADMIN_ROLES)):
+    if not doc or not (can_manage(actor, doc) or sender or has_role_over(actor, doc.owner_unit, ADMIN_ROLES)):
         raise not_found()
+    return _stats(notification)
+
+
+def _may_see_meeting_stats(actor: Member, notification: Notification) -> bool:
+    """A meeting notification's figures: whoever may run the meeting (its unit's secretaries, committee
+    over it, admins)."""
+    from content.meetings import may_run
+
+    meeting = db.session.get(Meeting, notification.meeting_id)
+    return meeting is not None and may_run(actor, meeting)
+
+
+def _stats(notification: Notification) -> dict:
     states = dict(db.session.execute(select(Delivery.state, func.count()).where(
         Delivery.notification_id == notification.id,
         Delivery.state.in_([DeliveryState.QUEUED.value, DeliveryState.SENDING.value, DeliveryState.RETRY.value,
@@ -91,7 +112,8 @@ def notification_stats(actor: Member, notification_id: int) -> dict:
     skipped = states.pop(DeliveryState.SKIPPED.value, 0)
     in_progress = sum(states.values())
     return {"id": notification.id, "kind": notification.kind, "state": notification.state,
-            "document_id": notification.document_id, "org_unit_id": notification.org_unit_id,
+            "document_id": notification.document_id, "meeting_id": notification.meeting_id,
+            "org_unit_id": notification.org_unit_id,
             "urgent": notification.urgent, "recipients": notification.recipients, "devices": notification.devices,
             "sent": notification.sent, "failed": notification.failed, "invalid_tokens": notification.invalid_tokens,
             "resent": notification.resent, "skipped": skipped, "in_progress": in_progress,

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from firebase_admin import messaging
 
 from handbook.timeutil import as_utc
+from push.models import MEETING_KINDS
 
 MAX_TTL = timedelta(days=28)
 MIN_TTL = timedelta(hours=1)
@@ -47,6 +48,26 @@ TEXTS = {
         "vi": ("Chi ủy nhắc: đề nghị đồng chí đọc và xác nhận {doc}", "{title}{deadline_vi}"),
         "en": ("Your branch asks you to read and acknowledge {doc}", "{title}{deadline_en}"),
     },
+    "answer": {
+        "vi": ("Câu hỏi của đồng chí về {doc} đã được trả lời", "{title}"),
+        "en": ("Your question on {doc} was answered", "{title}"),
+    },
+    "meeting": {
+        "vi": ("Lịch sinh hoạt: {title}", "{when} tại {place}"),
+        "en": ("Meeting: {title}", "{when} at {place}"),
+    },
+    "meeting_reminder": {
+        "vi": ("Nhắc lịch sinh hoạt: {title}", "{when} tại {place}"),
+        "en": ("Meeting reminder: {title}", "{when} at {place}"),
+    },
+    "meeting_changed": {
+        "vi": ("Thay đổi lịch sinh hoạt: {title}", "{when} tại {place}"),
+        "en": ("Meeting changed: {title}", "{when} at {place}"),
+    },
+    "meeting_cancelled": {
+        "vi": ("Hủy buổi sinh hoạt: {title}", "Buổi sinh hoạt lúc {when} không diễn ra."),
+        "en": ("Meeting cancelled: {title}", "The meeting at {when} will not take place."),
+    },
     "escalation": {
         "vi": ("{count} đảng viên chưa xác nhận {doc}", "{names}"),
         "en": ("{count} members have not acknowledged {doc}", "{names}"),
@@ -66,8 +87,16 @@ def _local_date(at: datetime, zone) -> str:
     return as_utc(at).astimezone(zone).strftime("%d/%m/%Y")
 
 
+def _local_time(at: datetime, zone) -> str:
+    return as_utc(at).astimezone(zone).strftime("%H:%M %d/%m/%Y")
+
+
 def texts(kind: str, doc, lang: str, zone, data: dict | None = None) -> tuple[str, str]:
-    """(title, body) of a notification about `doc` in `lang`."""
+    """(title, body) of a notification about `doc` (a meeting for the meeting kinds) in `lang`."""
+    if kind in MEETING_KINDS:
+        title, body = TEXTS[kind][lang]
+        values = {"title": doc.title, "when": _local_time(doc.starts_at, zone), "place": doc.place}
+        return _clip(title.format(**values), TITLE_MAX), _clip(body.format(**values), BODY_MAX)
     name = KIND_NAMES[lang].get(doc.kind, doc.kind)
     label = f"{name} {doc.number}" if doc.number else name
     deadline = doc.deadline and _local_date(doc.deadline, zone)
@@ -98,13 +127,22 @@ class Target:
 
 def build(notification, doc, target: Target, zone, now: datetime, *, channel_id: str,
           data: dict | None = None) -> messaging.Message:
-    """The FCM HTTP v1 message for one device."""
+    """The FCM HTTP v1 message for one device (`doc` is the meeting for the meeting kinds)."""
     title, body = texts(notification.kind, doc, language_of(target.locale), zone, data)
+    if notification.kind in MEETING_KINDS:
+        ttl = min(MAX_TTL, max(MIN_TTL, as_utc(doc.ends_at) - now))
+        collapse = f"meeting-{doc.id}"
+        payload = {"notification_id": str(notification.id), "kind": notification.kind, "meeting_id": str(doc.id),
+                   "starts_at": as_utc(doc.starts_at).isoformat()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _message(target, payload, title, body, ttl, collapse, channel_id, int((now + ttl).timestamp()))
     if doc.deadline is not None and notification.kind != "escalation":
         ttl = min(MAX_TTL, max(MIN_TTL, as_utc(doc.deadline) - now))
     else:
         ttl = MAX_TTL if notification.kind != "escalation" else timedelta(days=3)
-    collapse = f"doc-{doc.id}" if notification.kind != "escalation" else f"doc-{doc.id}-escalation"
+    collapse = f"doc-{doc.id}-{notification.kind}" if notification.kind in ("escalation", "answer") \
+        else f"doc-{doc.id}"
     payload = {"notification_id": str(notification.id), "kind": notification.kind, "document_id": str(doc.id),
                "document_kind": doc.kind, "version": str(doc.version),
                "deadline": as_utc(doc.deadline).isoformat() if doc.deadline else ""}

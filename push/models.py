@@ -30,6 +30,15 @@ class NotificationKind(str, enum.Enum):
     ESCALATION = "escalation"
     MANUAL = "manual"
     REACK = "reack"
+    MEETING = "meeting"                      # a meeting was scheduled: the invitation
+    MEETING_REMINDER = "meeting_reminder"    # MEETING_REMINDER_HOURS before it starts
+    MEETING_CHANGED = "meeting_changed"      # moved, or its place or agenda changed
+    MEETING_CANCELLED = "meeting_cancelled"
+    ANSWER = "answer"                        # a member's question on a document was answered
+
+
+MEETING_KINDS = frozenset({NotificationKind.MEETING.value, NotificationKind.MEETING_REMINDER.value,
+                           NotificationKind.MEETING_CHANGED.value, NotificationKind.MEETING_CANCELLED.value})
 
 
 class NotificationState(str, enum.Enum):
@@ -43,10 +52,13 @@ class Notification(db.Model):
     __tablename__ = "notifications"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(16), default=NotificationState.PENDING.value)
     document_id: Mapped[int | None] = mapped_column(ForeignKey("documents.id"), index=True)
     org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"))
+    # Meeting notifications name their meeting (and no document); an answer names its one recipient.
+    meeting_id: Mapped[int | None] = mapped_column(ForeignKey("meetings.id"), index=True)
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     due_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -150,6 +150,23 @@ def cancel_expired(at: datetime) -> list[tuple[int, str, int]]:
     return [tuple(e) for e in expired]
 
 
+def cancel_started_meeting_reminders(at: datetime) -> list[tuple[int, int]]:
+    """Meeting reminders still waiting (quiet hours held them) when their meeting has started are not sent."""
+    from content.models import Meeting
+
+    stale = list(db.session.execute(
+        select(Notification.id, Notification.meeting_id).join(Meeting, Meeting.id == Notification.meeting_id)
+        .where(Notification.state == NotificationState.PENDING.value,
+               Notification.kind == NotificationKind.MEETING_REMINDER.value, Meeting.starts_at <= at)))
+    if stale:
+        db.session.execute(update(Notification).where(Notification.id.in_([n for n, _ in stale]),
+                                                      Notification.state == NotificationState.PENDING.value)
+                           .values(state=NotificationState.CANCELLED.value, finished_at=at)
+                           .execution_options(synchronize_session=False))
+    db.session.commit()
+    return [tuple(row) for row in stale]
+
+
 def due_notifications(at: datetime, limit: int = 100) -> list[int]:
     """Pending notifications due at `at`; outside quiet hours all of them, inside only urgent ones."""
     stmt = select(Notification.id).where(Notification.state == NotificationState.PENDING.value,

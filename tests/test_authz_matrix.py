@@ -42,6 +42,7 @@ per-member/per-item `not_found` for what lies outside. Cells marked xfail(strict
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -49,6 +50,7 @@ from datetime import datetime, timedelta
 import pytest
 from werkzeug.datastructures import FileStorage
 
+from content import meetings
 from handbook.extensions import db
 from tests.conftest import empty_tables
 from tests.factories import PASSWORD, bearer, login, member, unit
@@ -93,7 +95,7 @@ def local_today():
 
 
 def build_world(client) -> World:
-    from content import acknowledgements, attachments, documents
+    from content import acknowledgements, attachments, documents, questions
     from handbook.timeutil import utcnow
     from push import devices
     from push.models import InboxItem, Notification, NotificationKind, NotificationState
@@ -115,6 +117,7 @@ def build_world(client) -> World:
     target = member("BD1-DV02", b1, name="Trần Thị Bình", password=None)      # no app: briefed at a meeting
     briefed = member("BD1-DV03", b1, name="Phạm Văn Đức", password=None)      # already briefed
     exempted = member("BD1-DV04", b1, name="Hoàng Thị Em", password=None)     # already exempted (illness)
+    extended = member("BD1-DV05", b1, name="Đinh Văn Phúc", password=None)    # has a deadline extension
     member(CARDS["secretary_other"], b2, name="Đặng Văn Hải", roles=[("secretary", b2)])
     member("BD2-DV01", b2, name="Vũ Thị Giang")
     author = member("BD-PH01", bd_office, name="Bùi Thị Hoa", roles=[("publisher", bd)])
@@ -148,6 +151,7 @@ def build_world(client) -> World:
     documents.publish_document(author, for_secretaries)
     acknowledgements.record_briefing(secretary, doc, [briefed.id], local_today(), "Sinh hoạt chi bộ tháng 8")
     acknowledgements.exempt(secretary, doc, [exempted.id], "Ốm dài ngày")
+    acknowledgements.extend(secretary, doc, [extended.id], local_today() + timedelta(days=30), "Điều trị dài ngày")
     device, _ = devices.register(reader, {"fid": "fid-reader-phone", "platform": "android"})
     inbox = InboxItem(notification_id=published["notification_id"], member_id=reader.id)
     earlier = utcnow() - timedelta(days=2)
@@ -156,12 +160,41 @@ def build_world(client) -> World:
                           finished_at=earlier)
     db.session.add_all([inbox, manual])
     db.session.commit()
+    meetings_ = _meetings(secretary, b1, doc)
+    question = questions.ask(reader, doc, "Chi bộ phổ biến chỉ thị này vào buổi nào?")["id"]
     ids = {"doc": doc, "attachment": doc_attachment, "draft": draft, "draft_attachment": draft_attachment,
            "series": series, "scheduled": scheduled, "for_secretaries": for_secretaries,
            "notification": published["notification_id"], "manual_notification": manual.id,
            "inbox_item": inbox.id, "device": device.id, "this_branch": b1.id, "this_district": bd.id,
-           "target": target.id, "briefed": briefed.id, "exempted": exempted.id}
+           "target": target.id, "briefed": briefed.id, "exempted": exempted.id, "extended": extended.id, **meetings_, "question": question}
     return World(ids=ids, client=client)
+
+
+def _meetings(secretary, branch, doc: int) -> dict[str, int]:
+    """This branch's meeting in two days (agenda: the directive), and one that started five minutes ago."""
+    from content.models import Meeting
+    from handbook.timeutil import utcnow
+
+    now = utcnow()
+    out = {}
+    for name, start in (("meeting", now + timedelta(days=2)), ("open_meeting", now + timedelta(hours=1))):
+        out[name] = meetings.schedule(secretary, branch.id, {
+            "title": "Sinh hoạt chi bộ thường kỳ", "kind": "regular", "starts_at": start,
+            "ends_at": start + timedelta(hours=2), "place": "Nhà văn hóa tổ dân phố",
+            "agenda": [{"title": "Quán triệt chỉ thị", "document_id": doc}]}).id
+    db.session.get(Meeting, out["open_meeting"]).starts_at = now - timedelta(minutes=5)
+    db.session.commit()
+    out["minutes"] = meetings.add_minutes(secretary, out["open_meeting"],
+                                          FileStorage(io.BytesIO(PDF), filename="bien-ban.pdf")).id
+    return out
+
+
+def current_code(w: World, c: str) -> dict:
+    """The open meeting's check-in code, as its secretary would show it."""
+    from content.models import Meeting
+
+    meeting = db.session.get(Meeting, w.ids["open_meeting"])
+    return {"json": {"code": meetings._code(meeting, int(time.time()) // meetings.CODE_PERIOD)}}
 
 
 # --- the table --------------------------------------------------------------------------------------
@@ -344,6 +377,12 @@ ROWS: list[Row] = [
         request=body(lambda w, c: {"member_ids": [w.ids["target"]], "reason": "Ốm dài ngày"})),
     Row("DELETE", "/api/v1/documents/<int:document_id>/exemptions/<int:member_id>",
         "/api/v1/documents/{doc}/exemptions/{exempted}", E(401, 403, 204, 404, 403, 403, 204)),
+    Row("POST", "/api/v1/documents/<int:document_id>/extensions", "/api/v1/documents/{doc}/extensions",
+        E(401, 403, 200, 200, 403, 403, 200), check=check_batch,
+        request=body(lambda w, c: {"member_ids": [w.ids["target"]], "reason": "Đi công tác dài ngày",
+                                   "until": (local_today() + timedelta(days=40)).isoformat()})),
+    Row("DELETE", "/api/v1/documents/<int:document_id>/extensions/<int:member_id>",
+        "/api/v1/documents/{doc}/extensions/{extended}", E(401, 403, 204, 404, 403, 403, 204)),
     Row("POST", "/api/v1/documents/<int:document_id>/reminders", "/api/v1/documents/{doc}/reminders",
         E(401, 403, 202, 403, 403, 403, 202), request=body(lambda w, c: {"org_unit": w.ids["this_branch"]})),
     # The admin manages the scheduled directive: told there is nothing to remind of yet (409).
@@ -391,6 +430,53 @@ ROWS: list[Row] = [
         codes={"publisher_other": OUT_OF_SCOPE}, after=KEEPS,
         request=body(lambda w, c: {"title": "Chuyên đề năm 2025", "owner_unit": w.ids["this_district"]})),
     Row("GET", "/api/v1/admin/audit", "/api/v1/admin/audit", E(401, 403, 403, 403, 403, 403, 200)),
+
+    # --- branch meetings: its runners (this branch's secretary, an admin over it) run it; the invited
+    # (this branch's members) see it and answer; nobody else sees it (404) ---
+    Row("POST", "/api/v1/org-units/<int:org_unit_id>/meetings", "/api/v1/org-units/{this_branch}/meetings",
+        E(401, 403, 201, 403, 403, 403, 201), after=KEEPS,
+        request=body(lambda w, c: {"title": "Sinh hoạt chuyên đề", "kind": "thematic", "place": "Hội trường",
+                                   "starts_at": (datetime.now().astimezone() + timedelta(days=3)).isoformat(),
+                                   "ends_at": (datetime.now().astimezone() + timedelta(days=3, hours=2)).isoformat()})),
+    Row("GET", "/api/v1/org-units/<int:org_unit_id>/meetings", "/api/v1/org-units/{this_branch}/meetings",
+        E(401, 403, 200, 403, 403, 403, 200)),
+    Row("GET", "/api/v1/org-units/<int:org_unit_id>/meetings/stats", "/api/v1/org-units/{this_branch}/meetings/stats",
+        E(401, 403, 200, 403, 403, 403, 200), request=query(lambda w: {"month": "2026-11"})),
+    Row("GET", "/api/v1/me/meetings", "/api/v1/me/meetings", E(401, 200, 200, 200, 200, 200, 200)),
+    Row("GET", "/api/v1/meetings/<int:meeting_id>", "/api/v1/meetings/{meeting}", E(401, 200, 200, 404, 404, 404, 200)),
+    Row("PATCH", "/api/v1/meetings/<int:meeting_id>", "/api/v1/meetings/{meeting}",
+        E(401, 403, 200, 404, 404, 404, 200), request=body({"place": "Nhà văn hóa (phòng 2)"})),
+    Row("POST", "/api/v1/meetings/<int:meeting_id>/cancel", "/api/v1/meetings/{meeting}/cancel",
+        E(401, 403, 200, 404, 404, 404, 200), request=body({"reason": "Trùng lịch họp phường"})),
+    # The admin follows the branch but is not invited: cannot answer nor check in (403).
+    Row("PUT", "/api/v1/meetings/<int:meeting_id>/rsvp", "/api/v1/meetings/{meeting}/rsvp",
+        E(401, 200, 200, 404, 404, 404, 403), request=body({"response": "attending"})),
+    Row("GET", "/api/v1/meetings/<int:meeting_id>/check-in-code", "/api/v1/meetings/{open_meeting}/check-in-code",
+        E(401, 403, 200, 404, 404, 404, 200)),
+    Row("POST", "/api/v1/meetings/<int:meeting_id>/check-in", "/api/v1/meetings/{open_meeting}/check-in",
+        E(401, 200, 200, 404, 404, 404, 403), request=current_code),
+    Row("PUT", "/api/v1/meetings/<int:meeting_id>/attendance", "/api/v1/meetings/{open_meeting}/attendance",
+        E(401, 403, 200, 404, 404, 404, 200), request=body(lambda w, c: {"present": [w.ids["target"]]})),
+    Row("POST", "/api/v1/meetings/<int:meeting_id>/close", "/api/v1/meetings/{open_meeting}/close",
+        E(401, 403, 200, 404, 404, 404, 200)),
+    Row("POST", "/api/v1/meetings/<int:meeting_id>/attachments", "/api/v1/meetings/{open_meeting}/attachments",
+        E(401, 403, 201, 404, 404, 404, 201), after=KEEPS,
+        request=lambda w, c: {"data": {"file": (io.BytesIO(PDF), "bien-ban-2.pdf")},
+                              "content_type": "multipart/form-data"}),
+    Row("GET", "/api/v1/meetings/<int:meeting_id>/attachments/<int:minutes_id>",
+        "/api/v1/meetings/{open_meeting}/attachments/{minutes}", E(401, 200, 200, 404, 404, 404, 200)),
+
+    # --- questions on a document (its audience asks; whoever manages it answers) and adoption ---
+    Row("POST", "/api/v1/documents/<int:document_id>/questions", "/api/v1/documents/{doc}/questions",
+        E(401, 201, 201, 201, 404, 404, 404), request=body({"text": "Văn bản có hiệu lực từ ngày nào?"})),
+    Row("GET", "/api/v1/documents/<int:document_id>/questions", "/api/v1/documents/{doc}/questions",
+        E(401, 200, 200, 200, 404, 404, 404)),
+    Row("GET", "/api/v1/me/questions", "/api/v1/me/questions", E(401, 200, 200, 200, 200, 200, 200)),
+    Row("GET", "/api/v1/admin/questions", "/api/v1/admin/questions", E(401, 403, 403, 403, 403, 200, 200)),
+    Row("POST", "/api/v1/admin/questions/<int:question_id>/answer", "/api/v1/admin/questions/{question}/answer",
+        E(401, 404, 404, 404, 404, 404, 200), request=body({"text": "Từ ngày ký.", "public": True})),
+    Row("GET", "/api/v1/org-units/<int:org_unit_id>/adoption", "/api/v1/org-units/{this_branch}/adoption",
+        E(401, 403, 200, 403, 403, 403, 200)),
 
     # --- member administration (admins within their scope) ---
     Row("POST", "/api/v1/admin/members/<int:member_id>/removal", "/api/v1/admin/members/{target}/removal",

@@ -101,7 +101,7 @@ def test_a_publication_reaches_every_device_once_with_a_complete_message(world, 
     figures = stats(world, notification("published", doc_id).id)
     times = {k: figures.pop(k) for k in ("created_at", "started_at", "finished_at", "due_at")}
     assert figures == {"id": figures["id"], "kind": "published", "state": "done", "document_id": doc_id,
-                       "org_unit_id": world.tree["city"].id, "urgent": False, "recipients": 12, "devices": 12,
+                       "meeting_id": None, "org_unit_id": world.tree["city"].id, "urgent": False, "recipients": 12, "devices": 12,
                        "sent": 12, "failed": 0, "invalid_tokens": 0, "resent": 0, "skipped": 0, "in_progress": 0}
     assert times["finished_at"] >= times["started_at"] >= times["created_at"]
 

@@ -1,0 +1,659 @@
+"""Branch meetings (sinh hoạt chi bộ): scheduling, invitations, answers, check-in, attendance, the close
+that records present members as briefed on the agenda's documents, and the monthly follow-up.
+
+Who: a secretary (or admin) over a member-holding unit schedules any kind of meeting of that unit; a
+secretary, committee member or admin over a grassroots or sub unit schedules a thematic meeting of its
+whole subtree. They (and only they) run it: change, cancel, show the check-in code, mark attendance,
+close. Follow-up roles over the unit see it; so does every invited member. Anyone else gets 404.
+
+Invited: the unit's active members (the subtree's for a thematic meeting) as they are when it is held:
+until the close the list follows transfers; the close fixes it, with each member's attendance.
+
+Status: `scheduled`, then `open` from CHECK_IN_OPENS before the start until it is closed (derived, not
+stored), `closed` or `cancelled`.
+
+Check-in: a 6-digit code derived from a per-meeting secret and the current CODE_PERIOD (HMAC), valid in
+its period and the next one, shown to the meeting's runners while the meeting is open and before it ends.
+Wrong codes are counted per member and per meeting (CHECK_IN_LIMIT_PER_*): a 6-digit code cannot be
+guessed in the few hundred tries a meeting allows.
+
+Lock order: the meeting row (FOR SHARE by check-ins and attendance, FOR NO KEY UPDATE by the close,
+changes and cancellation) comes before everything of the documents (see content/progress.py), so the
+close, which then briefs on the agenda's documents in document id order, keeps the global order.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import secrets
+from datetime import date, datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import and_, exists, func, or_, select, update
+
+from content.access import went_out
+from content.acknowledgements import brief_at_meeting
+from content.models import Document, Meeting, MeetingAgendaItem, MeetingMinutes, MeetingParticipant, Status
+from content.progress import audience_members
+from handbook import audit, throttle
+from handbook.errors import ProblemError
+from handbook.extensions import db, upsert
+from handbook.members import Member, Role
+from handbook.orgunits import OrgUnit, UnitKind, has_children, holds_members, in_subtree
+from handbook.pagination import decode_cursor, page
+from handbook.tables import table_bytes
+from handbook.permissions import FOLLOW_UP_ROLES, forbidden, has_role_over, not_found
+from handbook.text import nfc
+from handbook.timeutil import as_utc, local_zone, utcnow
+
+KINDS = ("regular", "thematic", "extraordinary")
+CHECK_IN_OPENS = timedelta(minutes=30)      # before the start: the meeting is "open" from then
+CODE_PERIOD = 300                           # seconds a check-in code lasts (and the next period)
+MAX_DURATION = timedelta(hours=12)
+MAX_AGENDA = 30
+REGULAR_BY_DAY = 25                         # a branch without its regular meeting by this day is overdue
+
+RUN_ROLES = frozenset({Role.SECRETARY.value, Role.ADMIN.value})
+THEMATIC_RUN_ROLES = frozenset({Role.SECRETARY.value, Role.COMMITTEE.value, Role.ADMIN.value})
+
+
+# --- who --------------------------------------------------------------------------------------------
+
+def _unit(meeting: Meeting) -> OrgUnit:
+    return db.session.get(OrgUnit, meeting.org_unit_id)
+
+
+def may_run(actor: Member, meeting: Meeting) -> bool:
+    roles = THEMATIC_RUN_ROLES if meeting.kind == "thematic" else RUN_ROLES
+    return has_role_over(actor, _unit(meeting), roles)
+
+
+def _members_condition(unit: OrgUnit, thematic: bool):
+    """SQL condition on Member/OrgUnit (joined): the unit's active members (its subtree's if thematic)."""
+    where = in_subtree(OrgUnit.path, unit.path) if thematic else Member.org_unit_id == unit.id
+    return and_(Member.active.is_(True), where)
+
+
+def invited_condition(meeting: Meeting):
+    """SQL condition on Member/OrgUnit (joined): who is invited now (before the close)."""
+    return _members_condition(_unit(meeting), meeting.kind == "thematic")
+
+
+def notified_condition(meeting_id: int, kind: str):
+    """Who a meeting notification reaches: the invited; a reminder skips those who said they will be absent."""
+    meeting = db.session.get(Meeting, meeting_id)
+    condition = invited_condition(meeting)
+    if kind == "meeting_reminder":
+        condition = and_(condition, ~exists().where(MeetingParticipant.meeting_id == meeting.id,
+                                                    MeetingParticipant.member_id == Member.id,
+                                                    MeetingParticipant.rsvp == "absent"))
+    return condition
+
+
+def is_invited(member: Member, meeting: Meeting) -> bool:
+    if meeting.status == "closed":
+        return db.session.get(MeetingParticipant, (meeting.id, member.id)) is not None
+    return db.session.scalar(select(exists().where(
+        Member.id == member.id, OrgUnit.id == Member.org_unit_id, invited_condition(meeting)))) is True
+
+
+def _visible(actor: Member, meeting_id: int, *, lock: str | None = None) -> Meeting:
+    """The meeting if the actor may see it (invited, or a follow-up role over its unit), else 404."""
+    stmt = select(Meeting).where(Meeting.id == meeting_id)
+    if lock and db.session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(read=lock == "share", key_share=lock != "share")
+    meeting = db.session.scalar(stmt.execution_options(populate_existing=True))
+    if meeting is None or not (has_role_over(actor, _unit(meeting), FOLLOW_UP_ROLES) or is_invited(actor, meeting)):
+        raise not_found()
+    return meeting
+
+
+def _run(actor: Member, meeting_id: int, *, lock: str | None = "update") -> Meeting:
+    """The meeting if the actor may run it: 404 when they may not even see it, 403 when they only see it."""
+    meeting = _visible(actor, meeting_id, lock=lock)
+    if not may_run(actor, meeting):
+        raise forbidden()
+    return meeting
+
+
+def status_of(meeting: Meeting, now: datetime | None = None) -> str:
+    if meeting.status in ("closed", "cancelled"):
+        return meeting.status
+    return "open" if (now or utcnow()) >= as_utc(meeting.starts_at) - CHECK_IN_OPENS else "scheduled"
+
+
+# --- scheduling -------------------------------------------------------------------------------------
+
+def _check_times(starts_at: datetime, ends_at: datetime, now: datetime) -> None:
+    errors = {}
+    if starts_at <= now:
+        errors["starts_at"] = ["must_be_future"]
+    if ends_at <= starts_at:
+        errors["ends_at"] = ["ends_before_start"]
+    elif ends_at - starts_at > MAX_DURATION:
+        errors["ends_at"] = ["too_long_meeting"]
+    if errors:
+        raise ProblemError("validation_error", 422, errors=errors)
+
+
+def _agenda(unit: OrgUnit, thematic: bool, items: list[dict]) -> list[MeetingAgendaItem]:
+    """Agenda items; a document must be one the meeting's members can read (out, reaching the unit)."""
+    out, errors = [], {}
+    for position, item in enumerate(items):
+        doc_id = item.get("document_id")
+        if doc_id is not None:
+            doc = db.session.get(Document, doc_id)
+            readable = doc is not None and doc.status in (Status.PUBLISHED.value, Status.SCHEDULED.value) \
+                and went_out(doc) and _reaches_members(doc, unit, thematic)
+            if not readable:
+                errors[str(position)] = {"document_id": ["unknown_document"]}
+                continue
+        out.append(MeetingAgendaItem(position=position, title=nfc(item["title"]), document_id=doc_id))
+    if errors:
+        raise ProblemError("validation_error", 422, errors={"agenda": errors})
+    return out
+
+
+def _reaches_members(doc: Document, unit: OrgUnit, thematic: bool) -> bool:
+    """Some member the meeting invites is in the document's audience."""
+    return db.session.scalar(select(exists().where(
+        OrgUnit.id == Member.org_unit_id, _members_condition(unit, thematic), audience_members(doc)))) is True
+
+
+def schedule(actor: Member, org_unit_id: int, data: dict) -> Meeting:
+    """POST /org-units/{id}/meetings: the meeting, its invitation (now) and its reminder, in one commit."""
+    unit = db.session.get(OrgUnit, org_unit_id)
+    if unit is None:
+        raise not_found()
+    kind = data["kind"]
+    if not (holds_members(unit.kind, has_children(unit.id)) and has_role_over(actor, unit, RUN_ROLES)):
+        # Not its secretary: a thematic meeting of a grassroots or sub unit's subtree, or nothing.
+        subtree_unit = unit.kind in (UnitKind.GRASSROOTS.value, UnitKind.SUB.value)
+        if not (subtree_unit and has_role_over(actor, unit, THEMATIC_RUN_ROLES)):
+            raise forbidden()
+        if kind != "thematic":
+            raise ProblemError("validation_error", 422, errors={"kind": ["thematic_only"]})
+    now = utcnow()
+    starts_at, ends_at = data["starts_at"], data["ends_at"]
+    _check_times(starts_at, ends_at, now)
+    meeting = Meeting(org_unit_id=unit.id, kind=kind, title=nfc(data["title"]), starts_at=starts_at,
+                      ends_at=ends_at, place=nfc(data["place"]), online_url=data.get("online_url"),
+                      note=nfc(data.get("note")), created_by=actor.id, created_at=now, updated_at=now,
+                      code_secret=secrets.token_hex(32), status="scheduled")
+    meeting.agenda = _agenda(unit, kind == "thematic", data.get("agenda") or [])
+    db.session.add(meeting)
+    db.session.flush()
+    _notify(meeting, "meeting", actor, now)
+    _schedule_reminder(meeting, actor, now)
+    audit.record("meeting.schedule", actor_id=actor.id, target_type="meeting", target_id=meeting.id,
+                 org_unit=unit.code, kind=kind, starts_at=as_utc(starts_at).isoformat())
+    db.session.commit()
+    return meeting
+
+
+def _notify(meeting: Meeting, kind: str, actor: Member, now: datetime, due_at: datetime | None = None) -> None:
+    from push.models import Notification
+
+    db.session.add(Notification(kind=kind, meeting_id=meeting.id, org_unit_id=meeting.org_unit_id,
+                                created_by=actor.id, created_at=now, due_at=due_at or now))
+
+
+def _schedule_reminder(meeting: Meeting, actor: Member, now: datetime) -> None:
+    """The reminder MEETING_REMINDER_HOURS before the start (none if that moment has passed). Quiet hours
+    hold it like any routine push; it is cancelled if the meeting starts first (push.schedule)."""
+    due = as_utc(meeting.starts_at) - timedelta(hours=current_app.config["MEETING_REMINDER_HOURS"])
+    if due > now:
+        _notify(meeting, "meeting_reminder", actor, now, due_at=due)
+
+
+def _cancel_pending(meeting: Meeting, kinds: tuple[str, ...], now: datetime) -> None:
+    from push.models import Notification, NotificationState
+
+    db.session.execute(update(Notification).where(
+        Notification.meeting_id == meeting.id, Notification.kind.in_(kinds),
+        Notification.state == NotificationState.PENDING.value)
+        .values(state=NotificationState.CANCELLED.value, finished_at=now).execution_options(synchronize_session=False))
+
+
+def change(actor: Member, meeting_id: int, data: dict) -> Meeting:
+    """PATCH /meetings/{id}: title, time, place, link, agenda, note. The invited are told when the time
+    or the place changes; the reminder follows the new time."""
+    meeting = _run(actor, meeting_id)
+    if meeting.status in ("closed", "cancelled"):
+        raise ProblemError(f"meeting_{meeting.status}", 409)
+    now = utcnow()
+    starts_at, ends_at = data.get("starts_at", meeting.starts_at), data.get("ends_at", meeting.ends_at)
+    moved = as_utc(starts_at) != as_utc(meeting.starts_at) or as_utc(ends_at) != as_utc(meeting.ends_at)
+    if moved:
+        _check_times(as_utc(starts_at), as_utc(ends_at), now)
+    told = moved or ("place" in data and nfc(data["place"]) != meeting.place)
+    for field in ("title", "place", "note"):
+        if field in data:
+            setattr(meeting, field, nfc(data[field]))
+    if "online_url" in data:
+        meeting.online_url = data["online_url"]
+    meeting.starts_at, meeting.ends_at = starts_at, ends_at
+    if "agenda" in data:
+        meeting.agenda = _agenda(_unit(meeting), meeting.kind == "thematic", data["agenda"] or [])
+    meeting.updated_at = now
+    if told:
+        _notify(meeting, "meeting_changed", actor, now)
+    if moved:
+        _cancel_pending(meeting, ("meeting_reminder",), now)
+        _schedule_reminder(meeting, actor, now)
+    audit.record("meeting.change", actor_id=actor.id, target_type="meeting", target_id=meeting.id,
+                 fields=sorted(data), told=told)
+    db.session.commit()
+    return meeting
+
+
+def cancel(actor: Member, meeting_id: int, reason: str) -> Meeting:
+    meeting = _run(actor, meeting_id)
+    if meeting.status == "closed":
+        raise ProblemError("meeting_closed", 409)
+    if meeting.status == "cancelled":
+        return meeting
+    now = utcnow()
+    meeting.status, meeting.cancelled_at, meeting.cancel_reason, meeting.updated_at = "cancelled", now, nfc(reason), now
+    _cancel_pending(meeting, ("meeting", "meeting_reminder", "meeting_changed"), now)
+    _notify(meeting, "meeting_cancelled", actor, now)
+    audit.record("meeting.cancel", actor_id=actor.id, target_type="meeting", target_id=meeting.id, reason=nfc(reason))
+    db.session.commit()
+    return meeting
+
+
+# --- members' answers and check-in -----------------------------------------------------------------
+
+def _participant(meeting: Meeting, member_id: int, **values) -> None:
+    """Create or update one participant row (an upsert: two requests of one member never collide)."""
+    values["updated_at"] = utcnow()
+    stmt = upsert(MeetingParticipant).values(meeting_id=meeting.id, member_id=member_id, **values)
+    db.session.execute(stmt.on_conflict_do_update(index_elements=["meeting_id", "member_id"], set_=values))
+
+
+def rsvp(member: Member, meeting_id: int, response: str, reason: str | None) -> dict:
+    """PUT /meetings/{id}/rsvp: an invited member says they will attend or not (with a reason), until it
+    starts."""
+    meeting = _visible(member, meeting_id, lock="share")
+    if not is_invited(member, meeting):
+        raise forbidden()
+    if meeting.status in ("closed", "cancelled"):
+        raise ProblemError(f"meeting_{meeting.status}", 409)
+    now = utcnow()
+    if now >= as_utc(meeting.starts_at):
+        raise ProblemError("meeting_started", 409)
+    reason = nfc(reason) or None
+    if response == "absent" and not reason:
+        raise ProblemError("validation_error", 422, errors={"reason": ["required"]})
+    _participant(meeting, member.id, rsvp=response, rsvp_reason=reason if response == "absent" else None,
+                 rsvp_at=now)
+    db.session.commit()
+    return {"rsvp": response, "reason": reason if response == "absent" else None}
+
+
+def _code(meeting: Meeting, period: int) -> str:
+    digest = hmac.new(bytes.fromhex(meeting.code_secret), f"{meeting.id}:{period}".encode(), hashlib.sha256).digest()
+    return f"{int.from_bytes(digest[:8], 'big') % 1_000_000:06d}"
+
+
+def _window_open(meeting: Meeting, now: datetime) -> bool:
+    return status_of(meeting, now) == "open" and now <= as_utc(meeting.ends_at)
+
+
+def check_in_code(actor: Member, meeting_id: int) -> dict:
+    """GET /meetings/{id}/check-in-code: the code to show, while the meeting is open and not over."""
+    meeting = _run(actor, meeting_id, lock=None)
+    now = utcnow()
+    if not _window_open(meeting, now):
+        raise ProblemError("meeting_not_open", 409)
+    period = int(now.timestamp()) // CODE_PERIOD
+    code = _code(meeting, period)
+    valid_until = datetime.fromtimestamp((period + 2) * CODE_PERIOD, tz=now.tzinfo)
+    return {"code": code, "valid_until": min(valid_until, as_utc(meeting.ends_at)), "qr_svg": qr_svg(code)}
+
+
+def qr_svg(text: str) -> str:
+    """A QR code of `text` as an SVG document, drawn on the server (no script, no network)."""
+    import segno
+
+    out = io.BytesIO()
+    segno.make(text, error="m").save(out, kind="svg", scale=8, border=2, xmldecl=False, svgns=True,
+                                     title="Mã điểm danh")
+    return out.getvalue().decode()
+
+
+def check_in(member: Member, meeting_id: int, code: str) -> dict:
+    """POST /meetings/{id}/check-in: an invited member types (or scans) the code shown at the meeting."""
+    meeting = _visible(member, meeting_id, lock="share")
+    if not is_invited(member, meeting):
+        raise forbidden()
+    now = utcnow()
+    if meeting.status in ("closed", "cancelled"):
+        raise ProblemError(f"meeting_{meeting.status}", 409)
+    if not _window_open(meeting, now):
+        raise ProblemError("meeting_not_open", 409)
+    throttle.ensure("check-in-member", str(member.id), "CHECK_IN_LIMIT_PER_MEMBER")
+    throttle.ensure("check-in-meeting", str(meeting.id), "CHECK_IN_LIMIT_PER_MEETING")
+    period = int(now.timestamp()) // CODE_PERIOD
+    if not any(hmac.compare_digest(code, _code(meeting, p)) for p in (period, period - 1)):
+        throttle.charge("check-in-member", str(member.id), "CHECK_IN_LIMIT_PER_MEMBER")
+        throttle.charge("check-in-meeting", str(meeting.id), "CHECK_IN_LIMIT_PER_MEETING")
+        db.session.rollback()
+        raise ProblemError("invalid_code", 422, errors={"code": ["invalid_code"]})
+    _participant(meeting, member.id, checked_in_at=now, attendance="present")
+    db.session.commit()
+    return {"attendance": "present", "checked_in_at": now}
+
+
+def mark_attendance(actor: Member, meeting_id: int, present: list[int], absent: list[dict]) -> dict:
+    """PUT /meetings/{id}/attendance: the runner marks members by hand (merged with check-ins)."""
+    meeting = _run(actor, meeting_id, lock="share")
+    if meeting.status in ("closed", "cancelled"):
+        raise ProblemError(f"meeting_{meeting.status}", 409)
+    if status_of(meeting) != "open":
+        raise ProblemError("meeting_not_open", 409)
+    ids = set(present) | {a["member_id"] for a in absent}
+    invited = set(db.session.scalars(select(Member.id).join(OrgUnit, OrgUnit.id == Member.org_unit_id)
+                                     .where(Member.id.in_(ids), invited_condition(meeting))))
+    unknown = sorted(ids - invited)
+    both = sorted(set(present) & {a["member_id"] for a in absent})
+    if unknown or both:
+        errors = {}
+        if unknown:
+            errors["member_ids"] = ["not_invited"]
+        if both:
+            errors["absent"] = ["present_and_absent"]
+        raise ProblemError("validation_error", 422, errors=errors, extra={"member_ids": unknown or both})
+    for member_id in sorted(present):
+        _participant(meeting, member_id, attendance="present", absence_reason=None, marked_by=actor.id)
+    for item in sorted(absent, key=lambda a: a["member_id"]):
+        _participant(meeting, item["member_id"], attendance="excused" if item.get("excused") else "unexcused",
+                     absence_reason=nfc(item.get("reason")) or None, marked_by=actor.id)
+    audit.record("meeting.attendance", actor_id=actor.id, target_type="meeting", target_id=meeting.id,
+                 present=sorted(present), absent=sorted(a["member_id"] for a in absent))
+    db.session.commit()
+    return view(actor, meeting)
+
+
+# --- minutes --------------------------------------------------------------------------------------------
+
+def add_minutes(actor: Member, meeting_id: int, file_storage) -> MeetingMinutes:
+    """POST /meetings/{id}/attachments: the minutes (biên bản), a PDF, DOCX or image, once the meeting
+    has opened (not for a cancelled one). Kept like document attachments; audited."""
+    from content.attachments import store_upload
+
+    meeting = _run(actor, meeting_id, lock="share")
+    if meeting.status == "cancelled":
+        raise ProblemError("meeting_cancelled", 409)
+    if status_of(meeting) == "scheduled":
+        raise ProblemError("meeting_not_open", 409)
+    minutes = store_upload(file_storage, lambda f: MeetingMinutes(
+        meeting_id=meeting.id, filename=f.filename, content_type=f.content_type, size=f.size, sha256=f.sha256,
+        storage_key=f.sha256, created_by=actor.id))
+    audit.record("meeting.minutes_add", actor_id=actor.id, target_type="meeting", target_id=meeting.id,
+                 minutes_id=minutes.id, filename=minutes.filename, sha256=minutes.sha256)
+    db.session.commit()
+    return minutes
+
+
+def minutes_for(viewer: Member, meeting_id: int, minutes_id: int) -> MeetingMinutes:
+    """A file of the minutes, for whoever sees the meeting; 404 otherwise."""
+    meeting = _visible(viewer, meeting_id)
+    minutes = db.session.get(MeetingMinutes, minutes_id)
+    if minutes is None or minutes.meeting_id != meeting.id:
+        raise not_found()
+    return minutes
+
+
+def _minutes(meeting: Meeting) -> list[dict]:
+    return [{"id": m.id, "filename": m.filename, "content_type": m.content_type, "size": m.size}
+            for m in db.session.scalars(select(MeetingMinutes).where(MeetingMinutes.meeting_id == meeting.id)
+                                        .order_by(MeetingMinutes.id))]
+
+
+# --- the close ----------------------------------------------------------------------------------------
+
+def close(actor: Member, meeting_id: int) -> dict:
+    """POST /meetings/{id}/close: fix the invited and their attendance (present: checked in or marked;
+    excused: marked so, or answered absent with a reason; unexcused: the rest), then record the present
+    members who had not acknowledged an agenda document as briefed on it, all in one transaction.
+    Closing again changes nothing and answers the same."""
+    meeting = _run(actor, meeting_id)
+    if meeting.status == "closed":
+        return _close_result(meeting)
+    if meeting.status == "cancelled":
+        raise ProblemError("meeting_cancelled", 409)
+    now = utcnow()
+    if status_of(meeting, now) != "open":
+        raise ProblemError("meeting_not_open", 409)
+    invited = list(db.session.scalars(select(Member.id).join(OrgUnit, OrgUnit.id == Member.org_unit_id)
+                                      .where(invited_condition(meeting)).order_by(Member.id)))
+    rows = {p.member_id: p for p in db.session.scalars(
+        select(MeetingParticipant).where(MeetingParticipant.meeting_id == meeting.id))}
+    counts = {"present": 0, "excused": 0, "unexcused": 0}
+    present = []
+    for member_id in invited:
+        row = rows.get(member_id)
+        if row is not None and row.attendance in counts:
+            attendance = row.attendance
+        elif row is not None and row.rsvp == "absent" and row.rsvp_reason:
+            attendance = "excused"
+        else:
+            attendance = "unexcused"
+        counts[attendance] += 1
+        if attendance == "present":
+            present.append(member_id)
+        _participant(meeting, member_id, attendance=attendance)
+    gone = sorted(set(rows) - set(invited))   # transferred out (or removed) before the meeting was held
+    if gone:
+        db.session.execute(MeetingParticipant.__table__.delete().where(
+            MeetingParticipant.meeting_id == meeting.id, MeetingParticipant.member_id.in_(gone)))
+    held_on = as_utc(meeting.starts_at).astimezone(local_zone()).date()
+    briefed = []
+    for doc_id in sorted({a.document_id for a in meeting.agenda if a.document_id is not None}):
+        members = brief_at_meeting(actor, doc_id, present, held_on, meeting.id) if present else []
+        briefed.append({"document_id": doc_id, "members": members})
+    meeting.status, meeting.closed_at, meeting.closed_by, meeting.updated_at = "closed", now, actor.id, now
+    meeting.invited, meeting.present, meeting.excused, meeting.unexcused = (
+        len(invited), counts["present"], counts["excused"], counts["unexcused"])
+    meeting.briefed = briefed
+    _cancel_pending(meeting, ("meeting_reminder",), now)
+    audit.record("meeting.close", actor_id=actor.id, target_type="meeting", target_id=meeting.id,
+                 invited=len(invited), **counts, briefed=briefed)
+    db.session.commit()
+    return _close_result(meeting)
+
+
+def _close_result(meeting: Meeting) -> dict:
+    return {"attendance": {"invited": meeting.invited, "present": meeting.present, "excused": meeting.excused,
+                           "unexcused": meeting.unexcused},
+            "briefed": meeting.briefed or []}
+
+
+# --- reading ------------------------------------------------------------------------------------------
+
+def _counts(meeting: Meeting) -> dict:
+    if meeting.status == "closed":
+        invited = meeting.invited
+    else:
+        invited = db.session.scalar(select(func.count()).select_from(Member).join(
+            OrgUnit, OrgUnit.id == Member.org_unit_id).where(invited_condition(meeting)))
+    p = MeetingParticipant
+    row = db.session.execute(select(
+        func.count().filter(p.rsvp == "attending"), func.count().filter(p.rsvp == "absent"),
+        func.count().filter(p.attendance == "present"), func.count().filter(p.attendance == "excused"),
+        func.count().filter(p.attendance == "unexcused")).where(p.meeting_id == meeting.id)).one()
+    return {"invited": invited, "attending": row[0], "absent": row[1], "present": row[2], "excused": row[3],
+            "unexcused": row[4]}
+
+
+def view(viewer: Member, meeting: Meeting) -> dict:
+    unit = _unit(meeting)
+    docs = {d.id: d for d in db.session.scalars(select(Document).where(
+        Document.id.in_([a.document_id for a in meeting.agenda if a.document_id])))}
+    mine = db.session.get(MeetingParticipant, (meeting.id, viewer.id))
+    return {"id": meeting.id, "org_unit": unit.brief(), "title": meeting.title, "kind": meeting.kind,
+            "status": status_of(meeting), "starts_at": meeting.starts_at, "ends_at": meeting.ends_at,
+            "place": meeting.place, "online_url": meeting.online_url, "note": meeting.note,
+            "cancel_reason": meeting.cancel_reason,
+            "agenda": [{"title": a.title, "document": _doc_brief(docs.get(a.document_id))} for a in meeting.agenda],
+            "counts": _counts(meeting), "minutes": _minutes(meeting),
+            "my": {"rsvp": mine.rsvp if mine else None, "attendance": mine.attendance if mine else None},
+            "can_run": may_run(viewer, meeting)}
+
+
+def _doc_brief(doc: Document | None) -> dict | None:
+    return doc and {"id": doc.id, "number": doc.number, "title": doc.title}
+
+
+def get(viewer: Member, meeting_id: int) -> dict:
+    return view(viewer, _visible(viewer, meeting_id))
+
+
+def for_unit(viewer: Member, org_unit_id: int, *, since: date | None = None, until: date | None = None,
+             limit: int = 20, cursor: str | None = None) -> dict:
+    """GET /org-units/{id}/meetings: meetings of the unit's subtree, latest first (follow-up roles)."""
+    unit = db.session.get(OrgUnit, org_unit_id)
+    if unit is None:
+        raise not_found()
+    if not has_role_over(viewer, unit, FOLLOW_UP_ROLES):
+        raise forbidden()
+    stmt = select(Meeting).join(OrgUnit, OrgUnit.id == Meeting.org_unit_id).where(in_subtree(OrgUnit.path, unit.path))
+    return _page(viewer, _between(stmt, since, until), limit, cursor)
+
+
+def _between(stmt, since: date | None, until: date | None):
+    zone = local_zone()
+    if since is not None:
+        stmt = stmt.where(Meeting.starts_at >= datetime.combine(since, datetime.min.time(), tzinfo=zone))
+    if until is not None:
+        stmt = stmt.where(Meeting.starts_at < datetime.combine(until + timedelta(days=1), datetime.min.time(),
+                                                               tzinfo=zone))
+    return stmt
+
+
+def _page(viewer: Member, stmt, limit: int, cursor: str | None, *, ascending: bool = False) -> dict:
+    if cursor:
+        at, last_id = decode_cursor(cursor, datetime, int)
+        if ascending:
+            stmt = stmt.where(or_(Meeting.starts_at > at, and_(Meeting.starts_at == at, Meeting.id > last_id)))
+        else:
+            stmt = stmt.where(or_(Meeting.starts_at < at, and_(Meeting.starts_at == at, Meeting.id < last_id)))
+    order = (Meeting.starts_at, Meeting.id) if ascending else (Meeting.starts_at.desc(), Meeting.id.desc())
+    rows, next_cursor = page(list(db.session.scalars(stmt.order_by(*order).limit(limit + 1))), limit,
+                             key=lambda m: (as_utc(m.starts_at), m.id))
+    return {"items": [view(viewer, m) for m in rows], "next_cursor": next_cursor}
+
+
+def mine(member: Member, *, upcoming: bool = True, limit: int = 20, cursor: str | None = None) -> dict:
+    """GET /me/meetings: upcoming (not over, soonest first, cancelled ones included so the member sees
+    it) or past (latest first) meetings the member is invited to."""
+    unit = db.session.get(OrgUnit, member.org_unit_id)
+    ancestors = [int(p) for p in unit.path.strip("/").split("/")]
+    now = utcnow()
+    current = and_(Meeting.status != "closed", or_(
+        Meeting.org_unit_id == unit.id, and_(Meeting.kind == "thematic", Meeting.org_unit_id.in_(ancestors))))
+    attended = and_(Meeting.status == "closed", exists().where(
+        MeetingParticipant.meeting_id == Meeting.id, MeetingParticipant.member_id == member.id))
+    stmt = select(Meeting).where(or_(current, attended))
+    if upcoming:
+        stmt = stmt.where(Meeting.ends_at >= now, Meeting.status != "closed")
+    else:
+        stmt = stmt.where(or_(Meeting.ends_at < now, Meeting.status == "closed"))
+    return _page(member, stmt, limit, cursor, ascending=upcoming)
+
+
+# --- follow-up: the month's meetings, rolled up the tree ---------------------------------------------
+
+def _month_bounds(month: str) -> tuple[datetime, datetime]:
+    year, number = (int(p) for p in month.split("-"))
+    zone = local_zone()
+    start = datetime(year, number, 1, tzinfo=zone)
+    end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=zone)
+    return start, end
+
+
+def stats(viewer: Member, org_unit_id: int, month: str) -> dict:
+    """GET /org-units/{id}/meetings/stats?month=: per unit and its children, the member-holding units
+    (branches), those that held their regular meeting (closed) in the month, the meetings closed, and the
+    attendance rate (present / invited at the close). One pass over the subtree's units and the month's
+    closed meetings: O(units), whatever the number of members. Overdue: branches without a regular
+    meeting by day 25 of the month (listed once that day has come)."""
+    unit = db.session.get(OrgUnit, org_unit_id)
+    if unit is None:
+        raise not_found()
+    if not has_role_over(viewer, unit, FOLLOW_UP_ROLES):
+        raise forbidden()
+    start, end = _month_bounds(month)
+    parents = set(db.session.scalars(select(OrgUnit.parent_id).where(
+        in_subtree(OrgUnit.path, unit.path), OrgUnit.parent_id.is_not(None))))
+    units = db.session.execute(select(OrgUnit.id, OrgUnit.code, OrgUnit.name, OrgUnit.kind, OrgUnit.path)
+                               .where(in_subtree(OrgUnit.path, unit.path))).all()
+    branches = {u.id: u for u in units if holds_members(u.kind, u.id in parents)}
+    held = db.session.execute(
+        select(Meeting.org_unit_id, Meeting.kind, Meeting.invited, Meeting.present)
+        .join(OrgUnit, OrgUnit.id == Meeting.org_unit_id)
+        .where(in_subtree(OrgUnit.path, unit.path), Meeting.status == "closed",
+               Meeting.starts_at >= start, Meeting.starts_at < end)).all()
+    depth = unit.path.strip("/").count("/") + 1
+    paths = {u.id: u.path for u in units}
+
+    def child_of(unit_id: int) -> int | None:
+        parts = paths[unit_id].strip("/").split("/")
+        return int(parts[depth]) if len(parts) > depth else None
+
+    regular = {m.org_unit_id for m in held if m.kind == "regular"}
+    figures: dict[int | None, dict] = {}
+
+    def bucket(key):
+        return figures.setdefault(key, {"branches": 0, "branches_with_regular_meeting": 0, "meetings": 0,
+                                        "invited": 0, "present": 0})
+
+    for branch_id in branches:
+        for key in (None, child_of(branch_id)):
+            b = bucket(key)
+            b["branches"] += 1
+            b["branches_with_regular_meeting"] += branch_id in regular
+    for m in held:
+        for key in (None, child_of(m.org_unit_id)):
+            b = bucket(key)
+            b["meetings"] += 1
+            b["invited"] += m.invited
+            b["present"] += m.present
+    names = {u.id: u for u in units}
+
+    def shaped(key, b) -> dict:
+        rate = round(b["present"] / b["invited"], 4) if b["invited"] else None
+        u = names[key] if key is not None else None
+        return {"org_unit": ({"id": u.id, "code": u.code, "name": u.name, "kind": u.kind} if u else unit.brief()),
+                "branches": b["branches"], "branches_with_regular_meeting": b["branches_with_regular_meeting"],
+                "meetings": b["meetings"], "attendance_rate": rate}
+
+    total = shaped(None, bucket(None))
+    children = sorted((shaped(k, b) for k, b in figures.items() if k is not None),
+                      key=lambda c: (c["branches_with_regular_meeting"] / c["branches"] if c["branches"] else 1,
+                                     c["org_unit"]["code"]))
+    today = utcnow().astimezone(local_zone()).date()
+    due = date(start.year, start.month, REGULAR_BY_DAY)
+    overdue = [{"id": b.id, "code": b.code, "name": b.name} for b in sorted(branches.values(), key=lambda b: b.path)
+               if b.id not in regular] if today >= due else []
+    return {**total, "month": month, "children": children, "overdue_branches": overdue}
+
+
+STATS_HEADER = ["Mã đơn vị", "Đơn vị", "Số chi bộ", "Chi bộ đã sinh hoạt thường kỳ", "Số buổi sinh hoạt",
+                "Tỷ lệ dự họp (%)"]
+
+
+def stats_rows(figures: dict) -> list[list]:
+    rows = []
+    for part in [figures, *figures["children"]]:
+        rate = part["attendance_rate"]
+        rows.append([part["org_unit"]["code"], part["org_unit"]["name"], part["branches"],
+                     part["branches_with_regular_meeting"], part["meetings"],
+                     "" if rate is None else round(rate * 100, 1)])
+    return rows
+
+
+def stats_export(figures: dict, fmt: str) -> bytes:
+    return table_bytes(STATS_HEADER, stats_rows(figures), fmt, "Sinh hoạt chi bộ")
