@@ -591,13 +591,25 @@ def test_concurrent_manual_reminders_make_one(world, fcm, app, backend):
 
 
 def test_a_manual_reminder_in_quiet_hours_waits_for_morning(world, fcm, quiet):
+    """Run inside the window (21:00-07:00), the reminder is not sent; at 07:00 it is (a manual reminder
+    is not urgent)."""
     doc_id = world.publish("city")
     response = remind(world, "S1", doc_id, "b1")
     assert response.status_code == 202
-    due = datetime.fromisoformat(response.json["due_at"])
-    from push.schedule import is_quiet
+    now = datetime.now(ZONE)
+    # The first instant in the window at or after the reminder, and the morning that ends that night.
+    night = now + timedelta(minutes=1) if now.hour >= 21 or now.hour < 6 else local(0, 21, 30, now)
+    morning = local(1 if night.hour >= 21 else 0, 7, 0, night)
+    assert datetime.fromisoformat(response.json["due_at"]) <= morning
 
-    assert not is_quiet(due)
+    def manual_sent() -> list[str]:
+        return sorted(m["target"] for m in fcm.messages() if m["message"]["data"]["kind"] == "manual")
+
+    for at in (night, morning - timedelta(minutes=1)):
+        run_due(at)
+        assert manual_sent() == [], at
+    run_due(morning)
+    assert manual_sent() == devices_of("M1", "M2", "S1", "CB")
 
 
 # --- devices ---------------------------------------------------------------------------------------
