@@ -185,15 +185,27 @@ def test_a_registration_refreshed_meanwhile_is_not_deleted(world, fcm):
     import threading
 
     doc_id = world.publish("b1")
-    fcm.set_rule(target="fid-M2", error="UNREGISTERED", latency=0.5)
-    refresh = threading.Timer(0.2, lambda: world.client.post(
-        f"{API}/me/devices", json={"fid": "fid-M2", "token": "fresh-M2", "platform": "android"},
-        headers=world.auth("M2")))
+    device_id = db.session.scalar(select(Device.id).where(Device.fid == "fid-M2"))
+    fcm.set_rule(target="fid-M2", error="UNREGISTERED", latency=1.0)
+    answers = []
+
+    def refresh_while_m2_is_in_flight():
+        # The other four devices of b1 are answered at once: by then M2's send is out and waiting.
+        assert fcm.wait_for(4, timeout=10)
+        answers.append(world.client.post(
+            f"{API}/me/devices", json={"fid": "fid-M2", "token": "fresh-M2", "platform": "android"},
+            headers=world.auth("M2")))
+
+    refresh = threading.Thread(target=refresh_while_m2_is_in_flight)
     refresh.start()
     run_due()
     refresh.join()
+    assert len(answers) == 1 and answers[0].status_code == 200, answers  # a refresh, not a new device
+    assert answers[0].json["id"] == device_id
     assert notification("published", doc_id).invalid_tokens == 1
-    assert db.session.scalar(select(Device.token).where(Device.fid == "fid-M2")) == "fresh-M2"
+    db.session.expire_all()
+    assert db.session.execute(select(Device.id, Device.token).where(Device.fid == "fid-M2")).all() \
+        == [(device_id, "fresh-M2")]
 
 
 def test_transient_errors_are_retried_until_each_device_has_it_once(world, fcm, app):
