@@ -605,7 +605,7 @@ def test_material_change_asks_again_and_a_correction_does_not(client, tree, pub,
     assert r.status_code == 200 and r.json["version"] == 2 and r.json["ack_version"] == 1
 
     items = {i["id"]: i for i in an.feed()["items"]}
-    assert items[material]["my"]["state"] in ("new", "opened")
+    assert items[material]["my"]["state"] == "opened"  # read (and acknowledged) before: opened, not new
     assert items[material]["my"]["acknowledged_version"] == 1
     assert items[material]["version"] == 2 and items[material]["title"] == "Kế hoạch sửa đổi nội dung"
     assert items[correction]["my"]["state"] == "acknowledged"
@@ -833,7 +833,10 @@ def test_after_a_transfer_reset_the_client_can_resume_normally(client, tree, peo
     watermark = max(ts(i["updated_at"]) for i in body["items"])
     # The client followed the protocol: resume from the largest updated_at it received.
     again = an.feed(updated_since=watermark.isoformat())
-    assert not again.get("reset")
+    assert not again.get("reset") and again["items"] == []  # nothing changed since: an empty delta
+    later = document(tree["city"], [tree["cbcs"]], title="Văn bản sau khi chuyển").id
+    delta = an.feed(updated_since=watermark.isoformat())
+    assert not delta.get("reset") and [i["id"] for i in delta["items"]] == [later]  # only what is new
 
 
 # --- the badge -------------------------------------------------------------------------------------
