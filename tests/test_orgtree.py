@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from handbook import permissions
+from handbook.errors import ProblemError
 from handbook.extensions import db
 from handbook.orgunits import OrgUnit, ancestors_of, in_subtree, path_upper_bound, recompute_paths, subtree_of
 from tests.factories import member, small_tree, unit
@@ -82,6 +83,17 @@ def test_role_scope_reaches_the_subtree_only(app):
     assert not permissions.can_see_member(committee, other)
     assert permissions.can_see_member(secretary, committee, "secretary")  # same branch
     assert not permissions.can_see_member(secretary, other, "secretary")
+
+
+def test_require_role_over_is_403_outside_the_scope(app):
+    tree = small_tree()
+    secretary = member("01000001", tree["b1"], roles=[("secretary", tree["b1"])])
+    assert permissions.require_role_over(secretary, tree["b1"], "secretary") is None
+    assert permissions.require_role_over(secretary, tree["b1"], ["committee", "secretary"]) is None
+    for unit, roles in ((tree["b2"], "secretary"), (tree["b1"], "committee"), (tree["ba_dinh"], "secretary")):
+        with pytest.raises(ProblemError) as refused:
+            permissions.require_role_over(secretary, unit, roles)
+        assert (refused.value.code, refused.value.status) == ("forbidden", 403)
 
 
 def test_deep_tree_paths_hold(app):
