@@ -43,14 +43,38 @@ def module_of(name: str) -> str:
     return next((m for m in MODULES if name.startswith(m + ".")), name.rsplit(".", 1)[0])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default=str(ROOT / "docs" / "mutation-report.md"))
-    out = Path(parser.parse_args().out)
+def results() -> dict[str, str]:
+    """Every mutant mutmut knows of and its status ('killed', 'survived', 'not checked', ...)."""
     statuses: dict[str, str] = {}
     for line in mutmut("results", "--all", "true").splitlines():
         if match := LINE.match(line):
             statuses[match["name"]] = match["status"].strip()
+    return statuses
+
+
+def pending(module: str) -> list[str]:
+    """What `mutmut run` should be given for `module`: its mutants not killed yet (not checked, survived,
+    timed out: tests may have been added since), or the module's pattern when nothing was generated yet.
+    (mutmut re-runs every mutant it is given by name or pattern, and only unchecked ones when given none.)"""
+    try:
+        statuses = {n: s for n, s in results().items() if n.startswith(module + ".")}
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        statuses = {}
+    if not statuses:
+        return [f"{module}.*"]
+    return sorted(n for n, s in statuses.items() if s not in ("killed", "caught by type check"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=str(ROOT / "docs" / "mutation-report.md"))
+    parser.add_argument("--pending", metavar="MODULE", help="print the mutants of MODULE still to run, and stop")
+    args = parser.parse_args()
+    if args.pending:
+        print(" ".join(pending(args.pending)))
+        return
+    out = Path(args.out)
+    statuses = results()
     known = equivalents()
     counts: dict[str, Counter] = defaultdict(Counter)
     for name, status in statuses.items():

@@ -480,3 +480,13 @@ def test_prune_sessions_at_its_boundaries(app, an):
     assert sorted(db.session.scalars(db.select(AuthSession.id))) == [
         "refreshed-at-horizon", "refreshed-lately", "token-expires-now", "with-live-token"]
     assert sorted(db.session.scalars(db.select(RefreshToken.jti))) == ["jti-token-expires-now", "jti-with-live-token"]
+
+
+def test_a_session_keeps_the_device_s_user_agent_cut_to_255_and_its_ip(client, an):
+    for agent, kept in (("SoTayDangVien/2.1 (Android 14)", "SoTayDangVien/2.1 (Android 14)"),
+                        ("x" * 300, "x" * 255), ("", None)):
+        r = client.post("/api/v1/auth/login", json={"username": "01000001", "password": PASSWORD},
+                        headers={"User-Agent": agent}, environ_base={"REMOTE_ADDR": "10.9.8.7"})
+        assert r.status_code == 200
+        session = _session(_claims(r.json["refresh_token"])["sid"])
+        assert (session.user_agent, session.ip, session.member_id) == (kept, "10.9.8.7", an.id)
