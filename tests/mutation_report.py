@@ -84,7 +84,7 @@ def main() -> None:
     lines = ["# Mutation testing report (`make mutate`)", "",
              f"Written by `python -m tests.mutation_report` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from mutmut's "
              "results in mutants/ (SQLite only). See docs/mutation.md for what was run.", "",
-             "| module | mutants | killed | survived (equivalent) | timeout | no tests | not run yet | other |",
+             "| module | mutants | killed | survived (of them known, with why) | timeout | no tests | not run yet | other |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for module in MODULES:
         c = counts.get(module, Counter())
@@ -92,16 +92,16 @@ def main() -> None:
         other = sum(v for k, v in c.items() if k not in ("killed", "survived", "timeout", "no tests", "not checked"))
         lines.append(f"| {module} | {sum(c.values())} | {c['killed']} | {c['survived']} ({equivalent}) | "
                      f"{c['timeout']} | {c['no tests']} | {c['not checked']} | {other} |")
-    lines += ["", f"Surviving mutants not known to be equivalent: **{len(real)}**.", ""]
+    lines += ["", f"Surviving mutants not explained in tests/mutation_equivalents.txt: **{len(real)}**.", ""]
     for title, names in (("Surviving mutants (behaviour changes no test notices)", real),
-                         ("Equivalent mutants (survive by construction)", [n for n in survivors if n in known])):
+                         ("Known survivors, with why (equivalent, or killed only on PostgreSQL)", [n for n in survivors if n in known])):
         lines += [f"## {title}", ""]
         if not names:
             lines += ["None.", ""]
         for name in names:
             lines.append(f"### `{name}`")
             if name in known:
-                lines += ["", f"Equivalent: {known[name]}"]
+                lines += ["", f"Why: {known[name]}"]
             diff = mutmut("show", name).split("\n", 1)[-1].strip()
             lines += ["", "```diff", diff, "```", ""]
     others = sorted(n for n, s in statuses.items() if s not in ("killed", "survived"))

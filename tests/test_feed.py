@@ -311,6 +311,21 @@ def test_withdrawn_document_leaves_the_feed_and_answers_410(client, tree, pub, a
     assert db.session.get(Receipt, (gone, an.id)) is not None
 
 
+def test_a_document_withdrawn_the_instant_it_came_out_had_come_out(client, tree, pub, an, people):
+    """`was_out` (SQL) and `went_out` (Python) agree at the boundary: withdrawn at the very instant it
+    was published, readers could have seen it (410); withdrawn a moment before, never (404)."""
+    from content.access import went_out
+
+    at = utcnow().replace(microsecond=0) - timedelta(hours=1)
+    both = document(tree["city"], [tree["b1"]], title="Thu hồi đúng lúc đăng").id
+    early = document(tree["city"], [tree["b1"]], title="Thu hồi trước khi đăng").id
+    set_doc(both, status="withdrawn", published_at=at, withdrawn_at=at)
+    set_doc(early, status="withdrawn", published_at=at, withdrawn_at=at - timedelta(seconds=1))
+    assert went_out(db.session.get(Document, both)) and not went_out(db.session.get(Document, early))
+    assert_problem(an.get(f"/documents/{both}"), 410, "document_withdrawn")
+    assert_problem(an.get(f"/documents/{early}"), 404, "not_found")
+
+
 def test_a_document_withdrawn_before_its_scheduled_time_never_existed_for_readers(client, tree, pub, an):
     start = utcnow() - timedelta(seconds=1)
     doc = pub.create(title="Hẹn giờ rồi hủy", audience={"org_units": [tree["b1"].id]})
@@ -1040,3 +1055,25 @@ def test_delta_sync_query_plan_uses_indexes_at_volume(client, volume):
     _assert_index_driven(client, headers, "/documents", {"updated_since": since})
     body = client.get(API + "/documents", query_string={"updated_since": since, "limit": 100}, headers=headers).json
     assert 0 < len(body["items"]) < 100
+
+
+def test_went_out_for_every_status(app):
+    """Readers could see a document at some point: published/scheduled and its time has come, or withdrawn
+    after that time; never a draft, nor a document without a publication time."""
+    from content.access import went_out
+
+    now = utcnow()
+    hour, second = timedelta(hours=1), timedelta(seconds=1)
+    cases = [
+        (dict(status="published", published_at=None), False),
+        (dict(status="published", published_at=now), True),
+        (dict(status="scheduled", published_at=now), True),
+        (dict(status="scheduled", published_at=now + second), False),
+        (dict(status="draft", published_at=now - hour), False),
+        (dict(status="draft", published_at=now - hour, withdrawn_at=now), False),
+        (dict(status="withdrawn", published_at=now - hour, withdrawn_at=None), False),
+        (dict(status="withdrawn", published_at=now - hour, withdrawn_at=now), True),
+        (dict(status="withdrawn", published_at=now, withdrawn_at=now), True),
+        (dict(status="withdrawn", published_at=now, withdrawn_at=now - second), False),
+    ]
+    assert [went_out(Document(**fields), now) for fields, _ in cases] == [expected for _, expected in cases]
