@@ -782,6 +782,27 @@ def test_recount_command_repairs_corrupted_counters(app, api, tree):
     assert figures(api.figures("BT", doc)) == (12, 1, 1, 10, 0, 1)
 
 
+def test_recount_of_some_units_rebuilds_those_only(app, api, tree):
+    """recount(unit_ids=...) rebuilds the rows of those units (and says how many it wrote), nothing else."""
+    from content.progress import recount
+
+    doc = api.publish()
+    api.ack("M1", doc, 1)
+    good = stored_counters()
+    db.session.execute(update(ProgressCounter).where(ProgressCounter.document_id == doc,
+                                                     ProgressCounter.org_unit_id.in_([tree["b1"].id, tree["b2"].id]))
+                       .values(acknowledged=7))
+    db.session.commit()
+    assert recount([doc], [tree["b1"].id]) == 1
+    db.session.commit()
+    repaired = stored_counters()
+    assert repaired[(doc, tree["b1"].id)] == good[(doc, tree["b1"].id)]
+    assert repaired[(doc, tree["b2"].id)] != good[(doc, tree["b2"].id)]  # not asked: left as it was
+    assert recount([doc]) == len([k for k in good if k[0] == doc])
+    db.session.commit()
+    assert stored_counters() == good
+
+
 def test_recount_leaves_withdrawn_documents_alone(app, api, tree):
     doc = api.publish()
     api.ack("M1", doc, 1)
