@@ -396,12 +396,16 @@ def test_new_member_in_a_unit_without_a_counter_row(api, tree, tmp_path):
     assert_counters_exact()
 
 
-def test_new_members_are_added_to_the_counters_without_a_recount(api, tree, tmp_path):
+@pytest.mark.parametrize("chunk", [None, 1, 2], ids=["default-chunk", "chunk-1", "chunk-2"])
+def test_new_members_are_added_to_the_counters_without_a_recount(api, tree, tmp_path, chunk, monkeypatch):
     """New members grow their units' totals (content.progress.count_joined) instead of a recount; the
     edge cases stay exact: a unit that had no member (no counter rows yet), a document for a role, a new
     member who holds a role, a unit that also loses a member, a withdrawn document, and a document
-    whose audience does not reach the unit."""
+    whose audience does not reach the unit. Also with the units taken 1 or 2 per statement (UNIT_CHUNK)."""
     from tests.factories import unit
+
+    if chunk is not None:
+        monkeypatch.setattr("content.progress.UNIT_CHUNK", chunk)
 
     city = api.publish()
     ba_dinh = api.publish("ba_dinh", title="Kế hoạch của Quận ủy Ba Đình")
@@ -435,6 +439,17 @@ def test_new_members_are_added_to_the_counters_without_a_recount(api, tree, tmp_
     assert counter(committee, tree["b1"]) == (1, 0, 0, 0)    # CB only: the new members hold no role
     assert rows_of(gone) == withdrawn_rows and withdrawn_rows   # a withdrawn document's counts stay as they were
     assert_counters_exact()
+
+def test_members_imported_into_a_new_unit_alone_get_its_counter_rows(api, tree, tmp_path):
+    from tests.factories import unit
+
+    doc = api.publish()
+    empty = unit("HN.DD.CB2", "grassroots", tree["dong_da"], "Chi bộ cơ sở chưa có đảng viên")
+    imported(write_members(tmp_path, "new-unit.csv", [["N1", "Đảng viên mới 1", "HN.DD.CB2"],
+                                                       ["N2", "Đảng viên mới 2", "HN.DD.CB2"]]))
+    assert counter(doc, empty) == (2, 0, 0, 0)
+    assert_counters_exact()
+
 
 def test_a_failed_import_changes_no_counts(api, tree, tmp_path):
     doc = api.publish()
