@@ -448,6 +448,12 @@ def test_members_imported_into_a_new_unit_alone_get_its_counter_rows(api, tree, 
     imported(write_members(tmp_path, "new-unit.csv", [["N1", "Đảng viên mới 1", "HN.DD.CB2"],
                                                        ["N2", "Đảng viên mới 2", "HN.DD.CB2"]]))
     assert counter(doc, empty) == (2, 0, 0, 0)
+    # A unit whose only member is inactive has no counter rows either: its first active member adds them.
+    dormant = unit("HN.DD.CB3", "grassroots", tree["dong_da"], "Chi bộ cơ sở chỉ có đảng viên đã nghỉ")
+    member("X1", dormant, name="Đảng viên đã nghỉ", active=False)
+    assert counter(doc, dormant) is None
+    imported(write_members(tmp_path, "dormant-unit.csv", [["N3", "Đảng viên mới 3", "HN.DD.CB3"]]))
+    assert counter(doc, dormant) == (1, 0, 0, 0)
     assert_counters_exact()
 
 
