@@ -454,6 +454,11 @@ def test_members_imported_into_a_new_unit_alone_get_its_counter_rows(api, tree, 
     assert counter(doc, dormant) is None
     imported(write_members(tmp_path, "dormant-unit.csv", [["N3", "Đảng viên mới 3", "HN.DD.CB3"]]))
     assert counter(doc, dormant) == (1, 0, 0, 0)
+    # Two units growing by the same number are updated in one statement, each once.
+    before = (counter(doc, tree["b1"]), counter(doc, tree["cbcs"]))
+    imported(write_members(tmp_path, "two-units.csv", [["N4", "Đảng viên mới 4", "HN.BD.DB.1"],
+                                                        ["N5", "Đảng viên mới 5", "HN.DD.CB"]]))
+    assert counter(doc, tree["b1"])[0] == before[0][0] + 1 and counter(doc, tree["cbcs"])[0] == before[1][0] + 1
     assert_counters_exact()
 
 
