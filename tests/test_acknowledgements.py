@@ -532,6 +532,26 @@ def test_sync_results_per_item(api, tree):
     assert_counters_exact()
 
 
+def test_sync_items_with_a_version_alone_an_acknowledgement_without_one_or_nothing(api, tree):
+    """A version alone acknowledges (now); an acknowledgement time without a version is `invalid` and
+    changes nothing; an item with nothing to do is `ok` and changes nothing."""
+    a, b, c = (api.publish(title=f"Chỉ thị {name}") for name in "ABC")
+    backdate(a, b, c)
+    response = api.sync("M1", [
+        {"document_id": a, "version": 1},
+        {"document_id": b, "acknowledged_at": datetime.now(UTC).isoformat()},
+        {"document_id": c},
+    ])
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.json["results"] == [{"document_id": a, "status": "ok"}, {"document_id": b, "status": "invalid"},
+                                         {"document_id": c, "status": "ok"}]
+    m1 = api.id("M1")
+    assert receipt(a, m1).acknowledged_version == 1 and receipt(a, m1).method == "app"
+    assert receipt(b, m1) is None or receipt(b, m1).acknowledged_at is None
+    assert receipt(c, m1) is None or (receipt(c, m1).opened_at, receipt(c, m1).acknowledged_at) == (None, None)
+    assert_counters_exact()
+
+
 def test_sync_mix_of_opened_and_acknowledged_items_and_duplicates(api, tree):
     a = api.publish(title="Chỉ thị A")
     b = api.publish(title="Chỉ thị B")
