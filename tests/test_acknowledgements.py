@@ -525,6 +525,7 @@ def test_sync_results_per_item(api, tree):
     m1 = api.id("M1")
     stored = receipt(a, m1)
     assert stored.acknowledged_version == 1 and stored.method == "app" and stored.platform == "ios"
+    assert stored.device == "iPhone 12"
     assert abs(stored.acknowledged_at - (now - timedelta(minutes=5))) < timedelta(milliseconds=1)
     assert receipt(b, m1) is None and receipt(c, m1) is None
     assert abs(receipt(notice, m1).opened_at - opened_at) < timedelta(milliseconds=1)
@@ -698,6 +699,8 @@ def test_briefing_results_receipts_undo_and_audit(api, tree):
     assert first["details"]["note"] == "Sinh hoạt chi bộ tháng 8"
     undo = api.audit("acknowledgement.briefing_undo")
     assert len(undo) == 1 and undo[0]["actor"]["card_number"] == "S1" and undo[0]["details"]["member"] == m2
+    assert (undo[0]["target_type"], undo[0]["target_id"]) == ("document", str(doc))
+    assert first["target_type"] == "document"
 
 
 def test_briefing_of_a_member_who_never_opened(api, tree):
@@ -835,6 +838,8 @@ def test_exemption_leaves_the_denominator_and_undo(api, tree):
     assert m2 in exemptions[0]["details"]["members"] and 987654 not in exemptions[0]["details"]["members"]
     undo = api.audit("acknowledgement.exemption_undo")
     assert len(undo) == 1 and undo[0]["details"]["member"] == m2 and undo[0]["target_id"] == str(doc)
+    assert undo[0]["actor"]["card_number"] == "S1" and undo[0]["target_type"] == "document"
+    assert exemptions[0]["target_type"] == "document" and exemptions[0]["target_id"] == str(doc)
 
 
 def test_exempt_member_who_then_acknowledges(api, tree):
