@@ -13,6 +13,12 @@ from sqlalchemy import text
 
 from config import TestConfig, normalise_database_url
 
+# Hypothesis keeps its example database and caches (e.g. the constants it reads from the modules under
+# test, written while the tests are collected) in a home folder: a temporary one for the whole run, never
+# .hypothesis/ in the checkout. Set before any test module imports hypothesis strategies.
+_HYPOTHESIS_HOME = tempfile.TemporaryDirectory(prefix="handbook-test-hypothesis-")
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", _HYPOTHESIS_HOME.name)
+
 PG_URL = normalise_database_url(os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -77,12 +83,19 @@ def _reset_schema(app) -> None:
 _ATTACHMENTS = tempfile.TemporaryDirectory(prefix="handbook-test-attachments-")
 
 
+# The apps' instance folder (the embedded push worker's lock file, push-worker.lock, ...): a temporary one
+# for the whole run, never the repository's instance/.
+_INSTANCE = tempfile.TemporaryDirectory(prefix="handbook-test-instance-")
+
+
 def make_app(database_url: str, **overrides):
     from handbook import create_app
 
     settings = {k: getattr(TestConfig, k) for k in dir(TestConfig) if k.isupper()}
     settings.update(SQLALCHEMY_DATABASE_URI=database_url, ATTACHMENT_STORAGE_DIR=_ATTACHMENTS.name, **overrides)
-    return create_app(settings)
+    app = create_app(settings)
+    app.instance_path = _INSTANCE.name
+    return app
 
 
 @pytest.fixture(scope="session")

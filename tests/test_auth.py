@@ -50,6 +50,30 @@ def test_bad_credentials_are_one_generic_401(client, an, username, password):
     assert r.content_type == "application/problem+json"
 
 
+def _without_request_identity(response) -> dict:
+    body = dict(response.json)
+    for key in ("request_id", "instance"):
+        body.pop(key, None)
+    return body
+
+
+def test_a_wrong_password_and_an_unknown_account_get_the_same_answer(client, an, tree):
+    """Nothing in the answer tells a wrong password from an account that does not exist (or is
+    inactive, or has no password): same status, headers that matter and body but for the request id."""
+    member("01000002", tree["b1"], active=False)
+    member("01000003", tree["b1"], password=None)
+    answers = [login(client, "01000001", "wrong-password"), login(client, "99999999", PASSWORD),
+               login(client, "0999999999", PASSWORD), login(client, "01000002", PASSWORD),
+               login(client, "01000003", "anything")]
+    first = answers[0]
+    assert first.status_code == 401 and first.json["code"] == "invalid_credentials"
+    for other in answers[1:]:
+        assert other.status_code == first.status_code
+        assert other.content_type == first.content_type
+        assert _without_request_identity(other) == _without_request_identity(first)
+        assert ("WWW-Authenticate" in other.headers) == ("WWW-Authenticate" in first.headers)
+
+
 def test_inactive_member_and_member_without_password_cannot_log_in(client, tree):
     member("01000002", tree["b1"], active=False)
     member("01000003", tree["b1"], password=None)
@@ -167,9 +191,20 @@ def test_failed_logins_are_throttled_per_account(client, an, tree):
     assert blocked.status_code == 429
     assert blocked.json["code"] == "rate_limited"
     assert int(blocked.headers["Retry-After"]) > 0
-    # Another spelling of the same account is the same account; another account is unaffected.
-    assert login(client, "01000001 ".strip(), "wrong").status_code == 429
-    assert login(client, "01000009").status_code == 200
+    assert login(client, "01000009").status_code == 200  # another account is unaffected
+
+
+def test_every_spelling_of_one_phone_is_one_throttled_account(client, an, tree):
+    """Failures under one spelling of the phone number block the others: the throttle is keyed on the
+    number, not on what was typed."""
+    member("01000009", tree["b2"], phone="0987654321")
+    for spelling in ("0912 345 678", "0912345678", "+84912345678", "84 912.345.678", "0912-345-678"):
+        assert login(client, spelling, "wrong").status_code == 401, spelling
+    for spelling in ("0912345678", "+84 912 345 678", "0912.345.678"):
+        blocked = login(client, spelling)  # the right password, another spelling: still waits
+        assert blocked.status_code == 429, spelling
+        assert blocked.json["code"] == "rate_limited"
+    assert login(client, "0987 654 321").status_code == 200  # another phone is another account
 
 
 def test_successful_logins_do_not_count_against_the_account(client, an):
@@ -191,13 +226,12 @@ def test_logins_are_throttled_per_ip(client, app, an, tree):
         app.config["LOGIN_LIMIT_PER_IP"] = "60 per minute;600 per hour"
 
 
-def test_parallel_refresh_with_one_token_succeeds_at_most_once(client, app, an, backend):
+def test_parallel_refresh_with_one_token_succeeds_exactly_once(client, app, an, backend):
     if backend != "postgresql":
         pytest.skip("SQLite serialises writers; the race is exercised on PostgreSQL")
     refresh_token = login(client, "01000001").json["refresh_token"]
     results = in_parallel(app, 4, lambda c: c.post("/api/v1/auth/refresh", headers=bearer(refresh_token)))
-    assert results.count(200) <= 1
-    assert len(results) == 4 and all(code in (200, 401) for code in results)
+    assert len(results) == 4 and sorted(results) == [200, 401, 401, 401], results
 
 
 def test_prune_sessions_keeps_live_ones(client, app, an):
@@ -301,3 +335,158 @@ def test_auth_scheme_is_case_insensitive_and_204_has_no_body_type(client, an):
     assert client.get("/api/v1/me", headers={"Authorization": f"bearer {token}"}).status_code == 200
     r = client.post("/api/v1/auth/logout", headers={"Authorization": f"BEARER {token}"})
     assert r.status_code == 204 and "Content-Type" not in r.headers and r.data == b""
+
+
+# --- what each auth path writes (found by mutation testing: `make mutate`) ---------------------------
+
+def _session(session_id: str) -> AuthSession:
+    db.session.expire_all()
+    return db.session.get(AuthSession, session_id)
+
+
+def _audit(action: str) -> list[tuple]:
+    from handbook.audit import AuditEntry
+
+    db.session.expire_all()
+    return [(e.actor_id, e.target_type, e.target_id) for e in
+            db.session.scalars(db.select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id))]
+
+
+def _claims(token: str) -> dict:
+    return pyjwt.decode(token, options={"verify_signature": False})
+
+
+def test_a_refresh_token_unknown_to_the_database_or_of_another_session_is_invalid(client, an):
+    from handbook.auth import RefreshToken
+
+    first, second = login(client, "01000001").json, login(client, "01000001").json
+    # A refresh token whose row is gone (pruned, or never issued by this server).
+    db.session.execute(db.delete(RefreshToken).where(RefreshToken.jti == _claims(first["refresh_token"])["jti"]))
+    # A refresh token whose row belongs to another session than the one it names.
+    db.session.execute(db.update(RefreshToken).where(RefreshToken.jti == _claims(second["refresh_token"])["jti"])
+                       .values(session_id=_claims(first["refresh_token"])["sid"]))
+    db.session.commit()
+    for pair in (first, second):
+        r = client.post("/api/v1/auth/refresh", headers=bearer(pair["refresh_token"]))
+        assert r.status_code == 401 and r.json["code"] == "invalid_token", r.get_data(as_text=True)
+        assert r.content_type == "application/problem+json"
+    assert _audit("auth.refresh_reuse") == []  # not a reuse: nothing revoked
+    assert _session(_claims(second["refresh_token"])["sid"]).revoked_at is None
+
+
+def test_refresh_and_its_reuse_leave_their_marks(client, an):
+    from handbook.auth import RefreshToken
+
+    first = login(client, "01000001").json
+    sid, jti = _claims(first["refresh_token"])["sid"], _claims(first["refresh_token"])["jti"]
+    assert _session(sid).refreshed_at is None
+    assert client.post("/api/v1/auth/refresh", headers=bearer(first["refresh_token"])).status_code == 200
+    assert _session(sid).refreshed_at is not None
+    assert db.session.get(RefreshToken, jti).used_at is not None
+    reuse = client.post("/api/v1/auth/refresh", headers=bearer(first["refresh_token"]))
+    assert reuse.status_code == 401 and reuse.json["code"] == "token_reused"
+    session = _session(sid)
+    assert session.revoked_at is not None and session.revoked_reason == "refresh_reuse"
+    assert _audit("auth.refresh_reuse") == [(an.id, "session", sid)]
+
+
+def test_revoking_a_revoked_session_keeps_the_first_reason_and_time(client, an):
+    from handbook.auth import revoke_session
+
+    pair = login(client, "01000001").json
+    sid = _claims(pair["refresh_token"])["sid"]
+    assert client.post("/api/v1/auth/logout", headers=bearer(pair["access_token"])).status_code == 204
+    ended = _session(sid)
+    assert ended.revoked_reason == "logout"
+    revoked_at = ended.revoked_at
+    revoke_session(sid, "refresh_reuse")
+    db.session.commit()
+    assert (_session(sid).revoked_reason, _session(sid).revoked_at) == ("logout", revoked_at)
+
+
+def test_a_password_change_revokes_only_the_member_s_own_open_sessions(client, an, tree):
+    member("01000002", tree["b1"], name="Trần Thị Bình")
+    mine, other, logged_out = (login(client, "01000001").json for _ in range(3))
+    theirs = login(client, "01000002").json
+    assert client.post("/api/v1/auth/logout", headers=bearer(logged_out["access_token"])).status_code == 204
+    before = _session(_claims(logged_out["refresh_token"])["sid"]).revoked_at
+    ok = client.put("/api/v1/me/password", json={"current_password": PASSWORD, "new_password": "mat-khau-moi-456"},
+                    headers=bearer(mine["access_token"]))
+    assert ok.status_code == 204
+    reasons = {name: (_session(_claims(p["refresh_token"])["sid"]).revoked_reason)
+               for name, p in (("mine", mine), ("other", other), ("logged_out", logged_out), ("theirs", theirs))}
+    assert reasons == {"mine": None, "other": "password_change", "logged_out": "logout", "theirs": None}
+    assert _session(_claims(logged_out["refresh_token"])["sid"]).revoked_at == before
+    assert client.get("/api/v1/me", headers=bearer(theirs["access_token"])).status_code == 200
+    assert _audit("auth.password_change") == [(an.id, "member", str(an.id))]
+
+
+def test_password_changes_spend_a_budget_of_the_member_s_own(client, app, an, tree):
+    """Right passwords do not count against it; another member's wrong guesses do not spend it."""
+    member("01000002", tree["b1"], name="Trần Thị Bình")
+    mine = login(client, "01000001").json["access_token"]
+    theirs = login(client, "01000002").json["access_token"]
+    url = "/api/v1/me/password"
+    for _ in range(6):  # more than the budget of 5: successes are refunded
+        assert client.put(url, json={"current_password": PASSWORD, "new_password": PASSWORD},
+                          headers=bearer(mine)).status_code == 204
+    wrong = {"current_password": "guess", "new_password": "mat-khau-moi-456"}
+    codes = [client.put(url, json=wrong, headers=bearer(theirs)).status_code for _ in range(6)]
+    assert codes == [403] * 5 + [429]
+    refused = client.put(url, json=wrong, headers=bearer(mine))
+    assert refused.status_code == 403 and refused.json["errors"] == {"current_password": ["Mật khẩu hiện tại không đúng."]}
+    assert login(client, "01000001").status_code == 200  # the login budget is another one
+
+
+@pytest.mark.parametrize("length,status", [(7, 422), (8, 204)])
+def test_the_shortest_new_password_is_the_configured_minimum(client, an, length, status):
+    token = login(client, "01000001").json["access_token"]
+    r = client.put("/api/v1/me/password", json={"current_password": PASSWORD, "new_password": "x" * length},
+                   headers=bearer(token))
+    assert r.status_code == status, r.get_data(as_text=True)
+    if status == 422:
+        assert r.json["code"] == "weak_password" and r.json["errors"] == {"new_password": ["Mật khẩu quá ngắn."]}
+        assert "ít nhất 8 ký tự" in r.json["detail"]
+
+
+def test_prune_sessions_at_its_boundaries(app, an):
+    """Tokens expired strictly before `now` go; a session goes once it has no token left and ended
+    (last refreshed, or opened) strictly more than a refresh lifetime before `now`."""
+    from handbook.auth import RefreshToken, prune_sessions
+    from handbook.timeutil import utcnow
+
+    now = utcnow().replace(microsecond=0)
+    horizon = now - app.config["JWT_REFRESH_TOKEN_EXPIRES"]
+    hour = timedelta(hours=1)
+
+    def session(name, created, refreshed=None, revoked=None, token_expires=None):
+        db.session.add(AuthSession(id=name, member_id=an.id, created_at=created, refreshed_at=refreshed,
+                                   revoked_at=revoked))
+        db.session.flush()
+        if token_expires is not None:
+            db.session.add(RefreshToken(jti=f"jti-{name}", session_id=name, expires_at=token_expires))
+
+    session("refreshed-lately", horizon - 24 * hour, refreshed=horizon + hour)      # kept
+    session("refreshed-long-ago", horizon - 48 * hour, refreshed=horizon - hour)    # pruned
+    session("opened-long-ago", horizon - hour)                                      # pruned
+    session("refreshed-at-horizon", horizon - 48 * hour, refreshed=horizon)         # kept: not before it
+    session("with-live-token", horizon - 48 * hour, token_expires=now + hour)       # kept: a token lives
+    session("token-expires-now", horizon - 48 * hour, token_expires=now)            # kept, token too
+    session("token-expired", horizon - 48 * hour, token_expires=now - hour)         # both pruned
+    session("revoked-long-ago", horizon - 48 * hour, revoked=horizon - hour)        # pruned
+    db.session.commit()
+    assert prune_sessions(now) == (1, 4)
+    db.session.expire_all()
+    assert sorted(db.session.scalars(db.select(AuthSession.id))) == [
+        "refreshed-at-horizon", "refreshed-lately", "token-expires-now", "with-live-token"]
+    assert sorted(db.session.scalars(db.select(RefreshToken.jti))) == ["jti-token-expires-now", "jti-with-live-token"]
+
+
+def test_a_session_keeps_the_device_s_user_agent_cut_to_255_and_its_ip(client, an):
+    for agent, kept in (("SoTayDangVien/2.1 (Android 14)", "SoTayDangVien/2.1 (Android 14)"),
+                        ("x" * 300, "x" * 255), ("", None)):
+        r = client.post("/api/v1/auth/login", json={"username": "01000001", "password": PASSWORD},
+                        headers={"User-Agent": agent}, environ_base={"REMOTE_ADDR": "10.9.8.7"})
+        assert r.status_code == 200
+        session = _session(_claims(r.json["refresh_token"])["sid"])
+        assert (session.user_agent, session.ip, session.member_id) == (kept, "10.9.8.7", an.id)

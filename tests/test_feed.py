@@ -311,6 +311,21 @@ def test_withdrawn_document_leaves_the_feed_and_answers_410(client, tree, pub, a
     assert db.session.get(Receipt, (gone, an.id)) is not None
 
 
+def test_a_document_withdrawn_the_instant_it_came_out_had_come_out(client, tree, pub, an, people):
+    """`was_out` (SQL) and `went_out` (Python) agree at the boundary: withdrawn at the very instant it
+    was published, readers could have seen it (410); withdrawn a moment before, never (404)."""
+    from content.access import went_out
+
+    at = utcnow().replace(microsecond=0) - timedelta(hours=1)
+    both = document(tree["city"], [tree["b1"]], title="Thu hồi đúng lúc đăng").id
+    early = document(tree["city"], [tree["b1"]], title="Thu hồi trước khi đăng").id
+    set_doc(both, status="withdrawn", published_at=at, withdrawn_at=at)
+    set_doc(early, status="withdrawn", published_at=at, withdrawn_at=at - timedelta(seconds=1))
+    assert went_out(db.session.get(Document, both)) and not went_out(db.session.get(Document, early))
+    assert_problem(an.get(f"/documents/{both}"), 410, "document_withdrawn")
+    assert_problem(an.get(f"/documents/{early}"), 404, "not_found")
+
+
 def test_a_document_withdrawn_before_its_scheduled_time_never_existed_for_readers(client, tree, pub, an):
     start = utcnow() - timedelta(seconds=1)
     doc = pub.create(title="Hẹn giờ rồi hủy", audience={"org_units": [tree["b1"].id]})
@@ -605,7 +620,7 @@ def test_material_change_asks_again_and_a_correction_does_not(client, tree, pub,
     assert r.status_code == 200 and r.json["version"] == 2 and r.json["ack_version"] == 1
 
     items = {i["id"]: i for i in an.feed()["items"]}
-    assert items[material]["my"]["state"] in ("new", "opened")
+    assert items[material]["my"]["state"] == "opened"  # read (and acknowledged) before: opened, not new
     assert items[material]["my"]["acknowledged_version"] == 1
     assert items[material]["version"] == 2 and items[material]["title"] == "Kế hoạch sửa đổi nội dung"
     assert items[correction]["my"]["state"] == "acknowledged"
@@ -833,7 +848,10 @@ def test_after_a_transfer_reset_the_client_can_resume_normally(client, tree, peo
     watermark = max(ts(i["updated_at"]) for i in body["items"])
     # The client followed the protocol: resume from the largest updated_at it received.
     again = an.feed(updated_since=watermark.isoformat())
-    assert not again.get("reset")
+    assert not again.get("reset") and again["items"] == []  # nothing changed since: an empty delta
+    later = document(tree["city"], [tree["cbcs"]], title="Văn bản sau khi chuyển").id
+    delta = an.feed(updated_since=watermark.isoformat())
+    assert not delta.get("reset") and [i["id"] for i in delta["items"]] == [later]  # only what is new
 
 
 # --- the badge -------------------------------------------------------------------------------------
@@ -1037,3 +1055,25 @@ def test_delta_sync_query_plan_uses_indexes_at_volume(client, volume):
     _assert_index_driven(client, headers, "/documents", {"updated_since": since})
     body = client.get(API + "/documents", query_string={"updated_since": since, "limit": 100}, headers=headers).json
     assert 0 < len(body["items"]) < 100
+
+
+def test_went_out_for_every_status(app):
+    """Readers could see a document at some point: published/scheduled and its time has come, or withdrawn
+    after that time; never a draft, nor a document without a publication time."""
+    from content.access import went_out
+
+    now = utcnow()
+    hour, second = timedelta(hours=1), timedelta(seconds=1)
+    cases = [
+        (dict(status="published", published_at=None), False),
+        (dict(status="published", published_at=now), True),
+        (dict(status="scheduled", published_at=now), True),
+        (dict(status="scheduled", published_at=now + second), False),
+        (dict(status="draft", published_at=now - hour), False),
+        (dict(status="draft", published_at=now - hour, withdrawn_at=now), False),
+        (dict(status="withdrawn", published_at=now - hour, withdrawn_at=None), False),
+        (dict(status="withdrawn", published_at=now - hour, withdrawn_at=now), True),
+        (dict(status="withdrawn", published_at=now, withdrawn_at=now), True),
+        (dict(status="withdrawn", published_at=now, withdrawn_at=now - second), False),
+    ]
+    assert [went_out(Document(**fields), now) for fields, _ in cases] == [expected for _, expected in cases]

@@ -1,4 +1,5 @@
-"""Domain packages never import the HTTP layer (api/); only the app factory wires it in."""
+"""Domain packages never import the HTTP layer (api/); only the app factory wires it in. And the suite
+keeps what it writes out of the checkout."""
 from __future__ import annotations
 
 import ast
@@ -25,3 +26,14 @@ def test_domain_packages_do_not_import_api():
             if path not in ALLOWED and "api" in _imports(path):
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def test_test_artefacts_stay_out_of_the_checkout(app):
+    """The suite writes its artefacts to temporary folders: the apps' instance folder (the embedded push
+    worker's push-worker.lock) and Hypothesis' home (its example database and constants cache), never
+    instance/ or .hypothesis/ in the checkout."""
+    from hypothesis.configuration import storage_directory
+
+    assert not Path(app.instance_path).resolve().is_relative_to(ROOT), app.instance_path
+    home = storage_directory("constants", intent_to_write=False).home_directory
+    assert not Path(home).resolve().is_relative_to(ROOT), home

@@ -1,9 +1,12 @@
 """The materialised-path org tree: subtree queries, ancestors, recomputation, scope checks."""
 from __future__ import annotations
 
+import pytest
+
 from handbook import permissions
+from handbook.errors import ProblemError
 from handbook.extensions import db
-from handbook.orgunits import OrgUnit, ancestors_of, path_upper_bound, recompute_paths, subtree_of
+from handbook.orgunits import OrgUnit, ancestors_of, in_subtree, path_upper_bound, recompute_paths, subtree_of
 from tests.factories import member, small_tree, unit
 
 
@@ -16,6 +19,31 @@ def test_subtree_is_a_range_and_excludes_lookalike_ids(app):
     assert "/1/20/" >= path_upper_bound("/1/2/")
     whole = list(db.session.scalars(subtree_of(tree["city"])))
     assert len(whole) == 7
+
+
+def test_the_subtree_of_2_does_not_hold_20_nor_3_hold_30(app):
+    """Siblings whose ids share a prefix (2 and 20, 3 and 30), each with a child, queried in the
+    database: a subtree is its root and its descendants, never a lookalike sibling's (`LIKE '/1/2%'`)."""
+    def add(unit_id: int, parent: OrgUnit | None, kind: str) -> OrgUnit:
+        u = OrgUnit(id=unit_id, code=f"L{unit_id}", name=f"Đơn vị {unit_id}", kind=kind,
+                    parent_id=parent.id if parent else None, depth=(parent.depth + 1) if parent else 0,
+                    path=f"{parent.path if parent else '/'}{unit_id}/")
+        db.session.add(u)
+        db.session.flush()
+        return u
+
+    root = add(1, None, "city")
+    units = {i: add(i, root, "district") for i in (2, 20, 3, 30)}
+    for parent_id, child_id in ((2, 4), (20, 200), (3, 5), (30, 31)):
+        units[child_id] = add(child_id, units[parent_id], "grassroots")
+    db.session.commit()
+    expected = {2: [2, 4], 20: [20, 200], 3: [3, 5], 30: [30, 31], 1: [1, 2, 4, 20, 200, 3, 5, 30, 31]}
+    for root_id, ids in expected.items():
+        found = [u.id for u in db.session.scalars(subtree_of(db.session.get(OrgUnit, root_id)))]
+        assert found == ids, root_id
+    assert db.session.scalar(db.select(db.func.count()).select_from(OrgUnit)
+                             .where(in_subtree(OrgUnit.path, "/1/2/"))) == 2
+    assert units[2].contains(units[4]) and not units[2].contains(units[20]) and not units[2].contains(units[200])
 
 
 def test_ancestors_root_first(app):
@@ -57,6 +85,17 @@ def test_role_scope_reaches_the_subtree_only(app):
     assert not permissions.can_see_member(secretary, other, "secretary")
 
 
+def test_require_role_over_is_403_outside_the_scope(app):
+    tree = small_tree()
+    secretary = member("01000001", tree["b1"], roles=[("secretary", tree["b1"])])
+    assert permissions.require_role_over(secretary, tree["b1"], "secretary") is None
+    assert permissions.require_role_over(secretary, tree["b1"], ["committee", "secretary"]) is None
+    for unit, roles in ((tree["b2"], "secretary"), (tree["b1"], "committee"), (tree["ba_dinh"], "secretary")):
+        with pytest.raises(ProblemError) as refused:
+            permissions.require_role_over(secretary, unit, roles)
+        assert (refused.value.code, refused.value.status) == ("forbidden", 403)
+
+
 def test_deep_tree_paths_hold(app):
     city = unit("C", "city")
     upper = unit("C.U", "upper", city)
@@ -69,7 +108,7 @@ def test_deep_tree_paths_hold(app):
 
 def test_subtree_query_is_an_index_range_scan_on_postgresql(app, backend):
     if backend != "postgresql":
-        return
+        pytest.skip("EXPLAIN and the index range scan are PostgreSQL's")
     tree = small_tree()
     stmt = subtree_of(tree["ba_dinh"]).compile(db.engine, compile_kwargs={"literal_binds": True})
     with db.engine.connect() as conn:

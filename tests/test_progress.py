@@ -396,12 +396,16 @@ def test_new_member_in_a_unit_without_a_counter_row(api, tree, tmp_path):
     assert_counters_exact()
 
 
-def test_new_members_are_added_to_the_counters_without_a_recount(api, tree, tmp_path):
+@pytest.mark.parametrize("chunk", [None, 1, 2], ids=["default-chunk", "chunk-1", "chunk-2"])
+def test_new_members_are_added_to_the_counters_without_a_recount(api, tree, tmp_path, chunk, monkeypatch):
     """New members grow their units' totals (content.progress.count_joined) instead of a recount; the
     edge cases stay exact: a unit that had no member (no counter rows yet), a document for a role, a new
     member who holds a role, a unit that also loses a member, a withdrawn document, and a document
-    whose audience does not reach the unit."""
+    whose audience does not reach the unit. Also with the units taken 1 or 2 per statement (UNIT_CHUNK)."""
     from tests.factories import unit
+
+    if chunk is not None:
+        monkeypatch.setattr("content.progress.UNIT_CHUNK", chunk)
 
     city = api.publish()
     ba_dinh = api.publish("ba_dinh", title="Kế hoạch của Quận ủy Ba Đình")
@@ -435,6 +439,28 @@ def test_new_members_are_added_to_the_counters_without_a_recount(api, tree, tmp_
     assert counter(committee, tree["b1"]) == (1, 0, 0, 0)    # CB only: the new members hold no role
     assert rows_of(gone) == withdrawn_rows and withdrawn_rows   # a withdrawn document's counts stay as they were
     assert_counters_exact()
+
+def test_members_imported_into_a_new_unit_alone_get_its_counter_rows(api, tree, tmp_path):
+    from tests.factories import unit
+
+    doc = api.publish()
+    empty = unit("HN.DD.CB2", "grassroots", tree["dong_da"], "Chi bộ cơ sở chưa có đảng viên")
+    imported(write_members(tmp_path, "new-unit.csv", [["N1", "Đảng viên mới 1", "HN.DD.CB2"],
+                                                       ["N2", "Đảng viên mới 2", "HN.DD.CB2"]]))
+    assert counter(doc, empty) == (2, 0, 0, 0)
+    # A unit whose only member is inactive has no counter rows either: its first active member adds them.
+    dormant = unit("HN.DD.CB3", "grassroots", tree["dong_da"], "Chi bộ cơ sở chỉ có đảng viên đã nghỉ")
+    member("X1", dormant, name="Đảng viên đã nghỉ", active=False)
+    assert counter(doc, dormant) is None
+    imported(write_members(tmp_path, "dormant-unit.csv", [["N3", "Đảng viên mới 3", "HN.DD.CB3"]]))
+    assert counter(doc, dormant) == (1, 0, 0, 0)
+    # Two units growing by the same number are updated in one statement, each once.
+    before = (counter(doc, tree["b1"]), counter(doc, tree["cbcs"]))
+    imported(write_members(tmp_path, "two-units.csv", [["N4", "Đảng viên mới 4", "HN.BD.DB.1"],
+                                                        ["N5", "Đảng viên mới 5", "HN.DD.CB"]]))
+    assert counter(doc, tree["b1"])[0] == before[0][0] + 1 and counter(doc, tree["cbcs"])[0] == before[1][0] + 1
+    assert_counters_exact()
+
 
 def test_a_failed_import_changes_no_counts(api, tree, tmp_path):
     doc = api.publish()
@@ -782,6 +808,27 @@ def test_recount_command_repairs_corrupted_counters(app, api, tree):
     assert figures(api.figures("BT", doc)) == (12, 1, 1, 10, 0, 1)
 
 
+def test_recount_of_some_units_rebuilds_those_only(app, api, tree):
+    """recount(unit_ids=...) rebuilds the rows of those units (and says how many it wrote), nothing else."""
+    from content.progress import recount
+
+    doc = api.publish()
+    api.ack("M1", doc, 1)
+    good = stored_counters()
+    db.session.execute(update(ProgressCounter).where(ProgressCounter.document_id == doc,
+                                                     ProgressCounter.org_unit_id.in_([tree["b1"].id, tree["b2"].id]))
+                       .values(acknowledged=7))
+    db.session.commit()
+    assert recount([doc], [tree["b1"].id]) == 1
+    db.session.commit()
+    repaired = stored_counters()
+    assert repaired[(doc, tree["b1"].id)] == good[(doc, tree["b1"].id)]
+    assert repaired[(doc, tree["b2"].id)] != good[(doc, tree["b2"].id)]  # not asked: left as it was
+    assert recount([doc]) == len([k for k in good if k[0] == doc])
+    db.session.commit()
+    assert stored_counters() == good
+
+
 def test_recount_leaves_withdrawn_documents_alone(app, api, tree):
     doc = api.publish()
     api.ack("M1", doc, 1)
@@ -886,8 +933,9 @@ def test_parallel_exemptions_briefings_and_undo(pg_only, app, api, tree):
     for kind in ("exempt", "brief", "exempt", "brief", "unexempt", "unbrief"):
         calls.put(kind)
 
-    def request(c):
-        kind = calls.get()
+    answered = []
+
+    def send(c, kind):
         if kind == "exempt":
             return c.post(f"{API}/documents/{doc}/exemptions", json={"member_ids": [m1], "reason": "Ốm"},
                           headers=secretary)
@@ -898,8 +946,18 @@ def test_parallel_exemptions_briefings_and_undo(pg_only, app, api, tree):
             return c.delete(f"{API}/documents/{doc}/exemptions/{m1}", headers=secretary)
         return c.delete(f"{API}/documents/{doc}/acknowledgements/{m1}", headers=secretary)
 
+    def request(c):
+        kind = calls.get()
+        response = send(c, kind)
+        answered.append((kind, response.status_code))
+        return response
+
     statuses = in_parallel(app, 6, request)
-    assert all(s in (200, 204, 404) for s in statuses), statuses
+    assert len(statuses) == len(answered) == 6, answered
+    # Exemptions and briefings are answered 200 with per-member results whatever the order; an undo is
+    # 204, or 404 when what it undoes is not (or no longer) there.
+    assert sorted(s for k, s in answered if k in ("exempt", "brief")) == [200, 200, 200, 200], answered
+    assert all(s in (204, 404) for k, s in answered if k in ("unexempt", "unbrief")), answered
     assert_counters_exact()
 
 
@@ -926,8 +984,11 @@ def test_acknowledgements_racing_a_material_change_keep_counters_exact(pg_only, 
             tokens.put((card, auth))
             return c.put(f"{API}/documents/{doc}/acknowledgement", json={"version": version}, headers=auth)
 
-        for s in in_parallel(app, 8, request):
+        answered = in_parallel(app, 8, request)
+        for s in answered:
             statuses[s] = statuses.get(s, 0) + 1
+        # The edit is 200; each acknowledgement is 200 (before it) or 409 (the version it names is stale).
+        assert len(answered) == 8 and set(answered) <= {200, 409} and answered.count(200) >= 1, answered
         assert stored_counters() == expected_counters(), statuses
 
 
@@ -1021,7 +1082,11 @@ def test_overview_leaves_out_what_is_not_out_yet(api, tree):
                            headers=api.auth("BT")).json["status"] == "scheduled"
     items = api.client.get(f"{API}/org-units/{tree['city'].id}/overview", headers=api.auth("BT")).json["items"]
     assert [i["document"]["id"] for i in items] == [doc]
-    assert draft != scheduled
+    # Both were left out for not being out yet, not for anything else: published, the draft is listed.
+    assert api.client.post(f"{API}/admin/documents/{draft}/publish", json={},
+                           headers=api.auth("BT")).status_code == 200
+    items = api.client.get(f"{API}/org-units/{tree['city'].id}/overview", headers=api.auth("BT")).json["items"]
+    assert sorted(i["document"]["id"] for i in items) == sorted([doc, draft])
 
 
 def test_overview_includes_a_due_scheduled_document(api, tree):

@@ -185,15 +185,27 @@ def test_a_registration_refreshed_meanwhile_is_not_deleted(world, fcm):
     import threading
 
     doc_id = world.publish("b1")
-    fcm.set_rule(target="fid-M2", error="UNREGISTERED", latency=0.5)
-    refresh = threading.Timer(0.2, lambda: world.client.post(
-        f"{API}/me/devices", json={"fid": "fid-M2", "token": "fresh-M2", "platform": "android"},
-        headers=world.auth("M2")))
+    device_id = db.session.scalar(select(Device.id).where(Device.fid == "fid-M2"))
+    fcm.set_rule(target="fid-M2", error="UNREGISTERED", latency=1.0)
+    answers = []
+
+    def refresh_while_m2_is_in_flight():
+        # The other four devices of b1 are answered at once: by then M2's send is out and waiting.
+        assert fcm.wait_for(4, timeout=10)
+        answers.append(world.client.post(
+            f"{API}/me/devices", json={"fid": "fid-M2", "token": "fresh-M2", "platform": "android"},
+            headers=world.auth("M2")))
+
+    refresh = threading.Thread(target=refresh_while_m2_is_in_flight)
     refresh.start()
     run_due()
     refresh.join()
+    assert len(answers) == 1 and answers[0].status_code == 200, answers  # a refresh, not a new device
+    assert answers[0].json["id"] == device_id
     assert notification("published", doc_id).invalid_tokens == 1
-    assert db.session.scalar(select(Device.token).where(Device.fid == "fid-M2")) == "fresh-M2"
+    db.session.expire_all()
+    assert db.session.execute(select(Device.id, Device.token).where(Device.fid == "fid-M2")).all() \
+        == [(device_id, "fresh-M2")]
 
 
 def test_transient_errors_are_retried_until_each_device_has_it_once(world, fcm, app):
@@ -591,13 +603,25 @@ def test_concurrent_manual_reminders_make_one(world, fcm, app, backend):
 
 
 def test_a_manual_reminder_in_quiet_hours_waits_for_morning(world, fcm, quiet):
+    """Run inside the window (21:00-07:00), the reminder is not sent; at 07:00 it is (a manual reminder
+    is not urgent)."""
     doc_id = world.publish("city")
     response = remind(world, "S1", doc_id, "b1")
     assert response.status_code == 202
-    due = datetime.fromisoformat(response.json["due_at"])
-    from push.schedule import is_quiet
+    now = datetime.now(ZONE)
+    # The first instant in the window at or after the reminder, and the morning that ends that night.
+    night = now + timedelta(minutes=1) if now.hour >= 21 or now.hour < 6 else local(0, 21, 30, now)
+    morning = local(1 if night.hour >= 21 else 0, 7, 0, night)
+    assert datetime.fromisoformat(response.json["due_at"]) <= morning
 
-    assert not is_quiet(due)
+    def manual_sent() -> list[str]:
+        return sorted(m["target"] for m in fcm.messages() if m["message"]["data"]["kind"] == "manual")
+
+    for at in (night, morning - timedelta(minutes=1)):
+        run_due(at)
+        assert manual_sent() == [], at
+    run_due(morning)
+    assert manual_sent() == devices_of("M1", "M2", "S1", "CB")
 
 
 # --- devices ---------------------------------------------------------------------------------------

@@ -1,0 +1,117 @@
+"""Write the report of `make mutate` (docs/mutation-report.md) from mutmut's stored results.
+
+    python -m tests.mutation_report [--out docs/mutation-report.md]
+
+Per module: how many mutants were made and what became of them (killed, survived, timeout, no tests,
+not yet run); then every surviving mutant with its diff, and whether it is a known equivalent mutant
+(tests/mutation_equivalents.txt: `mutant name: why it cannot be told apart from the real code`). A
+surviving mutant that is not listed there is a behaviour change no test notices: kill it with a test.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULES = ["content.progress", "content.acknowledgements", "content.access", "handbook.permissions",
+           "handbook.auth", "push.schedule", "push.fanout"]
+EQUIVALENTS = ROOT / "tests" / "mutation_equivalents.txt"
+LINE = re.compile(r"^\s+(?P<name>\S+): (?P<status>.+)$")
+
+
+def mutmut(*args: str) -> str:
+    command = [str(Path(sys.executable).with_name("mutmut")), *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+def equivalents() -> dict[str, str]:
+    known = {}
+    if EQUIVALENTS.exists():
+        for line in EQUIVALENTS.read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.startswith("#"):
+                name, _, why = line.partition(":")
+                known[name.strip()] = why.strip()
+    return known
+
+
+def module_of(name: str) -> str:
+    return next((m for m in MODULES if name.startswith(m + ".")), name.rsplit(".", 1)[0])
+
+
+def results() -> dict[str, str]:
+    """Every mutant mutmut knows of and its status ('killed', 'survived', 'not checked', ...)."""
+    statuses: dict[str, str] = {}
+    for line in mutmut("results", "--all", "true").splitlines():
+        if match := LINE.match(line):
+            statuses[match["name"]] = match["status"].strip()
+    return statuses
+
+
+def pending(module: str) -> list[str]:
+    """What `mutmut run` should be given for `module`: its mutants not killed yet (not checked, survived,
+    timed out: tests may have been added since), or the module's pattern when nothing was generated yet.
+    (mutmut re-runs every mutant it is given by name or pattern, and only unchecked ones when given none.)"""
+    try:
+        statuses = {n: s for n, s in results().items() if n.startswith(module + ".")}
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        statuses = {}
+    if not statuses:
+        return [f"{module}.*"]
+    return sorted(n for n, s in statuses.items() if s not in ("killed", "caught by type check"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=str(ROOT / "docs" / "mutation-report.md"))
+    parser.add_argument("--pending", metavar="MODULE", help="print the mutants of MODULE still to run, and stop")
+    args = parser.parse_args()
+    if args.pending:
+        print(" ".join(pending(args.pending)))
+        return
+    out = Path(args.out)
+    statuses = results()
+    known = equivalents()
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for name, status in statuses.items():
+        counts[module_of(name)][status] += 1
+    survivors = sorted(n for n, s in statuses.items() if s == "survived")
+    real = [n for n in survivors if n not in known]
+    lines = ["# Mutation testing report (`make mutate`)", "",
+             f"Written by `python -m tests.mutation_report` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from mutmut's "
+             "results in mutants/ (SQLite only). See docs/mutation.md for what was run.", "",
+             "| module | mutants | killed | survived (of them known, with why) | timeout | no tests | not run yet | other |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for module in MODULES:
+        c = counts.get(module, Counter())
+        equivalent = sum(1 for n in survivors if module_of(n) == module and n in known)
+        other = sum(v for k, v in c.items() if k not in ("killed", "survived", "timeout", "no tests", "not checked"))
+        lines.append(f"| {module} | {sum(c.values())} | {c['killed']} | {c['survived']} ({equivalent}) | "
+                     f"{c['timeout']} | {c['no tests']} | {c['not checked']} | {other} |")
+    lines += ["", f"Surviving mutants not explained in tests/mutation_equivalents.txt: **{len(real)}**.", ""]
+    for title, names in (("Surviving mutants (behaviour changes no test notices)", real),
+                         ("Known survivors, with why (equivalent, or killed only on PostgreSQL)", [n for n in survivors if n in known])):
+        lines += [f"## {title}", ""]
+        if not names:
+            lines += ["None.", ""]
+        for name in names:
+            lines.append(f"### `{name}`")
+            if name in known:
+                lines += ["", f"Why: {known[name]}"]
+            diff = mutmut("show", name).split("\n", 1)[-1].strip()
+            lines += ["", "```diff", diff, "```", ""]
+    others = sorted(n for n, s in statuses.items() if s not in ("killed", "survived"))
+    if others:
+        lines += ["## Neither killed nor surviving", ""]
+        lines += [f"- `{n}`: {statuses[n]}" for n in others]
+        lines.append("")
+    out.write_text("\n".join(lines), encoding="utf-8")
+    print(f"{out}: {len(statuses)} mutants, {len(survivors)} survived, {len(real)} not known to be equivalent")
+
+
+if __name__ == "__main__":
+    main()
