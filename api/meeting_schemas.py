@@ -10,8 +10,7 @@ from api.schemas import LocalDateTime, PageArgs, StrictSchema, UnitBriefSchema, 
 MEETING_KINDS = ["regular", "thematic", "extraordinary"]
 MEETING_STATUSES = ["scheduled", "open", "closed", "cancelled"]
 TITLE = validate.Length(min=1, max=255)
-URL = validate.And(validate.Length(max=512), validate.URL(schemes={"https"}, require_tld=True,
-                                                         error="https_url"))
+URL = [validate.Length(max=512), validate.Regexp(r"^https://[^\s/?#]+\.[^\s]*$", error="https_url")]
 
 
 class AgendaItemInSchema(StrictSchema):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import schemathesis
@@ -149,6 +150,12 @@ class World:
                        json={"member_ids": [api.id("M1")], "reason": "Ốm dài ngày"}))
         ok(client.post(f"{API}/documents/{published}/open", headers=api.auth("M3")), 204)
         leaving = factories.member("X1", tree["b1"], name="Trịnh Văn Xuân").id
+        deadline_day = ok(client.get(f"{API}/documents/{published}", headers=s1))["deadline"][:10]
+        ok(client.post(f"{API}/documents/{published}/extensions", headers=s1, json={
+            "member_ids": [api.id("M2")], "until": _day_after(deadline_day, 10), "reason": "Điều trị"}))
+        meetings, minutes = self._meetings(published)
+        questions = [ok(client.post(f"{API}/documents/{published}/questions", headers=api.auth(card),
+                                    json={"text": f"Câu hỏi của {card}"}), 201)["id"] for card in ("M3", "M4")]
         assert current_app.config["PUSH_BACKEND"] == "log"   # pushes go to the log, never to Google
         run_due()   # the publications' pushes and inbox items
 
@@ -169,6 +176,13 @@ class World:
             "series": [series],
             "version": [1, 2],
             "date": [local_today().isoformat()],
+            "meeting": meetings["scheduled"] + meetings["open"],
+            "minutes": [minutes],
+            "question": questions,
+            "invitee": [api.id(card) for card in ("M1", "M2", "S1", "CB")],   # b1's members
+            "starts_at": [at_hours(48)],
+            "ends_at": [at_hours(50)],
+            "until": [_day_after(deadline_day, 20)],
         }
         # Path parameters that only make sense together.
         self.together = {
@@ -179,26 +193,63 @@ class World:
                 {"document_id": published, "member_id": api.id(card)} for card in ("M1", "M2")],
             frozenset({"document_id", "version"}): [
                 {"document_id": d, "version": v} for d, v in db.session.execute(select(Document.id, Document.version))],
+            frozenset({"meeting_id", "minutes_id"}): [{"meeting_id": meetings["open"][0], "minutes_id": minutes}],
         }
         # Operations that end something get rows of their own, so that the world stays alive for the
         # operations fuzzed after them.
-        self.only = {"/withdraw": {"document": [spare]}, "/removal": {"member": [leaving]}}
+        self.only = {"/withdraw": {"document": [spare]}, "/removal": {"member": [leaving]},
+                     "/cancel": {"meeting": meetings["to_cancel"]}, "/close": {"meeting": meetings["to_close"]},
+                     "/rsvp": {"meeting": meetings["scheduled"]}, "/check-in-code": {"meeting": meetings["open"]},
+                     "/attendance": {"meeting": meetings["open"][:1]}, "/attachments": {"meeting": meetings["open"]},
+                     # The one document everyone in this world may acknowledge; the units that hold members.
+                     "/acknowledgement": {"document": [published]},
+                     "/meetings": {"unit": [tree[u].id for u in ("b1", "b2", "cbcs")]}}
         db.session.remove()
+
+    def _meetings(self, document: int) -> tuple[dict[str, list[int]], int]:
+        """Meetings of b1 (S1's) and b2 (BT's branch): scheduled in two days, open (started five minutes
+        ago), and one of each to cancel and to close; minutes on b1's open one."""
+        from content.models import Meeting
+
+        api, out = self.api, {"scheduled": [], "open": [], "to_cancel": [], "to_close": []}
+        for unit, card in (("b1", "S1"), ("b2", "S2")):
+            for role in out:
+                created = api.client.post(f"{API}/org-units/{api.tree[unit].id}/meetings", headers=api.auth(card), json={
+                    "title": "Sinh hoạt chi bộ", "kind": "regular", "starts_at": at_hours(48), "ends_at": at_hours(50),
+                    "place": "Hội trường", "agenda": [{"title": "Chỉ thị", "document_id": document}]})
+                assert created.status_code == 201, created.get_data(as_text=True)
+                out[role].append(created.json["id"])
+        for meeting_id in out["open"] + out["to_close"]:
+            db.session.get(Meeting, meeting_id).starts_at = datetime.now(UTC) - timedelta(minutes=5)
+        db.session.commit()
+        minutes = api.client.post(f"{API}/meetings/{out['open'][0]}/attachments", headers=api.auth("S1"),
+                                  content_type="multipart/form-data", data={"file": (io.BytesIO(PNG), "bien-ban.png")})
+        assert minutes.status_code == 201, minutes.get_data(as_text=True)
+        return out, minutes.json["id"]
 
     # What a parameter or body field names.
     KINDS = {"document_id": "document", "member_id": "member", "org_unit_id": "unit", "org_unit": "unit",
              "attachment_id": "attachment", "device_id": "device", "notification_id": "notification",
              "item_id": "item", "series_id": "series", "version": "version", "actor": "member",
-             "owner_unit": "unit", "member_ids": "member", "org_units": "unit", "held_on": "date"}
+             "owner_unit": "unit", "member_ids": "member", "org_units": "unit", "held_on": "date",
+             "meeting_id": "meeting", "minutes_id": "minutes", "question_id": "question", "present": "invitee",
+             "starts_at": "starts_at", "ends_at": "ends_at", "until": "until"}
     # Headers worth sending alone, in place of generated ones (a random If-Range would void any Range).
     HEADERS = [{"Range": r} for r in ("bytes=0-9", "bytes=5-", "bytes=-3", "bytes=0-0,5-9", "bytes=100000-",
                                       "bytes=9-5", "items=0-5")]
+
+    # Times a rule JSON Schema cannot state must hold for (in the future, after the deadline): mostly real.
+    MOSTLY_REAL = {"starts_at", "ends_at", "until"}
 
     def steer(self, value, path: str, key: str | None = None):
         """A strategy: `value` as generated, or with its ids (and dates) replaced by real ones, recursively."""
         kind = self.KINDS.get(key)
         ids = next((only for suffix, only in self.only.items() if path.endswith(suffix)), {})
         real = ids.get(kind) or self.ids.get(kind)
+        if key == "agenda" and isinstance(value, list):   # every item must name a readable document
+            return st.one_of(st.just([]), st.tuples(*(self.steer(v, path) for v in value)).map(list))
+        if real and key in self.MOSTLY_REAL:
+            return st.sampled_from([value, *real * 3])
         if real and isinstance(value, (int, str)) and not isinstance(value, bool):
             return st.sampled_from([value, *real])
         if real and isinstance(value, list) and value and all(isinstance(v, int) for v in value):
@@ -276,6 +327,14 @@ def load_schema(app, world: World):
     return schema
 
 
+def at_hours(hours: float) -> str:
+    return (datetime.now(UTC) + timedelta(hours=hours)).isoformat()
+
+
+def _day_after(day: str, days: int) -> str:
+    return (date.fromisoformat(day) + timedelta(days=days)).isoformat()
+
+
 def fresh_tokens(card: str) -> auth.TokenPair:
     """A new session of `card` (auth.login, in-process), so that logout and refresh cases end only theirs.
     The login throttle is reset first: the fuzzed logins before may have spent the account's budget."""
@@ -351,7 +410,16 @@ FOLLOW_UP = {"GET /api/v1/documents/{document_id}/progress", "GET /api/v1/docume
              "POST /api/v1/documents/{document_id}/exemptions",
              "DELETE /api/v1/documents/{document_id}/exemptions/{member_id}",
              "GET /api/v1/org-units/{org_unit_id}/overview", "GET /api/v1/org-units/{org_unit_id}/compliance",
-             "POST /api/v1/documents/{document_id}/reminders"}
+             "POST /api/v1/documents/{document_id}/reminders",
+             "POST /api/v1/documents/{document_id}/extensions",
+             "DELETE /api/v1/documents/{document_id}/extensions/{member_id}",
+             "POST /api/v1/org-units/{org_unit_id}/meetings", "GET /api/v1/org-units/{org_unit_id}/meetings",
+             "GET /api/v1/org-units/{org_unit_id}/meetings/stats", "GET /api/v1/org-units/{org_unit_id}/adoption",
+             "PATCH /api/v1/meetings/{meeting_id}", "POST /api/v1/meetings/{meeting_id}/cancel",
+             "GET /api/v1/meetings/{meeting_id}/check-in-code", "PUT /api/v1/meetings/{meeting_id}/attendance",
+             "POST /api/v1/meetings/{meeting_id}/close", "POST /api/v1/meetings/{meeting_id}/attachments"}
+# A check-in needs the code shown at the meeting: a generated one must fail, whoever sends it.
+UNGUESSABLE = {"POST /api/v1/meetings/{meeting_id}/check-in"}
 # Item ids are drawn from every member's inbox: the publisher's and M1's own are seldom drawn, and an
 # item of another member is 404. A branch secretary's reminders: the unit and the document drawn must
 # both be in their reach and the unit not reminded in the last 24 hours (checked by the push tests).
@@ -364,7 +432,7 @@ def may_succeed(card: str | None, label: str) -> bool:
     """Whether valid requests of `card` to the operation `label` should often be answered 2xx."""
     if card is None:
         return label in PUBLIC
-    if label in SELDOM.get(card, ()):
+    if label in SELDOM.get(card, ()) or label in UNGUESSABLE:
         return False
     if card != "BT" and " /api/v1/admin/" in label:
         return False
