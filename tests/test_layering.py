@@ -1,4 +1,5 @@
-"""Domain packages never import the HTTP layer (api/); only the app factory wires it in."""
+"""Domain packages never import the HTTP faces (api/, console/); only the app factory wires them in. The
+two faces do not import each other: each calls the domain directly."""
 from __future__ import annotations
 
 import ast
@@ -22,6 +23,12 @@ def test_domain_packages_do_not_import_api():
     offenders = []
     for package in ("handbook", "content", "push"):
         for path in (ROOT / package).rglob("*.py"):
-            if path not in ALLOWED and "api" in _imports(path):
+            if path not in ALLOWED and _imports(path) & {"api", "console"}:
                 offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
+
+
+def test_the_two_faces_do_not_import_each_other():
+    offenders = [str(path.relative_to(ROOT)) for face, other in (("api", "console"), ("console", "api"))
+                 for path in (ROOT / face).rglob("*.py") if other in _imports(path)]
     assert offenders == []
