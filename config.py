@@ -77,6 +77,15 @@ class Config:
     # Number of reverse proxies in front of the app whose X-Forwarded-For is trusted (0: none).
     TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
 
+    # The console (console/): a signed session cookie naming an auth_sessions row, HttpOnly, SameSite=Lax,
+    # Secure whenever the request came over HTTPS (console/session.py), ending after this many hours.
+    CONSOLE_SESSION_HOURS = _env_int("CONSOLE_SESSION_HOURS", 12)
+    SESSION_COOKIE_NAME = "handbook_session"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    WTF_CSRF_TIME_LIMIT = None   # a form's CSRF token lasts as long as the session
+    WTF_CSRF_CHECK_DEFAULT = False
+
     # Requests
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 20 * 1024 * 1024)
 

@@ -22,12 +22,7 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     from console import i18n, session, views
 
-    app.config.setdefault("CONSOLE_SESSION_HOURS", 12)
-    app.config.setdefault("SESSION_COOKIE_NAME", "handbook_session")
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)   # the token lives as long as the session (≤ 12 h)
-    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    # Cookie and CSRF settings: config.py (CONSOLE_SESSION_HOURS, SESSION_COOKIE_*, WTF_CSRF_*).
     app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True   # smaller pages
     session.init_app(app)
     i18n.init_app(app)

@@ -10,14 +10,28 @@ from wtforms import DateField, HiddenField, IntegerField, PasswordField, StringF
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 
+REQUIRED = _l("This field is required.")
+TOO_LONG = _l("At most %(max)d characters.")
+
+
+class LocalDateField(DateField):
+    """WTForms has no Vietnamese catalogue: its parse error is given here, in ours."""
+
+    def process_formdata(self, valuelist):
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            raise ValueError(str(_l("Not a valid date."))) from None
+
+
 class _Form(FlaskForm):
     class Meta:
         csrf = False
 
 
 class LoginForm(_Form):
-    username = StringField(_l("Party card number or phone"), validators=[DataRequired(), Length(max=64)])
-    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=256)])
+    username = StringField(_l("Party card number or phone"), validators=[DataRequired(REQUIRED), Length(max=64, message=TOO_LONG)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(REQUIRED), Length(max=256, message=TOO_LONG)])
     next = HiddenField()
 
 
@@ -25,9 +39,9 @@ class FollowUpForm(_Form):
     """Record a briefing for, or excuse, the members ticked in the list."""
 
     unit = IntegerField(validators=[Optional()])
-    held_on = DateField(_l("Meeting date"), validators=[Optional()])
-    note = TextAreaField(_l("Note (optional)"), validators=[Optional(), Length(max=2000)])
-    reason = StringField(_l("Reason"), validators=[Optional(), Length(max=500)])
+    held_on = LocalDateField(_l("Meeting date"), validators=[Optional()])
+    note = TextAreaField(_l("Note (optional)"), validators=[Optional(), Length(max=2000, message=TOO_LONG)])
+    reason = StringField(_l("Reason"), validators=[Optional(), Length(max=500, message=TOO_LONG)])
 
 
 class AcknowledgeForm(_Form):

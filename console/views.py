@@ -46,9 +46,10 @@ MEMBER_PAGE = 50
 
 @bp.before_request
 def _prepare():
-    # Flask-WTF caches the token on `g`, which outlives a request when an app context was already pushed
-    # (tests, CLI): each request starts from its own session's token.
+    # Flask-WTF (the token) and Flask-Babel (the locale) cache on `g`, which outlives a request when an
+    # app context was already pushed (tests, CLI): each request starts from its own session.
     g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
+    g.pop("_flask_babel", None)
     align_domain_language()
     if request.method == "POST":
         try:
@@ -265,16 +266,17 @@ def follow_action(member, document_id):
     action = request.form.get("action")
     ids = _ticked()
     unit_id = _id_arg("unit")
-    errors: dict[str, list[str]] = {}
     if action not in ("briefing", "exempt"):
         abort(400)
+    valid = form.validate()
+    errors: dict[str, list[str]] = {}
     if not ids:
         errors["member_ids"] = [_("Tick at least one member.")]
-    if action == "briefing" and form.held_on.data is None:
+    if action == "briefing" and not form.held_on.errors and form.held_on.data is None:
         errors["held_on"] = [_("Enter the date of the meeting.")]
-    if action == "exempt" and not (form.reason.data or "").strip():
+    if action == "exempt" and not form.reason.errors and not (form.reason.data or "").strip():
         errors["reason"] = [_("Enter the reason.")]
-    if not errors and form.validate():
+    if valid and not errors:
         try:
             if action == "briefing":
                 results = acknowledgements.record_briefing(member, document_id, ids, form.held_on.data,
