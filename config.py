@@ -128,8 +128,8 @@ class Config:
     OPENAPI_VERSION = "3.0.3"
     OPENAPI_URL_PREFIX = "/"
     OPENAPI_JSON_PATH = "api/v1/openapi.json"
-    OPENAPI_SWAGGER_UI_PATH = "docs"
-    OPENAPI_SWAGGER_UI_URL = _env("OPENAPI_SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/")
+    # /docs is served by api/docs.py from the pinned swagger-ui-bundle package (no CDN), not by flask-smorest.
+    OPENAPI_SWAGGER_UI_PATH = None
 
     # Logging: "json" (one JSON object a line) or "text".
     LOG_FORMAT = _env("LOG_FORMAT", "json")

@@ -11,13 +11,14 @@ MODULES = ("auth", "me", "devices", "documents", "acknowledgements", "followup",
 
 
 def init_app(app: Flask) -> None:
-    from api import ops
+    from api import docs, ops
     from handbook.extensions import api
 
     for name in MODULES:
         module = importlib.import_module(f"api.{name}")
         api.register_blueprint(module.blp, url_prefix=f"/api/v1{module.PREFIX}")
     api.register_blueprint(ops.blp, url_prefix="/")
+    app.register_blueprint(docs.bp)   # /docs: Swagger UI from the pinned package, not a CDN
 
     @app.after_request
     def _no_content_has_no_type(response: Response) -> Response:

@@ -287,6 +287,8 @@ ROWS: list[Row] = [
     Row("GET", "/metrics", "/metrics", E(200, 200, 200, 200, 200, 200, 200)),
     Row("GET", "/api/v1/openapi.json", "/api/v1/openapi.json", E(200, 200, 200, 200, 200, 200, 200)),
     Row("GET", "/docs", "/docs", E(200, 200, 200, 200, 200, 200, 200)),
+    Row("GET", "/docs/assets/<path:filename>", "/docs/assets/swagger-ui-bundle.js",
+        E(200, 200, 200, 200, 200, 200, 200)),
 
     # --- auth ---
     Row("POST", "/api/v1/auth/login", "/api/v1/auth/login", E(200, 200, 200, 200, 200, 200, 200),
