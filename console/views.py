@@ -77,6 +77,13 @@ def _local(value: datetime | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
     return "" if value is None else as_utc(value).astimezone(local_zone()).strftime(fmt)
 
 
+@bp.app_template_filter("pct")
+def _pct(value: float) -> str:
+    """A share as people write it: `50`, `14,3` in Vietnamese, `14.3` in English."""
+    text = f"{value:.1f}".removesuffix(".0")
+    return text.replace(".", ",") if current_language() == "vi" else text
+
+
 @bp.app_template_filter("day")
 def _day(value) -> str:
     if value is None:

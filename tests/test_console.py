@@ -263,7 +263,7 @@ def test_briefing_several_members_at_once_then_undoing_one(app, people, doc):
     assert receipt(doc, m2).method == "briefing" and receipt(doc, m3).held_on == today()
     text = assert_page(client.get(response.headers["Location"]))
     assert "Đã ghi nhận phổ biến cho 2 đảng viên." in text
-    assert "2/4 đã xác nhận" in text and 'aria-label="đạt 50.0%"' in text
+    assert "2/4 đã xác nhận" in text and 'aria-label="đạt 50%"' in text
     assert text.count("Hủy ghi nhận phổ biến") == 2
     undo = post(client, f"/documents/{doc}/briefings/{m2.id}/undo")
     assert undo.status_code == 303
