@@ -83,6 +83,7 @@ class Config:
     SESSION_COOKIE_NAME = "handbook_session"
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = (_env("SESSION_COOKIE_SECURE", "false") or "").lower() in ("1", "true", "yes")
     WTF_CSRF_TIME_LIMIT = None   # a form's CSRF token lasts as long as the session
     WTF_CSRF_CHECK_DEFAULT = False
 
