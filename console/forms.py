@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import DateField, HiddenField, IntegerField, PasswordField, StringField, TextAreaField
-from wtforms.validators import DataRequired, InputRequired, Length, Optional
+from wtforms import (BooleanField, DateField, DateTimeLocalField, HiddenField, IntegerField, PasswordField,
+                     SelectField, StringField, TextAreaField)
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 
 REQUIRED = _l("This field is required.")
@@ -46,3 +47,37 @@ class FollowUpForm(_Form):
 
 class AcknowledgeForm(_Form):
     version = IntegerField(validators=[InputRequired()])
+
+
+class LocalDateTimeField(DateTimeLocalField):
+    def process_formdata(self, valuelist):
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            raise ValueError(str(_l("Not a valid date and time."))) from None
+
+
+class DraftForm(_Form):
+    """A new draft (the fields of POST /admin/documents that a person fills in)."""
+
+    kind = SelectField(_l("Kind"), validators=[DataRequired(REQUIRED)])
+    number = StringField(_l("Number (e.g. 24-CT/TU)"), validators=[Optional(), Length(max=64, message=TOO_LONG)])
+    title = StringField(_l("Title"), validators=[DataRequired(REQUIRED), Length(max=500, message=TOO_LONG)])
+    summary = TextAreaField(_l("Summary"), validators=[Optional(), Length(max=2000, message=TOO_LONG)])
+    issuing_body = StringField(_l("Issuing body"), validators=[Optional(), Length(max=255, message=TOO_LONG)])
+    issued_on = LocalDateField(_l("Date issued"), validators=[Optional()])
+    body_html = TextAreaField(_l("Text (HTML; cleaned exactly as the API cleans it)"),
+                              validators=[Optional(), Length(max=500_000, message=TOO_LONG)])
+    requires_ack = BooleanField(_l("Members must confirm they have read it"), default=True)
+    ack_days = IntegerField(_l("Days to confirm"), default=14,
+                            validators=[InputRequired(REQUIRED), NumberRange(1, 365, message=_l("From 1 to 365."))])
+
+
+class PublishForm(_Form):
+    publish_at = LocalDateTimeField(_l("Publish at (empty: now)"), validators=[Optional()])
+    urgent = BooleanField(_l("Urgent: notify even during quiet hours"))
+
+
+class WithdrawForm(_Form):
+    reason = StringField(_l("Reason for withdrawal"), validators=[DataRequired(REQUIRED),
+                                                                  Length(max=2000, message=TOO_LONG)])

@@ -493,6 +493,21 @@ ROWS: list[Row] = [
     console("POST", "/inbox/<int:item_id>/read", "/inbox/{inbox_item}/read", E(303, 303, 404, 404, 404, 404, 404),
             after=KEEPS),
     console("POST", "/inbox/read-all", "/inbox/read-all", E(303, 303, 303, 303, 303, 303, 303), after=KEEPS),
+    # The board: publishers within their scope and admins, as /api/v1/admin/documents.
+    console("GET", "/board", "/board", E(303, 403, 403, 403, 403, 200, 200)),
+    console("GET", "/board/new", "/board/new", E(303, 403, 403, 403, 403, 200, 200)),
+    console("POST", "/board/new", "/board/new", E(303, 403, 403, 403, 403, 403, 303), after=KEEPS,
+            request=page(lambda w, c: {"action": "save", "kind": "notice", "title": "Thông báo lịch sinh hoạt",
+                                       "ack_days": "14", "requires_ack": "y", "audience": [w.ids["this_branch"]]})),
+    console("GET", "/board/documents/<int:document_id>", "/board/documents/{doc}", E(303, 404, 404, 404, 404, 404, 200)),
+    console("POST", "/board/documents/<int:document_id>/publish", "/board/documents/{draft}/publish",
+            E(303, 404, 404, 404, 404, 404, 303), request=page({"publish_at": ""})),
+    console("POST", "/board/documents/<int:document_id>/withdraw", "/board/documents/{doc}/withdraw",
+            E(303, 404, 404, 404, 404, 404, 303), request=page({"reason": "Văn bản được thay thế"})),
+    console("POST", "/board/documents/<int:document_id>/attachments", "/board/documents/{draft}/attachments",
+            E(303, 404, 404, 404, 404, 404, 303), after=KEEPS,
+            request=lambda w, c: {"client": w.browser(c), "content_type": "multipart/form-data",
+                                  "data": {"csrf_token": w.csrf(c), "file": (io.BytesIO(PDF), "phu-luc-2.pdf")}}),
 ]
 
 
