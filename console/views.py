@@ -23,7 +23,7 @@ from content import acknowledgements, attachments, feed, followup, member_summar
 from content.acknowledgements import BRIEFING_ROLES
 from content.storage import get_storage
 from handbook.errors import ProblemError
-from handbook.extensions import MAX_ID, client_ip, limiter
+from handbook.extensions import MAX_ID, login_ip_limit
 from handbook.i18n import field_message, problem_text
 from handbook.orgunits import ancestors_of, holds_members
 from handbook.permissions import FOLLOW_UP_ROLES, PUBLISH_ROLES, has_role_over, scope_roots
@@ -153,8 +153,7 @@ def _id_arg(name: str) -> int | None:
 # --- signing in and out, language ----------------------------------------------------------------------
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_IP"], key_func=client_ip, scope="login-ip",
-               methods=["POST"])
+@login_ip_limit   # the same per-IP budget as POST /api/v1/auth/login
 def login():
     """The same login as POST /api/v1/auth/login: same accounts, throttles and session rows."""
     form = LoginForm(request.form if request.method == "POST" else None,
@@ -206,6 +205,22 @@ def home(member):
     overview = followup.overview(member, unit_id)
     return render_template("console/overview.html", overview=overview, roots=roots,
                            bar=charts.percent_bar)
+
+
+@bp.route("/compliance")
+@login_required
+def compliance(member):
+    """Closed directives (deadline passed), latest first: did the unit and each child unit reach every
+    member in time? GET /org-units/{id}/compliance's domain call, on progress frozen at each deadline."""
+    roots = scope_roots(member, FOLLOW_UP_ROLES)
+    unit_id = _id_arg("unit") or (roots[0].id if roots else None)
+    if unit_id is None:
+        raise ProblemError("forbidden", 403)
+    body, next_cursor = followup.compliance(member, unit_id, limit=20, cursor=request.args.get("cursor") or None)
+    for item in body["items"]:
+        item["children"] = sorted(item["children"], key=lambda c: (c["reached"], -c["pending"]))
+        item["percent"] = charts.percent(item)
+    return render_template("console/compliance.html", body=body, next_cursor=next_cursor, bar=charts.percent_bar)
 
 
 # --- following one document -----------------------------------------------------------------------------

@@ -449,6 +449,9 @@ ROWS: list[Row] = [
             request=page({"lang": "vi"})),
     # Follow-up roles land on their unit's overview; a plain member is sent to the feed.
     console("GET", "/", "/", E(303, 303, 200, 200, 200, 200, 200)),
+    console("GET", "/compliance", "/compliance", E(303, 403, 200, 200, 200, 200, 200)),
+    console("GET", "/compliance", "/compliance?unit={this_branch}", E(303, 403, 200, 403, 403, 403, 200),
+            variant="unit=this branch"),
     console("GET", "/documents/<int:document_id>/follow", "/documents/{doc}/follow",
             E(303, 403, 200, 200, 404, 404, 200), variant="own scope"),
     console("GET", "/documents/<int:document_id>/follow", "/documents/{doc}/follow?unit={this_branch}",

@@ -22,7 +22,7 @@ from content.models import Receipt
 from handbook.auth import AuthSession
 from handbook.extensions import db
 from push.models import InboxItem, Notification
-from tests.console_helpers import assert_page, browser, csrf_from, page_token, post, sign_in
+from tests.console_helpers import assert_page, browser, csrf_from, post, sign_in
 from tests.factories import PASSWORD, login, member
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -490,3 +490,30 @@ def test_pages_stay_small_labelled_and_hardened(app, people, doc, tree):
         assert response.headers["Cache-Control"] == "no-store"
         assert response.headers["X-Frame-Options"] == "DENY"
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_the_compliance_page_shows_closed_directives_and_units_that_missed(app, people, doc, tree):
+    from content.models import Document
+    from content.progress import close_due
+
+    from content import acknowledgements
+
+    acknowledgements.record_briefing(people["S2"], doc, [people["M4"].id], today(), None)
+    deadline = db.session.get(Document, doc).deadline
+    close_due(deadline + timedelta(seconds=1))
+    client = browser(app, "C1")
+    assert "Văn bản đã hết hạn: đơn vị nào phổ biến đúng hạn" in assert_page(client.get("/"))
+    text = assert_page(client.get(f"/compliance?unit={tree['phuong'].id}"))
+    assert "24-CT/TU" in text and "0/2 đơn vị đã phổ biến đến mọi đảng viên" in text
+    assert text.index("Chi bộ Tổ dân phố số 1") < text.index("Chi bộ Tổ dân phố số 2")
+    assert_page(browser(app, "M1").get("/compliance"), 403)
+    assert_page(browser(app, "S2").get(f"/compliance?unit={tree['b1'].id}"), 403)
+
+
+def test_console_and_app_logins_share_the_per_ip_throttle(app, people, monkeypatch):
+    monkeypatch.setitem(app.config, "LOGIN_LIMIT_PER_IP", "2 per minute")
+    assert login(app.test_client(), "M1").status_code == 200
+    client = app.test_client()
+    assert sign_in(client, "S1").status_code == 303
+    assert_page(sign_in(app.test_client(), "C1"), 429)
+    assert login(app.test_client(), "M1").status_code == 429
