@@ -81,3 +81,8 @@ class PublishForm(_Form):
 class WithdrawForm(_Form):
     reason = StringField(_l("Reason for withdrawal"), validators=[DataRequired(REQUIRED),
                                                                   Length(max=2000, message=TOO_LONG)])
+
+
+class AuditFilterForm(_Form):
+    action = StringField(_l("Action (e.g. document.publish)"), validators=[Optional(), Length(max=64, message=TOO_LONG)])
+    since = LocalDateField(_l("From (date)"), validators=[Optional()])

@@ -26,7 +26,7 @@ from handbook.errors import ProblemError
 from handbook.extensions import MAX_ID, login_ip_limit
 from handbook.i18n import field_message, problem_text
 from handbook.orgunits import ancestors_of, holds_members
-from handbook.permissions import FOLLOW_UP_ROLES, PUBLISH_ROLES, has_role_over, scope_roots
+from handbook.permissions import ADMIN_ROLES, FOLLOW_UP_ROLES, PUBLISH_ROLES, has_role_over, scope_roots
 from handbook.timeutil import as_utc, local_zone, utcnow
 from push import inbox, schedule
 from push.reminders import manual_reminder_window
@@ -99,6 +99,7 @@ def _globals():
     return {"me": member, "lang": current_language(), "languages": LANGUAGES,
             "follows": bool(member and scope_roots(member, FOLLOW_UP_ROLES)),
             "publishes": bool(member and scope_roots(member, PUBLISH_ROLES)),
+            "administers": bool(member and scope_roots(member, ADMIN_ROLES)),
             "unread": inbox.unread_count(member) if member else 0}
 
 

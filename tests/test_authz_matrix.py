@@ -496,6 +496,7 @@ ROWS: list[Row] = [
     console("POST", "/inbox/<int:item_id>/read", "/inbox/{inbox_item}/read", E(303, 303, 404, 404, 404, 404, 404),
             after=KEEPS),
     console("POST", "/inbox/read-all", "/inbox/read-all", E(303, 303, 303, 303, 303, 303, 303), after=KEEPS),
+    console("GET", "/audit", "/audit", E(303, 403, 403, 403, 403, 403, 200)),
     # The board: publishers within their scope and admins, as /api/v1/admin/documents.
     console("GET", "/board", "/board", E(303, 403, 403, 403, 403, 200, 200)),
     console("GET", "/board/new", "/board/new", E(303, 403, 403, 403, 403, 200, 200)),

@@ -517,3 +517,21 @@ def test_console_and_app_logins_share_the_per_ip_throttle(app, people, monkeypat
     assert sign_in(client, "S1").status_code == 303
     assert_page(sign_in(app.test_client(), "C1"), 429)
     assert login(app.test_client(), "M1").status_code == 429
+
+
+def test_the_admin_reads_the_audit_trail_with_filters(app, people, doc):
+    from content import acknowledgements
+
+    acknowledgements.record_briefing(people["S1"], doc, [people["M2"].id], today(), "Sinh hoạt chi bộ")
+    client = browser(app, "A1")
+    assert 'href="/audit"' in assert_page(client.get("/"))
+    text = assert_page(client.get("/audit"))
+    assert "acknowledgement.briefing" in text and "Lê Văn Cường" in text and "document.publish" in text
+    only = assert_page(client.get("/audit?action=acknowledgement.briefing"))
+    assert "<strong>acknowledgement.briefing</strong>" in only and "<strong>document.publish</strong>" not in only
+    later = assert_page(client.get("/audit", query_string={"since": (today() + timedelta(days=1)).isoformat()}))
+    assert "Chưa có thao tác nào." in later
+    bad = assert_page(client.get("/audit?since=hom-qua"), 422)
+    assert '<p class="error" id="since-error">Ngày không hợp lệ.</p>' in bad
+    assert_page(browser(app, "S1").get("/audit"), 403)
+    assert_page(browser(app, "S1").get("/audit?since=hom-qua"), 403)
