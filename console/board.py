@@ -15,6 +15,7 @@ from handbook.errors import ProblemError
 from handbook.permissions import PUBLISH_ROLES
 from handbook.timeutil import local_zone
 from handbook.unitpicker import pickable_units, units_by_id
+from push import inbox
 
 STATUSES = [s.value for s in Status]
 KINDS = [k.value for k in Kind]
@@ -81,9 +82,14 @@ def new_draft(member):
 @login_required
 def board_document(member, document_id):
     """The document as its managers see it (GET /admin/documents/{id}) and its members will read it."""
-    doc = documents.admin_view(documents.admin_document(member, document_id), detail=True)
+    row = documents.admin_document(member, document_id)
+    doc = documents.admin_view(row, detail=True)
+    stats = None
+    if row.status in ("published", "withdrawn") and row.published_at is not None:
+        notification_id = documents.publication_result(row)["notification_id"]
+        stats = inbox.notification_stats(member, notification_id) if notification_id else None
     return render_template("console/board_document.html", doc=doc, publish=PublishForm(),
-                           withdraw=WithdrawForm(), statuses=STATUSES)
+                           withdraw=WithdrawForm(), statuses=STATUSES, stats=stats)
 
 
 @bp.route("/board/documents/<int:document_id>/publish", methods=["POST"])

@@ -60,7 +60,8 @@ def test_the_publisher_creates_previews_attaches_and_publishes(app, board, tree)
     assert published.status_code == 303
     db.session.expire_all()
     assert db.session.get(Document, doc.id).status == "published"
-    assert "Đã phát hành" in assert_page(client.get(published.headers["Location"]))
+    text = assert_page(client.get(published.headers["Location"]))
+    assert "Đã phát hành" in text and re.search(r"Thông báo: \w+ · 0 đảng viên", text)   # not fanned out yet
     # A member of the audience reads it in their feed.
     reader = browser(app, "A1")
     assert "Kế hoạch học tập nghị quyết" in assert_page(reader.get("/feed"))

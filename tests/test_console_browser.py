@@ -175,3 +175,42 @@ def test_a_member_reads_and_acknowledges_on_a_phone(browser_page, server, world,
     page.get_by_role("button", name="Tôi đã đọc và nắm nội dung văn bản").click()
     assert "Đã xác nhận lúc" in page.inner_text("main")
     shot(page, backend, "07-member-acknowledged-360")
+
+
+def test_the_board_publishes_a_directive_with_an_attachment_and_a_member_acknowledges_it(
+        browser_page, server, world, backend, tree, tmp_path):
+    people, _ = world
+    pdf = tmp_path / "ke-hoach.pdf"
+    from tests.test_console import PDF
+
+    pdf.write_bytes(PDF)
+    page = browser_page(DESKTOP)
+    sign_in(page, server, "A1")
+    page.get_by_role("link", name="Phát hành").click()
+    page.get_by_role("link", name="Dự thảo mới").click()
+    check_basics(page)
+    page.get_by_label("Loại văn bản").select_option("directive")
+    page.get_by_label("Số hiệu (ví dụ 24-CT/TU)").fill("30-CT/TU")
+    page.get_by_label("Trích yếu").fill("Chỉ thị về phòng, chống tham nhũng, tiêu cực")
+    page.get_by_label("Nội dung (HTML; được làm sạch như qua API)").fill("<p>Mỗi chi bộ <b>thảo luận</b>.</p>")
+    page.get_by_label("Tìm đơn vị theo tên hoặc mã").fill("to dan pho so 1")
+    page.get_by_role("button", name="Tìm", exact=True).click()
+    assert page.get_by_label("Trích yếu").input_value() == "Chỉ thị về phòng, chống tham nhũng, tiêu cực"
+    page.get_by_label("Chi bộ Tổ dân phố số 1").check()
+    page.get_by_role("button", name="Lưu dự thảo").click()
+    assert "Đã lưu dự thảo" in page.inner_text("main")
+    page.get_by_label("Đính kèm tệp (PDF, DOCX, ảnh)").set_input_files(str(pdf))
+    page.get_by_role("button", name="Đính kèm", exact=True).click()
+    assert "ke-hoach.pdf" in page.inner_text("main")
+    shot(page, backend, "08-board-preview-1366")
+    check_basics(page)
+    page.get_by_role("button", name="Phát hành", exact=True).click()
+    assert "Đã phát hành" in page.inner_text("main")
+
+    member_page = browser_page(PHONE)
+    sign_in(member_page, server, "M1")
+    member_page.get_by_role("link", name="Chỉ thị về phòng, chống tham nhũng").click()
+    assert "thảo luận" in member_page.inner_text("main") and "ke-hoach.pdf" in member_page.inner_text("main")
+    member_page.get_by_role("button", name="Tôi đã đọc và nắm nội dung văn bản").click()
+    assert "Đã xác nhận lúc" in member_page.inner_text("main")
+    shot(member_page, backend, "09-member-acknowledged-new-directive-360")
