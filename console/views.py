@@ -12,6 +12,7 @@ from flask import (Blueprint, Response, abort, current_app, flash, g, redirect, 
                    send_file, session, stream_with_context, url_for)
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, RequestedRangeNotSatisfiable
 from wtforms.validators import ValidationError
 
@@ -130,11 +131,26 @@ def _http(e: HTTPException):
 
     status = e.code or 500
     if status >= 500:
-        raise e
+        return _unexpected(e)
     params, headers = {"method": request.method, "limit": current_app.config.get("MAX_CONTENT_LENGTH")}, {}
     if status == 429:
         params["retry_after"] = headers["Retry-After"] = _retry_after()
     return _error_page(status, STATUS_CODES.get(status, "bad_request"), params, headers)
+
+
+def _unexpected(e: Exception):
+    """An unexpected error or an unreachable database: logged exactly as for the API (handbook.errors),
+    answered as a page with the same status and request id."""
+    from handbook.errors import handle_unexpected
+
+    problem = handle_unexpected(e)
+    body = problem.get_json(silent=True) or {}
+    return _error_page(problem.status_code, body.get("code", "internal_error"),
+                       headers={k: v for k, v in problem.headers.items() if k == "Retry-After"})
+
+
+for _exception in (Exception, sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
+    bp.register_error_handler(_exception, _unexpected)
 
 
 def _field_errors(e: ProblemError) -> dict[str, list[str]]:

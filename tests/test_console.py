@@ -535,3 +535,15 @@ def test_the_admin_reads_the_audit_trail_with_filters(app, people, doc):
     assert '<p class="error" id="since-error">Ngày không hợp lệ.</p>' in bad
     assert_page(browser(app, "S1").get("/audit"), 403)
     assert_page(browser(app, "S1").get("/audit?since=hom-qua"), 403)
+
+
+def test_an_unexpected_error_is_a_page_with_the_request_id_and_no_trace(app, people, doc, monkeypatch):
+    from content import followup
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("SELECT secret FROM somewhere")
+
+    monkeypatch.setattr(followup, "overview", broken)
+    response = browser(app, "S1").get("/")
+    text = assert_page(response, 500)
+    assert "Lỗi hệ thống" in text and response.headers["X-Request-ID"] in text
