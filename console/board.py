@@ -34,7 +34,7 @@ def board(member):
 
 
 def _audience_ids() -> list[int]:
-    return [int(v) for v in request.form.getlist("audience")[:200] if v.isdigit() and len(v) < 11]
+    return [int(v) for v in request.form.getlist("audience")[:200] if v.isascii() and v.isdigit() and len(v) < 11]
 
 
 @bp.route("/board/new", methods=["GET", "POST"])

@@ -38,6 +38,9 @@ def sign_in(username: str, password: str) -> Member:
     """Check the password with the API's login (throttles included) and start a console session."""
     member, pair = auth.login(username, password, user_agent=request.user_agent.string, ip=client_ip())
     sid = decode_token(pair.access_token)["sid"]
+    if session.get("sid"):                 # signing in again over a session: that one ends
+        auth.revoke_session(session["sid"], "logout")
+        db.session.commit()
     lang = session.get("lang")
     session.clear()                      # a fresh session (and CSRF token) for the signed-in member
     if lang:

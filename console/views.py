@@ -162,7 +162,7 @@ def _id_arg(name: str) -> int | None:
     raw = request.values.get(name)
     if raw in (None, ""):
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_ID:
         abort(404)
     return int(raw)
 
@@ -288,7 +288,7 @@ def follow(member, document_id):
 def _ticked() -> list[int]:
     ids = []
     for raw in request.form.getlist("member_ids")[:500]:
-        if raw.isdigit() and 1 <= int(raw) <= MAX_ID:
+        if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_ID:
             ids.append(int(raw))
     return ids
 

@@ -547,3 +547,19 @@ def test_an_unexpected_error_is_a_page_with_the_request_id_and_no_trace(app, peo
     response = browser(app, "S1").get("/")
     text = assert_page(response, 500)
     assert "Lỗi hệ thống" in text and response.headers["X-Request-ID"] in text
+
+
+def test_odd_ids_in_query_strings_and_forms_are_not_errors(app, people, doc):
+    client = browser(app, "S1")
+    assert_page(client.get(f"/documents/{doc}/follow?unit=%C2%B2"), 404)           # "²" is a digit to Python
+    text = assert_page(post(client, f"/documents/{doc}/follow",
+                            {"action": "briefing", "member_ids": ["²", "-1", "x"], "held_on": today().isoformat()}),
+                       422)
+    assert "Hãy chọn ít nhất một đảng viên." in text
+
+
+def test_signing_in_again_ends_the_previous_session(app, people):
+    client = browser(app, "S1")
+    assert post(client, "/login", {"username": "M1", "password": PASSWORD}).status_code == 303
+    rows = db.session.scalars(select(AuthSession).order_by(AuthSession.created_at)).all()
+    assert len(rows) == 2 and rows[0].revoked_at is not None and rows[1].revoked_at is None
