@@ -86,3 +86,10 @@ class WithdrawForm(_Form):
 class AuditFilterForm(_Form):
     action = StringField(_l("Action (e.g. document.publish)"), validators=[Optional(), Length(max=64, message=TOO_LONG)])
     since = LocalDateField(_l("From (date)"), validators=[Optional()])
+
+
+class PasswordForm(_Form):
+    current_password = PasswordField(_l("Current password"), validators=[DataRequired(REQUIRED),
+                                                                         Length(max=256, message=TOO_LONG)])
+    new_password = PasswordField(_l("New password"), validators=[DataRequired(REQUIRED),
+                                                                 Length(max=256, message=TOO_LONG)])

@@ -17,12 +17,13 @@ from werkzeug.exceptions import HTTPException, RequestedRangeNotSatisfiable
 from wtforms.validators import ValidationError
 
 from console import charts
-from console.forms import AcknowledgeForm, FollowUpForm, LoginForm
+from console.forms import AcknowledgeForm, FollowUpForm, LoginForm, PasswordForm
 from console.i18n import LANGUAGES, align_domain_language, current_language
 from console.session import current_member, login_required, safe_next, sign_in, sign_out
 from content import acknowledgements, attachments, feed, followup, member_summary, roster
 from content.acknowledgements import BRIEFING_ROLES
 from content.storage import get_storage
+from handbook import auth
 from handbook.errors import ProblemError
 from handbook.extensions import MAX_ID, login_ip_limit
 from handbook.i18n import field_message, problem_text
@@ -207,6 +208,31 @@ def language():
     if lang in LANGUAGES:
         session["lang"] = lang
     return redirect(safe_next(request.form.get("next")) or url_for("console.home"), 303)
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@login_required
+def password(member):
+    """PUT /me/password's domain call: the member's other sessions (app and console) end; this one stays."""
+    form = PasswordForm(request.form if request.method == "POST" else None)
+    status = 200
+    if request.method == "POST":
+        status = 422
+        if form.validate():
+            try:
+                auth.change_password(member, session["sid"], form.current_password.data, form.new_password.data)
+            except ProblemError as e:
+                if e.code not in ("invalid_credentials", "weak_password"):
+                    raise
+                status = e.status
+                for name, messages in _field_errors(e).items():
+                    getattr(form, name).errors = messages
+                if e.code == "weak_password":
+                    form.new_password.errors = [problem_text(e.code, e.params)[1]]
+            else:
+                flash(_("Your password has been changed; your other sessions have been signed out."), "success")
+                return redirect(url_for("console.home"), 303)
+    return render_template("console/password.html", form=form), status
 
 
 # --- home: each person's work -------------------------------------------------------------------------

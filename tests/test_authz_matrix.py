@@ -447,6 +447,9 @@ ROWS: list[Row] = [
     console("POST", "/logout", "/logout", E(303, 303, 303, 303, 303, 303, 303), after=SIGNS_OUT),
     console("POST", "/language", "/language", E(303, 303, 303, 303, 303, 303, 303), after=KEEPS,
             request=page({"lang": "vi"})),
+    console("GET", "/password", "/password", E(303, 200, 200, 200, 200, 200, 200)),
+    console("POST", "/password", "/password", E(303, 303, 303, 303, 303, 303, 303),
+            request=page({"current_password": PASSWORD, "new_password": "mat-khau-moi-456"})),
     # Follow-up roles land on their unit's overview; a plain member is sent to the feed.
     console("GET", "/", "/", E(303, 303, 200, 200, 200, 200, 200)),
     console("GET", "/compliance", "/compliance", E(303, 403, 200, 200, 200, 200, 200)),

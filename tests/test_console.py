@@ -563,3 +563,22 @@ def test_signing_in_again_ends_the_previous_session(app, people):
     assert post(client, "/login", {"username": "M1", "password": PASSWORD}).status_code == 303
     rows = db.session.scalars(select(AuthSession).order_by(AuthSession.created_at)).all()
     assert len(rows) == 2 and rows[0].revoked_at is not None and rows[1].revoked_at is None
+
+
+def test_changing_the_password_ends_the_other_sessions_but_not_this_one(app, people):
+    client = browser(app, "S1")
+    other = browser(app, "S1")
+    tokens = login(app.test_client(), "S1").json
+    wrong = assert_page(post(client, "/password", {"current_password": "sai", "new_password": "mat-khau-moi-456"}),
+                        403)
+    assert 'id="current_password-error">Mật khẩu hiện tại không đúng.' in wrong
+    short = assert_page(post(client, "/password", {"current_password": PASSWORD, "new_password": "ngan"}), 422)
+    assert 'id="new_password-error">Mật khẩu mới cần ít nhất 8 ký tự.' in short
+    assert other.get("/").status_code == 200
+    done = post(client, "/password", {"current_password": PASSWORD, "new_password": "mat-khau-moi-456"})
+    assert done.status_code == 303
+    assert client.get("/").status_code == 200                        # this session goes on
+    assert other.get("/").status_code == 303                         # the other console session ended
+    assert app.test_client().get("/api/v1/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}) \
+        .status_code == 401                                          # and so did the app's
+    assert sign_in(app.test_client(), "S1", "mat-khau-moi-456").status_code == 303
