@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from console.forms import DraftForm, PublishForm, WithdrawForm
+from console.forms import DraftForm, EditForm, PublishForm, WithdrawForm
 from console.session import login_required
 from console.views import _field_errors, bp
 from content import attachments, documents
@@ -90,6 +90,37 @@ def board_document(member, document_id):
         stats = inbox.notification_stats(member, notification_id) if notification_id else None
     return render_template("console/board_document.html", doc=doc, publish=PublishForm(),
                            withdraw=WithdrawForm(), statuses=STATUSES, stats=stats)
+
+
+@bp.route("/board/documents/<int:document_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit(member, document_id):
+    """PATCH /admin/documents/{id}: a draft is edited in place; a published document gets a new version,
+    a correction (acknowledgements kept) or, ticked, a material change (members acknowledge again)."""
+    row = documents.admin_document(member, document_id)
+    if request.method == "GET":
+        form = EditForm(obj=row)
+        return render_template("console/edit.html", form=form, doc=documents.admin_view(row))
+    form = EditForm(request.form)
+    if form.validate():
+        data = {name: getattr(form, name).data for name in ("number", "title", "summary", "issuing_body",
+                                                             "issued_on", "body_html")}
+        data["summary"], data["body_html"] = data["summary"] or "", data["body_html"] or ""
+        data["number"], data["issuing_body"] = data["number"] or None, data["issuing_body"] or None
+        if row.status == "published":
+            data.update(reack=form.reack.data, note=form.note.data or None)
+        try:
+            documents.update_document(member, document_id, data)
+        except ProblemError as e:
+            if e.status != 422:
+                raise
+            for name, messages in _field_errors(e).items():
+                if hasattr(form, name):
+                    getattr(form, name).errors = messages
+        else:
+            flash(_("Saved."), "success")
+            return redirect(url_for("console.board_document", document_id=document_id), 303)
+    return render_template("console/edit.html", form=form, doc=documents.admin_view(row)), 422
 
 
 @bp.route("/board/documents/<int:document_id>/publish", methods=["POST"])

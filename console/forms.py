@@ -93,3 +93,18 @@ class PasswordForm(_Form):
                                                                          Length(max=256, message=TOO_LONG)])
     new_password = PasswordField(_l("New password"), validators=[DataRequired(REQUIRED),
                                                                  Length(max=256, message=TOO_LONG)])
+
+
+class EditForm(_Form):
+    """The content of a draft, or of a published document's next version (PATCH /admin/documents/{id})."""
+
+    number = StringField(_l("Number (e.g. 24-CT/TU)"), validators=[Optional(), Length(max=64, message=TOO_LONG)])
+    title = StringField(_l("Title"), validators=[DataRequired(REQUIRED), Length(max=500, message=TOO_LONG)])
+    summary = TextAreaField(_l("Summary"), validators=[Optional(), Length(max=2000, message=TOO_LONG)])
+    issuing_body = StringField(_l("Issuing body"), validators=[Optional(), Length(max=255, message=TOO_LONG)])
+    issued_on = LocalDateField(_l("Date issued"), validators=[Optional()])
+    body_html = TextAreaField(_l("Text (HTML; cleaned exactly as the API cleans it)"),
+                              validators=[Optional(), Length(max=500_000, message=TOO_LONG)])
+    reack = BooleanField(_l("A material change: members must acknowledge again (a new deadline)"))
+    note = StringField(_l("What changed (kept with the version)"), validators=[Optional(),
+                                                                              Length(max=500, message=TOO_LONG)])

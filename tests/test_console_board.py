@@ -129,3 +129,42 @@ def test_board_forms_without_csrf_token_are_refused(app, board, tree):
                        (f"/board/documents/{doc}/publish", {})]:
         assert_page(client.post(path, data=data), 400)
     assert table_counts() == before
+
+
+def test_editing_a_draft_in_place_and_new_versions_of_a_published_document(app, board, tree):
+    from content import acknowledgements
+    from content.models import Receipt
+
+    client = browser(app, "P1")
+    response = post(client, "/board/new", {**draft_form(), "audience": [tree["b1"].id]})
+    draft = int(response.headers["Location"].rsplit("/", 1)[1])
+    form = assert_page(client.get(f"/board/documents/{draft}/edit"))
+    assert 'value="Kế hoạch học tập nghị quyết"' in form and "xác nhận lại" not in form
+    assert post(client, f"/board/documents/{draft}/edit", {"title": "Kế hoạch (sửa)", "body_html": "<p>Mới</p>"}
+                ).status_code == 303
+    db.session.expire_all()
+    assert db.session.get(Document, draft).title == "Kế hoạch (sửa)" and db.session.get(Document, draft).version == 1
+
+    doc = publish(board["P1"], [tree["b1"]])
+    acknowledgements.acknowledge(board["M1"], doc, 1)
+    text = assert_page(client.get(f"/board/documents/{doc}/edit"))
+    assert "Phiên bản mới của 24-CT/TU" in text
+    assert post(client, f"/board/documents/{doc}/edit", {"title": "Chỉ thị (đính chính)", "note": "Sửa lỗi chính tả"}
+                ).status_code == 303
+    db.session.expire_all()
+    row = db.session.get(Document, doc)
+    assert row.version == 2 and row.ack_version == 1            # a correction keeps the acknowledgement
+    assert post(client, f"/board/documents/{doc}/edit", {"title": "Chỉ thị (bổ sung)", "reack": "y",
+                                                          "body_html": "<p>Bổ sung nhiệm vụ</p>"}).status_code == 303
+    db.session.expire_all()
+    row = db.session.get(Document, doc)
+    assert row.version == 3 and row.ack_version == 3
+    receipt = db.session.get(Receipt, (doc, board["M1"].id))
+    assert receipt.acknowledged_version == 1                     # so the member must acknowledge again
+    assert "Cần xác nhận lại" not in assert_page(browser(app, "M1").get(f"/read/{doc}"))
+    assert "Tôi đã đọc và nắm nội dung văn bản" in assert_page(browser(app, "M1").get(f"/read/{doc}"))
+    before = table_counts()
+    bad = assert_page(post(client, f"/board/documents/{doc}/edit", {"title": ""}), 422)
+    assert '<p class="error" id="title-error">Trường này là bắt buộc.</p>' in bad
+    assert table_counts() == before
+    assert_page(browser(app, "P2").get(f"/board/documents/{doc}/edit"), 404)
