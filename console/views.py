@@ -27,6 +27,7 @@ from handbook import auth
 from handbook.errors import ProblemError
 from handbook.extensions import MAX_ID, login_ip_limit
 from handbook.i18n import field_message, problem_text
+from handbook.members import Role
 from handbook.orgunits import ancestors_of, holds_members
 from handbook.permissions import ADMIN_ROLES, FOLLOW_UP_ROLES, PUBLISH_ROLES, has_role_over, scope_roots
 from handbook.timeutil import as_utc, local_zone, utcnow
@@ -42,6 +43,8 @@ CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 
 EXPORT_TYPES = {"csv": "text/csv; charset=utf-8",
                 "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 MEMBER_PAGE = 50
+FOLLOWING_ROLES = frozenset({Role.SECRETARY.value, Role.COMMITTEE.value})   # whose work is following up
+OVERVIEW_PAGE = 30     # directives shown at first (overdue first): a page stays small at a city
 
 
 # --- request plumbing --------------------------------------------------------------------------------
@@ -98,8 +101,9 @@ def _day(value) -> str:
 @bp.context_processor
 def _globals():
     member = current_member()
+    follow_roots = scope_roots(member, FOLLOW_UP_ROLES) if member else []
     return {"me": member, "lang": current_language(), "languages": LANGUAGES,
-            "follows": bool(member and scope_roots(member, FOLLOW_UP_ROLES)),
+            "follows": follow_roots[0].id if follow_roots else None,
             "publishes": bool(member and scope_roots(member, PUBLISH_ROLES)),
             "administers": bool(member and scope_roots(member, ADMIN_ROLES)),
             "unread": inbox.unread_count(member) if member else 0}
@@ -240,13 +244,19 @@ def password(member):
 @bp.route("/")
 @login_required
 def home(member):
-    """Follow-up roles: the active directives of their unit (overdue first); everyone else: the feed."""
+    """Each person's work: secretaries and committees, the active directives of their unit (overdue
+    first); the board (publishers, admins), its documents; everyone else, the feed."""
     roots = scope_roots(member, FOLLOW_UP_ROLES)
     if not roots:
         return redirect(url_for("console.feed_page"), 303)
-    unit_id = _id_arg("unit") or roots[0].id
+    unit_id = _id_arg("unit")
+    if unit_id is None:
+        if not scope_roots(member, FOLLOWING_ROLES):      # only publishing or admin roles: the board
+            return redirect(url_for("console.board"), 303)
+        unit_id = roots[0].id
     overview = followup.overview(member, unit_id)
-    return render_template("console/overview.html", overview=overview, roots=roots,
+    shown = overview["items"] if request.args.get("all") == "1" else overview["items"][:OVERVIEW_PAGE]
+    return render_template("console/overview.html", overview=overview, items=shown, roots=roots,
                            bar=charts.percent_bar)
 
 

@@ -450,8 +450,10 @@ ROWS: list[Row] = [
     console("GET", "/password", "/password", E(303, 200, 200, 200, 200, 200, 200)),
     console("POST", "/password", "/password", E(303, 303, 303, 303, 303, 303, 303),
             request=page({"current_password": PASSWORD, "new_password": "mat-khau-moi-456"})),
-    # Follow-up roles land on their unit's overview; a plain member is sent to the feed.
-    console("GET", "/", "/", E(303, 303, 200, 200, 200, 200, 200)),
+    # Secretaries and committees land on their unit's overview; publishers and admins on the board; a plain
+    # member on the feed. Any follow-up role may open a unit's overview by name.
+    console("GET", "/", "/", E(303, 303, 200, 200, 200, 303, 303)),
+    console("GET", "/", "/?unit={this_branch}", E(303, 303, 200, 403, 403, 403, 200), variant="unit=this branch"),
     console("GET", "/compliance", "/compliance", E(303, 403, 200, 200, 200, 200, 200)),
     console("GET", "/compliance", "/compliance?unit={this_branch}", E(303, 403, 200, 403, 403, 403, 200),
             variant="unit=this branch"),

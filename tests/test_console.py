@@ -106,10 +106,10 @@ def test_the_language_switch_never_redirects_off_site(client, people):
 
 
 @pytest.mark.parametrize(("card", "lands_on", "shows"), [
-    ("M1", "/feed", "Văn bản"),
+    ("M1", "/feed", "Chưa mở"),
     ("S1", "/", "Chi bộ Tổ dân phố số 1"),
     ("C1", "/", "Quận ủy Ba Đình"),
-    ("A1", "/", "Thành ủy Hà Nội"),
+    ("A1", "/board", "Phát hành"),
 ])
 def test_signing_in_leads_each_role_to_their_work(app, doc, card, lands_on, shows):
     client = app.test_client()
@@ -120,9 +120,9 @@ def test_signing_in_leads_each_role_to_their_work(app, doc, card, lands_on, show
         text = assert_page(home)
         assert shows in text and "24-CT/TU" in text and "Còn 14 ngày" in text
     else:
-        assert home.status_code == 303 and home.headers["Location"] == "/feed"
-        text = assert_page(client.get("/feed"))
-        assert "24-CT/TU" in text and "Chưa mở" in text
+        assert home.status_code == 303 and home.headers["Location"] == lands_on
+        text = assert_page(client.get(lands_on))
+        assert shows in text and "24-CT/TU" in text
 
 
 def test_sign_in_goes_back_to_the_page_asked_for(app, doc):
@@ -524,7 +524,7 @@ def test_the_admin_reads_the_audit_trail_with_filters(app, people, doc):
 
     acknowledgements.record_briefing(people["S1"], doc, [people["M2"].id], today(), "Sinh hoạt chi bộ")
     client = browser(app, "A1")
-    assert 'href="/audit"' in assert_page(client.get("/"))
+    assert 'href="/audit"' in assert_page(client.get("/board"))
     text = assert_page(client.get("/audit"))
     assert "acknowledgement.briefing" in text and "Lê Văn Cường" in text and "document.publish" in text
     only = assert_page(client.get("/audit?action=acknowledgement.briefing"))

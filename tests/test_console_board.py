@@ -38,7 +38,8 @@ def draft_form(**overrides) -> dict:
 
 def test_the_publisher_creates_previews_attaches_and_publishes(app, board, tree):
     client = browser(app, "P1")
-    assert "Phát hành" in assert_page(client.get("/"))                  # the menu shows the board
+    assert client.get("/").headers["Location"] == "/board"             # a publisher lands on the board
+    assert "Phát hành" in assert_page(client.get("/board"))
     form = assert_page(client.get("/board/new"))
     assert "Quận ủy Ba Đình" in form and "Đảng bộ phường Điện Biên" in form   # the scope and its children
     assert "Quận ủy Đống Đa" not in form
