@@ -288,10 +288,15 @@ def _follow_context(member, document_id: int, unit_id: int | None) -> dict:
     trail = [u for u in ancestors_of(unit) if has_role_over(member, u, FOLLOW_UP_ROLES)]
     children = progress.get("children") or []
     show_members = not children or request.args.get("members") == "1"
-    rows, next_cursor = [], None
+    rows, next_cursor, q_errors = [], None, None
     if show_members:
         if q:
-            rows = roster.find_members(member, document_id, q, org_unit=unit.id, state=state)
+            try:
+                rows = roster.find_members(member, document_id, q, org_unit=unit.id, state=state)
+            except ProblemError as e:
+                if e.status != 422:
+                    raise
+                q_errors = _field_errors(e).get("q")
         else:
             rows, next_cursor = followup.members(member, document_id, org_unit=unit.id, state=state,
                                                  limit=MEMBER_PAGE, cursor=request.args.get("cursor") or None)
@@ -306,6 +311,7 @@ def _follow_context(member, document_id: int, unit_id: int | None) -> dict:
             "chart": charts.children_chart(children, lambda c: url_for(
                 "console.follow", document_id=doc.id, unit=c["org_unit"]["id"])) if children else None,
             "show_members": show_members, "rows": rows, "next_cursor": next_cursor, "state": state, "q": q,
+            "q_errors": q_errors,
             "states": followup.MEMBER_STATES, "can_brief": can_brief, "window": window, "now": now,
             "days_left": days_left, "percent": charts.percent(progress), "bar": charts.percent_bar,
             "holds_members": holds_members(unit.kind, bool(children))}

@@ -131,6 +131,7 @@ FIELD_MESSAGES_VI: dict[str, str] = {
     "not_in_future": "Ngày không được ở tương lai.",
     "before_publication": "Ngày không được trước ngày phát hành văn bản.",
     "needs_timezone": "Thời điểm phải có múi giờ (RFC 3339).",
+    "narrow_unit": "Hãy chọn một đơn vị nhỏ hơn để tìm theo tên.",
 }
 FIELD_MESSAGES_EN: dict[str, str] = {
     "password_too_short": "Password is too short.",
@@ -155,6 +156,7 @@ FIELD_MESSAGES_EN: dict[str, str] = {
     "not_in_future": "The date cannot be in the future.",
     "before_publication": "The date cannot be before the document was published.",
     "needs_timezone": "The time needs a UTC offset (RFC 3339).",
+    "narrow_unit": "Choose a smaller unit to search by name.",
 }
 
 

@@ -582,3 +582,10 @@ def test_changing_the_password_ends_the_other_sessions_but_not_this_one(app, peo
     assert app.test_client().get("/api/v1/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}) \
         .status_code == 401                                          # and so did the app's
     assert sign_in(app.test_client(), "S1", "mat-khau-moi-456").status_code == 303
+
+
+def test_a_name_search_over_a_whole_city_asks_for_a_smaller_unit(app, people, doc, tree):
+    text = assert_page(browser(app, "A1").get(f"/documents/{doc}/follow?unit={tree['city'].id}&members=1&q=binh"))
+    assert '<p class="error" id="q-error">Hãy chọn một đơn vị nhỏ hơn để tìm theo tên.</p>' in text
+    found = assert_page(browser(app, "A1").get(f"/documents/{doc}/follow?unit={tree['phuong'].id}&members=1&q=binh"))
+    assert "Trần Thị Bình" in found
