@@ -108,3 +108,8 @@ class EditForm(_Form):
     reack = BooleanField(_l("A material change: members must acknowledge again (a new deadline)"))
     note = StringField(_l("What changed (kept with the version)"), validators=[Optional(),
                                                                               Length(max=500, message=TOO_LONG)])
+
+
+class RemovalForm(_Form):
+    reason = StringField(_l("Reason (death, expulsion, moving out of the organisation)"),
+                         validators=[DataRequired(REQUIRED), Length(max=2000, message=TOO_LONG)])

@@ -502,6 +502,10 @@ ROWS: list[Row] = [
             after=KEEPS),
     console("POST", "/inbox/read-all", "/inbox/read-all", E(303, 303, 303, 303, 303, 303, 303), after=KEEPS),
     console("GET", "/audit", "/audit", E(303, 403, 403, 403, 403, 403, 200)),
+    console("GET", "/members", "/members?q=BD1-DV02", E(303, 403, 403, 403, 403, 403, 200)),
+    console("GET", "/members/<int:member_id>", "/members/{target}", E(303, 403, 403, 403, 403, 403, 200)),
+    console("POST", "/members/<int:member_id>/removal", "/members/{target}/removal",
+            E(303, 403, 403, 403, 403, 403, 303), request=page({"reason": "Chuyển sinh hoạt đảng ra ngoài thành phố"})),
     # The board: publishers within their scope and admins, as /api/v1/admin/documents.
     console("GET", "/board", "/board", E(303, 403, 403, 403, 403, 200, 200)),
     console("GET", "/board/new", "/board/new", E(303, 403, 403, 403, 403, 200, 200)),

@@ -589,3 +589,38 @@ def test_a_name_search_over_a_whole_city_asks_for_a_smaller_unit(app, people, do
     assert '<p class="error" id="q-error">Hãy chọn một đơn vị nhỏ hơn để tìm theo tên.</p>' in text
     found = assert_page(browser(app, "A1").get(f"/documents/{doc}/follow?unit={tree['phuong'].id}&members=1&q=binh"))
     assert "Trần Thị Bình" in found
+
+
+def test_the_admin_finds_a_member_by_card_phone_or_name_and_removes_them(app, people, tree):
+    from handbook.members import Member
+
+    people["M2"].phone = "0912345678"
+    db.session.commit()
+    admin = browser(app, "A1")
+    target = browser(app, "M1")
+    assert "Trần Thị Bình" in assert_page(admin.get("/members?q=M2"))
+    assert "Trần Thị Bình" in assert_page(admin.get("/members", query_string={"q": "+84 912 345 678"}))
+    found = assert_page(admin.get("/members", query_string={"q": "văn"}))
+    assert "Nguyễn Văn An" in found and "Phạm Văn Đức" in found and "Trần Thị Bình" not in found
+    page = assert_page(admin.get(f"/members/{people['M1'].id}"))
+    assert "Chi bộ Tổ dân phố số 1" in page and "đang sinh hoạt" in page
+    before = table_counts()
+    bad = assert_page(post(admin, f"/members/{people['M1'].id}/removal", {"reason": ""}), 422)
+    assert '<p class="error" id="reason-error">Hãy nhập lý do.</p>' in bad
+    assert table_counts() == before
+    assert target.get("/feed").status_code == 200
+    done = post(admin, f"/members/{people['M1'].id}/removal", {"reason": "Chuyển sinh hoạt ra ngoài thành phố"})
+    assert done.status_code == 303
+    assert "đã ra khỏi danh sách" in assert_page(admin.get(done.headers["Location"]))
+    db.session.expire_all()
+    assert db.session.get(Member, people["M1"].id).active is False
+    assert target.get("/feed").status_code == 303                     # their console session ended at once
+
+
+def test_members_outside_the_admin_s_scope_do_not_exist(app, people, tree):
+    member("A2", tree["dong_da"], name="Quản trị Đống Đa", roles=[("admin", tree["dong_da"])])
+    other_admin = browser(app, "A2")
+    assert "Nguyễn Văn An" not in assert_page(other_admin.get("/members?q=M1"))
+    assert_page(other_admin.get(f"/members/{people['M1'].id}"), 404)
+    assert_page(post(other_admin, f"/members/{people['M1'].id}/removal", {"reason": "x"}), 404)
+    assert_page(browser(app, "S1").get("/members"), 403)
