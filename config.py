@@ -80,6 +80,8 @@ class Config:
     # The console (console/): a signed session cookie naming an auth_sessions row, HttpOnly, SameSite=Lax,
     # Secure whenever the request came over HTTPS (console/session.py), ending after this many hours.
     CONSOLE_SESSION_HOURS = _env_int("CONSOLE_SESSION_HOURS", 12)
+    # Imports uploaded in the console run within the request up to this size; larger files: the CLI.
+    CONSOLE_IMPORT_MAX_BYTES = _env_int("CONSOLE_IMPORT_MAX_BYTES", 2 * 1024 * 1024)
     SESSION_COOKIE_NAME = "handbook_session"
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

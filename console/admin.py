@@ -1,17 +1,20 @@
 """The admin's pages: the audit trail with filters (GET /admin/audit's domain call); finding a member and
-removing one (POST /admin/members/{id}/removal's domain call)."""
+removing one (POST /admin/members/{id}/removal's domain call); importing units and members from a file
+(the CLI's imports, for an admin over the whole tree)."""
 from __future__ import annotations
 
 import json
+import tempfile
 from datetime import datetime, time
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from console.forms import AuditFilterForm, RemovalForm
 from console.session import login_required
 from console.views import bp
-from handbook import audit, membersearch, removal
+from console.i18n import current_language
+from handbook import audit, imports, membersearch, permissions, removal
 from handbook.members import profile
 from handbook.timeutil import local_zone
 
@@ -62,3 +65,41 @@ def remove_member(member, member_id):
     removal.remove_by_admin(member, member_id, form.reason.data)
     flash(_("The member has been removed; their sessions have ended."), "success")
     return redirect(url_for("console.member_page", member_id=member_id), 303)
+
+
+IMPORTERS = {"org_units": imports.import_org_units, "members": imports.import_members}
+
+
+@bp.route("/imports", methods=["GET", "POST"])
+@login_required
+def imports_page(member):
+    """Import org units or members from a CSV/XLSX file (API.md "CSV imports"): all or nothing; every bad
+    row is listed (line, column, reason). Files up to CONSOLE_IMPORT_MAX_BYTES run here; larger ones with
+    `flask --app wsgi handbook import-members FILE` on the server."""
+    if not permissions.can_import(member):
+        raise permissions.forbidden()
+    limit = current_app.config["CONSOLE_IMPORT_MAX_BYTES"]
+    if request.method == "GET":
+        return render_template("console/imports.html", report=None, kind="members", limit=limit)
+    kind = request.form.get("kind")
+    file = request.files.get("file")
+    if kind not in IMPORTERS:
+        abort(400)
+    if file is None or not file.filename:
+        return render_template("console/imports.html", report=None, kind=kind, limit=limit,
+                               file_errors=[_("Choose a CSV or XLSX file.")]), 422
+    with tempfile.NamedTemporaryFile(prefix="handbook-import-") as spool:
+        size = 0
+        while chunk := file.stream.read(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                return render_template("console/imports.html", report=None, kind=kind, limit=limit, file_errors=[
+                    _("The file is larger than %(mb)s MB: import it on the server with the command line.",
+                      mb=limit // (1024 * 1024))]), 413
+            spool.write(chunk)
+        spool.flush()
+        report = IMPORTERS[kind](spool.name, actor_id=member.id)
+    lang = current_language()
+    errors = [{"line": e.line, "column": e.column, "reason": e.reason(lang)} for e in report.errors]
+    return render_template("console/imports.html", report=report, errors=errors, kind=kind, limit=limit,
+                           filename=file.filename), (200 if report.ok else 422)

@@ -29,7 +29,8 @@ from handbook.extensions import MAX_ID, login_ip_limit
 from handbook.i18n import field_message, problem_text
 from handbook.members import Role
 from handbook.orgunits import ancestors_of, holds_members
-from handbook.permissions import ADMIN_ROLES, FOLLOW_UP_ROLES, PUBLISH_ROLES, has_role_over, scope_roots
+from handbook.permissions import (ADMIN_ROLES, FOLLOW_UP_ROLES, PUBLISH_ROLES, can_import, has_role_over,
+                                  scope_roots)
 from handbook.timeutil import as_utc, local_zone, utcnow
 from push import inbox, schedule
 from push.reminders import manual_reminder_window
@@ -106,6 +107,7 @@ def _globals():
             "follows": follow_roots[0].id if follow_roots else None,
             "publishes": bool(member and scope_roots(member, PUBLISH_ROLES)),
             "administers": bool(member and scope_roots(member, ADMIN_ROLES)),
+            "imports": bool(member and can_import(member)),
             "unread": inbox.unread_count(member) if member else 0}
 
 

@@ -503,6 +503,12 @@ ROWS: list[Row] = [
     console("POST", "/inbox/read-all", "/inbox/read-all", E(303, 303, 303, 303, 303, 303, 303), after=KEEPS),
     console("GET", "/audit", "/audit", E(303, 403, 403, 403, 403, 403, 200)),
     console("GET", "/members", "/members?q=BD1-DV02", E(303, 403, 403, 403, 403, 403, 200)),
+    console("GET", "/imports", "/imports", E(303, 403, 403, 403, 403, 403, 200)),
+    console("POST", "/imports", "/imports", E(303, 403, 403, 403, 403, 403, 200), after=KEEPS,
+            request=lambda w, c: {"client": w.browser(c), "content_type": "multipart/form-data", "data": {
+                "csrf_token": w.csrf(c), "kind": "members",
+                "file": (io.BytesIO("card_number,full_name,org_unit_code\nBD1-DV09,Lê Thị Mai,HN.BD.DB.1\n"
+                                    .encode()), "dang-vien.csv")}}),
     console("GET", "/members/<int:member_id>", "/members/{target}", E(303, 403, 403, 403, 403, 403, 200)),
     console("POST", "/members/<int:member_id>/removal", "/members/{target}/removal",
             E(303, 403, 403, 403, 403, 403, 303), request=page({"reason": "Chuyển sinh hoạt đảng ra ngoài thành phố"})),

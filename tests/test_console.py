@@ -624,3 +624,47 @@ def test_members_outside_the_admin_s_scope_do_not_exist(app, people, tree):
     assert_page(other_admin.get(f"/members/{people['M1'].id}"), 404)
     assert_page(post(other_admin, f"/members/{people['M1'].id}/removal", {"reason": "x"}), 404)
     assert_page(browser(app, "S1").get("/members"), 403)
+
+
+def _upload(client, kind: str, content: bytes, name: str = "dang-vien.csv", token: str | None = "auto"):
+    from tests.console_helpers import page_token
+
+    data = {"kind": kind, "file": (io.BytesIO(content), name)}
+    if token == "auto":
+        data["csrf_token"] = page_token(client)
+    return client.post("/imports", data=data, content_type="multipart/form-data")
+
+
+def test_the_root_admin_imports_members_all_or_nothing_with_every_bad_row_listed(app, people, tree, monkeypatch):
+    from handbook.members import Member
+
+    admin = browser(app, "A1")
+    assert 'href="/imports"' in assert_page(admin.get("/imports"))
+    bad = ("card_number,full_name,phone,org_unit_code,roles,password\n"
+           "HN-0101,Đỗ Văn Tâm,,HN.BD.DB.1,,\n"
+           "HN-0102,Ngô Thị Hằng,09xx,HN.BD.DB.1,,\n"
+           "HN-0103,Lại Văn Sơn,,KHONG-CO,,\n").encode()
+    before = table_counts()
+    text = assert_page(_upload(admin, "members", bad), 422)
+    assert "2 dòng sai: chưa nhập gì." in text
+    assert "<td>3</td><td>phone</td>" in text and "<td>4</td><td>org_unit_code</td>" in text
+    assert "Không có đơn vị mã &#34;KHONG-CO&#34;." in text
+    assert table_counts() == before
+    good = bad.decode().replace("09xx", "0912000111").replace("KHONG-CO", "HN.BD.DB.2").encode()
+    text = assert_page(_upload(admin, "members", good))
+    assert "Đã nhập 3 dòng: 3 mới" in text
+    assert db.session.scalar(select(func.count()).select_from(Member).where(Member.card_number.like("HN-01%"))) == 3
+    monkeypatch.setitem(app.config, "CONSOLE_IMPORT_MAX_BYTES", 100)
+    assert "hãy nhập trên máy chủ bằng dòng lệnh" in assert_page(_upload(admin, "members", good), 413)
+
+
+def test_imports_are_for_an_admin_over_the_whole_tree_only(app, people, tree):
+    member("A2", tree["dong_da"], name="Quản trị Đống Đa", roles=[("admin", tree["dong_da"])])
+    csv = b"code,name,kind,parent_code\nHN.DD.X,Chi bo X,branch,HN.DD.CB\n"
+    district_admin, secretary, root_admin = browser(app, "A2"), browser(app, "S1"), browser(app, "A1")
+    before = table_counts()
+    assert_page(district_admin.get("/imports"), 403)
+    assert_page(_upload(district_admin, "org_units", csv), 403)
+    assert_page(_upload(secretary, "org_units", csv), 403)
+    assert_page(_upload(root_admin, "org_units", csv, token=None), 400)
+    assert table_counts() == before
