@@ -26,7 +26,7 @@ demo: migrate
 
 # Create the virtualenv, install, migrate, load demo data if the database is empty, and serve.
 run: demo
-	@echo "Serving the handbook API at http://$(HOST):$(PORT)/api/v1 (docs: http://$(HOST):$(PORT)/docs)"
+	@echo "Serving the handbook: console http://$(HOST):$(PORT)/ (sign in with a demo login above), API http://$(HOST):$(PORT)/api/v1 (docs: http://$(HOST):$(PORT)/docs)"
 	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 wsgi:app
 
 # The whole suite on SQLite, and on PostgreSQL when TEST_DATABASE_URL is reachable.

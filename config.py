@@ -77,6 +77,18 @@ class Config:
     # Number of reverse proxies in front of the app whose X-Forwarded-For is trusted (0: none).
     TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
 
+    # The console (console/): a signed session cookie naming an auth_sessions row, HttpOnly, SameSite=Lax,
+    # Secure whenever the request came over HTTPS (console/session.py), ending after this many hours.
+    CONSOLE_SESSION_HOURS = _env_int("CONSOLE_SESSION_HOURS", 12)
+    # Imports uploaded in the console run within the request up to this size; larger files: the CLI.
+    CONSOLE_IMPORT_MAX_BYTES = _env_int("CONSOLE_IMPORT_MAX_BYTES", 2 * 1024 * 1024)
+    SESSION_COOKIE_NAME = "handbook_session"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = (_env("SESSION_COOKIE_SECURE", "false") or "").lower() in ("1", "true", "yes")
+    WTF_CSRF_TIME_LIMIT = None   # a form's CSRF token lasts as long as the session
+    WTF_CSRF_CHECK_DEFAULT = False
+
     # Requests
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 20 * 1024 * 1024)
 
@@ -127,8 +139,8 @@ class Config:
     OPENAPI_VERSION = "3.0.3"
     OPENAPI_URL_PREFIX = "/"
     OPENAPI_JSON_PATH = "api/v1/openapi.json"
-    OPENAPI_SWAGGER_UI_PATH = "docs"
-    OPENAPI_SWAGGER_UI_URL = _env("OPENAPI_SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/")
+    # /docs is served by api/docs.py from the pinned swagger-ui-bundle package (no CDN), not by flask-smorest.
+    OPENAPI_SWAGGER_UI_PATH = None
 
     # Logging: "json" (one JSON object a line) or "text".
     LOG_FORMAT = _env("LOG_FORMAT", "json")

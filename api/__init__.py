@@ -11,7 +11,7 @@ MODULES = ("auth", "me", "devices", "documents", "acknowledgements", "followup",
 
 
 def init_app(app: Flask) -> None:
-    from api import ops
+    from api import docs, ops
     from api.schemas import document_rules, input_string_pattern
     from handbook.extensions import api
 
@@ -21,6 +21,7 @@ def init_app(app: Flask) -> None:
         api.register_blueprint(module.blp, url_prefix=f"/api/v1{module.PREFIX}")
     api.register_blueprint(ops.blp, url_prefix="/")
     document_rules(api.spec.components.schemas)
+    app.register_blueprint(docs.bp)   # /docs: Swagger UI from the pinned package, not a CDN
 
     @app.after_request
     def _no_content_has_no_type(response: Response) -> Response:

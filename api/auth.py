@@ -1,13 +1,13 @@
 """POST /auth/login, /auth/refresh, /auth/logout."""
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import request
 from flask_jwt_extended import get_jwt
 
 from api.common import Blueprint, auth_required, session_id
 from api.schemas import LoginResponseSchema, LoginSchema, TokenPairSchema
 from handbook import auth
-from handbook.extensions import client_ip, db, limiter
+from handbook.extensions import client_ip, db, login_ip_limit
 from handbook.members import profile
 
 PREFIX = "/auth"
@@ -15,7 +15,7 @@ blp = Blueprint("auth", __name__, description="Đăng nhập, làm mới mã tru
 
 
 @blp.route("/login", methods=["POST"])
-@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_IP"], key_func=client_ip, scope="login-ip")
+@login_ip_limit
 @blp.arguments(LoginSchema)
 @blp.response(200, LoginResponseSchema)
 @blp.alt_response(401, description="invalid_credentials")

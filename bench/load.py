@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -141,6 +142,24 @@ def login_all(base: str, cards: list[str], password: str) -> dict[str, str]:
     if len(failed) > len(cards) // 10:
         raise RuntimeError(f"{len(failed)} of {len(cards)} logins failed (e.g. {failed[:3]})")
     return {card: token for card, token in tokens.items() if token}
+
+
+def console_cookie(base: str, card: str, password: str) -> str:
+    """Sign in through the console's form (GET /login for the CSRF token, POST /login); the session
+    cookie as a `Cookie` header value."""
+    import http.cookiejar
+    import re
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    page = opener.open(f"{base}/login", timeout=30).read().decode()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    form = urllib.parse.urlencode({"csrf_token": token, "username": card, "password": password}).encode()
+    opener.open(urllib.request.Request(f"{base}/login", data=form, method="POST"), timeout=30).read()
+    cookies = {c.name: c.value for c in jar}
+    if "handbook_session" not in cookies:
+        raise RuntimeError(f"console sign-in as {card} failed")
+    return f"handbook_session={cookies['handbook_session']}"
 
 
 # --- wrk -------------------------------------------------------------------------------------------

@@ -41,8 +41,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from bench import data
-from bench.load import (ROOT, Processes, ensure_wrk, gunicorn, insert_rate, log, login_all, request, sql_latency,
-                        worker_rss_mb, wrk, write_requests)
+from bench.load import (ROOT, Processes, console_cookie, ensure_wrk, gunicorn, insert_rate, log, login_all, request,
+                        sql_latency, worker_rss_mb, wrk, write_requests)
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/handbook_bench"
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
@@ -302,6 +302,38 @@ def fig_meetings_adoption(settings: Settings, servers: Servers, scratch: Path) -
     }
 
 
+def fig_console(settings: Settings, servers: Servers, scratch: Path) -> dict:
+    """The console's pages (HTML, signed in with the session cookie) for a city-wide directive: the largest
+    branch's page (progress, reminder window, the first 50 members with their states) and the largest
+    district's page (progress and the chart of its child units), as the city admin; one request per worker
+    at a time, like the follow-up figures. Target (issue 14): p95 <= 100 ms each."""
+    cast = servers.cast
+    cookie = "cookie=" + console_cookie(servers.api, cast.admin_card, PASSWORD)
+    document = cast.city_documents[0]
+    out = {}
+    for key, unit_id in (("console_branch_page", cast.branch_id), ("console_district_page", cast.district_id)):
+        lines = [("GET", f"/documents/{document}/follow?unit={unit_id}", cookie)]
+        size = _probe_page(servers.api, lines[0][1], cookie)
+        with step(f"{key}: wrk on the console", settings.seconds + 60):
+            result = wrk(servers.api, write_requests(scratch / f"{key}.txt", lines), threads=LATENCY_CONNECTIONS,
+                         connections=LATENCY_CONNECTIONS, seconds=settings.seconds)
+        out[key] = {**_pick(result, "p95_ms", "median_ms", "rps"), "body_bytes": size, "document_id": document,
+                    "org_unit_id": unit_id, "errors": result["errors"], "connections": result["connections"]}
+        log(f"  {key}: p95 {result['p95_ms']:.1f} ms, median {result['median_ms']:.1f} ms, {size:,} B")
+    return out
+
+
+def _probe_page(base: str, path: str, cookie: str) -> int:
+    import urllib.request
+
+    req = urllib.request.Request(base + path, headers={"Cookie": cookie.removeprefix("cookie=")})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        body = resp.read()
+        if resp.status != 200 or resp.url.rstrip("/").endswith("/login"):
+            raise RuntimeError(f"GET {path} answered {resp.status} at {resp.url}")
+    return len(body)
+
+
 def fig_acknowledge(settings: Settings, servers: Servers, scratch: Path) -> dict:
     """PUT .../acknowledgement by many members, each (member, document) pair once, against as many raw
     single-row INSERTs with the same concurrency."""
@@ -507,6 +539,10 @@ def markdown(results: dict) -> str:
         if f := results.get(key):
             rows.append((key, f"p95 {f['p95_ms']:.1f} ms (median {f['median_ms']:.1f} ms)",
                          f"p95 {f['baseline_ms']:.1f} ms (obvious SQL)", _ratio(f["p95_ms"], f["baseline_ms"])))
+    for key in ("console_branch_page", "console_district_page"):
+        if f := results.get(key):
+            rows.append((key, f"p95 {f['p95_ms']:.1f} ms (median {f['median_ms']:.1f} ms), {f['body_bytes']:,} B",
+                         "target p95 ≤ 100 ms", _ratio(f["p95_ms"], 100)))
     if f := results.get("acknowledge"):
         rows.append(("acknowledge", f"{f['rps']:.0f} ack/s (p99 {f['p99_ms']:.1f} ms)",
                      f"{f['baseline_rps']:.0f} INSERT/s (raw, {f['connections']} connections)",
@@ -596,6 +632,7 @@ def measure(settings: Settings, procs: Processes, scratch: Path) -> dict:
     figure("reading", fig_reading, settings, servers, scratch)
     figure("follow_up", fig_follow_up, settings, servers, scratch)
     figure("meetings_adoption", fig_meetings_adoption, settings, servers, scratch)
+    figure("console", fig_console, settings, servers, scratch)
     figure("acknowledge", fig_acknowledge, settings, servers, scratch)
     main_point: dict = {}
     figure("scaling", lambda: main_point.update(scaling_point(settings, servers, scratch)))

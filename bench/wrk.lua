@@ -3,8 +3,8 @@
 --
 --   wrk -t T -c C -d D -s bench/wrk.lua http://127.0.0.1:PORT -- REQUESTS_FILE T
 --
--- REQUESTS_FILE has one request per line, tab-separated: METHOD, PATH, access token, optional JSON
--- body. Thread k (0-based) takes lines k, k+T, k+2T, ... so that no two threads send the same line
+-- REQUESTS_FILE has one request per line, tab-separated: METHOD, PATH, access token (or
+-- `cookie=<Cookie header>` for a console page), optional JSON body. Thread k (0-based) takes lines k, k+T, k+2T, ... so that no two threads send the same line
 -- (each acknowledgement pair is used once), and cycles through its share if the run outlasts it.
 -- With fewer lines than threads, every thread sends every line.
 
@@ -26,7 +26,12 @@ function init(args)
       if #lines < threads or (i - 1) % threads == index then
          local fields = {}
          for field in string.gmatch(line, "[^\t]+") do fields[#fields + 1] = field end
-         local headers = {["Authorization"] = "Bearer " .. fields[3], ["Accept"] = "application/json"}
+         local headers
+         if string.sub(fields[3], 1, 7) == "cookie=" then
+            headers = {["Cookie"] = string.sub(fields[3], 8), ["Accept"] = "text/html"}
+         else
+            headers = {["Authorization"] = "Bearer " .. fields[3], ["Accept"] = "application/json"}
+         end
          if fields[4] then headers["Content-Type"] = "application/json" end
          requests[#requests + 1] = wrk.format(fields[1], fields[2], headers, fields[4])
       end

@@ -1,8 +1,9 @@
 """The handbook service: app factory and wiring.
 
 `create_app()` is the composition root: it loads configuration, binds the extensions, registers the
-error envelope, logging and metrics, the CLI, and the HTTP layer (`api`). It is the only module of the
-domain packages that imports `api`; everything else in handbook/, content/ and push/ stays HTTP-free.
+error envelope, logging and metrics, the CLI, and the two HTTP faces (`api`, JSON for phones, and `console`,
+pages for people). It is the only module of the domain packages that imports them; everything else in
+handbook/, content/ and push/ stays HTTP-free.
 """
 from __future__ import annotations
 
@@ -130,6 +131,8 @@ def create_app(config: type[Config] | Mapping | None = None) -> Flask:
     register_cli(app)
 
     import api as http_layer
+    import console
 
     http_layer.init_app(app)
+    console.init_app(app)
     return app

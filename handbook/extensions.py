@@ -79,6 +79,16 @@ limiter = Limiter(key_func=client_ip)
 api = Api()
 
 
+def _login_limit_per_ip() -> str:
+    from flask import current_app
+
+    return current_app.config["LOGIN_LIMIT_PER_IP"]
+
+
+# Every login attempt from one client address, through the API or the console, spends one budget.
+login_ip_limit = limiter.shared_limit(_login_limit_per_ip, scope="login-ip", key_func=client_ip, methods=["POST"])
+
+
 def upsert(model):
     """INSERT for `model` in the bound database's dialect, so that `.on_conflict_do_nothing()` (PostgreSQL
     and SQLite both have it) is available."""

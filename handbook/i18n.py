@@ -159,6 +159,7 @@ FIELD_MESSAGES_VI: dict[str, str] = {
     "invalid_month": "Tháng theo định dạng YYYY-MM.",
     "https_url": "Đường dẫn phải bắt đầu bằng https://.",
     "too_long_text": "Dài tối đa 2.000 ký tự.",
+    "narrow_unit": "Hãy chọn một đơn vị nhỏ hơn để tìm theo tên.",
 }
 FIELD_MESSAGES_EN: dict[str, str] = {
     "password_too_short": "Password is too short.",
@@ -195,6 +196,7 @@ FIELD_MESSAGES_EN: dict[str, str] = {
     "invalid_month": "The month as YYYY-MM.",
     "https_url": "The link must start with https://.",
     "too_long_text": "At most 2,000 characters.",
+    "narrow_unit": "Choose a smaller unit to search by name.",
 }
 
 

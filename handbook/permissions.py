@@ -48,6 +48,12 @@ def can_see_member(viewer: Member, other: Member, roles: str | Iterable[str] = F
     return viewer.id == other.id or has_role_over(viewer, other.org_unit, roles)
 
 
+def can_import(member: Member) -> bool:
+    """A file of units or members may touch any unit of the tree (a row moves a member anywhere, grants a
+    role anywhere): importing one through the web is for an admin over a root unit only."""
+    return any(g.role in ADMIN_ROLES and g.org_unit.depth == 0 for g in member.roles)
+
+
 def forbidden() -> ProblemError:
     return ProblemError("forbidden", 403)
 

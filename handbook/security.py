@@ -16,7 +16,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from handbook.errors import ProblemError
 
-# A JSON API answers no page a browser should render, frame or sniff; the interactive docs are a page.
+# A JSON API answers no page a browser should render, frame or sniff. The pages (the console, /docs)
+# set a policy of their own before this default applies.
 _API_CSP = "default-src 'none'; frame-ancestors 'none'"
 _HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -24,7 +25,6 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
-_DOCS_PREFIXES = ("/docs",)
 # Responses that carry tokens or credentials are never stored anywhere.
 _NO_STORE_PREFIXES = ("/api/v1/auth/",)
 
@@ -90,8 +90,7 @@ def _secure_headers(response: Response) -> Response:
     headers = response.headers
     for name, value in _HEADERS.items():
         headers.setdefault(name, value)
-    if not request.path.startswith(_DOCS_PREFIXES):
-        headers.setdefault("Content-Security-Policy", _API_CSP)
+    headers.setdefault("Content-Security-Policy", _API_CSP)
     hsts = current_app.config["HSTS_SECONDS"]
     if hsts and request.is_secure:
         headers.setdefault("Strict-Transport-Security", f"max-age={hsts}; includeSubDomains")

@@ -72,6 +72,21 @@ class World:
     ids: dict[str, int]
     client: object
     tokens: dict[str, dict] = field(default_factory=dict)
+    browsers: dict[str, object] = field(default_factory=dict)   # console: one cookie jar per caller
+
+    def browser(self, caller: str):
+        """The caller's browser, signed in through the console's form (anonymous: not signed in)."""
+        if caller not in self.browsers:
+            from tests.console_helpers import browser
+
+            self.browsers[caller] = browser(self.client.application,
+                                            None if caller == "anonymous" else CARDS[caller])
+        return self.browsers[caller]
+
+    def csrf(self, caller: str) -> str:
+        from tests.console_helpers import page_token
+
+        return page_token(self.browser(caller))
 
     def login(self, caller: str) -> dict:
         """The caller's login answer (access and refresh tokens), one real login per caller."""
@@ -213,6 +228,9 @@ class Row:
     codes: dict[str, str] = field(default_factory=dict)   # problem code of a caller's 4xx, when not the usual
     check: Callable[[World, str, object], None] | None = None  # more about a 2xx answer
     xfail: dict[str, str] = field(default_factory=dict)  # caller → why the app still disagrees (strict)
+    # "api": bearer tokens and problem+json; "console": the caller's signed-in browser (cookies), HTML
+    # pages, anonymous visitors sent to the sign-in page (303).
+    face: str = "api"
     # What a success of a non-GET leaves behind: by default a spoilt world (the next cell gets a new one);
     # KEEPS when every later cell's answer stays the same; SIGNS_OUT when only the caller's tokens are gone.
     after: str = ""
@@ -228,6 +246,25 @@ def body(payload: dict | Callable[[World, str], dict]) -> Request:
 
 def query(payload: Callable[[World], dict]) -> Request:
     return lambda w, c: {"query_string": payload(w)}
+
+
+def page(payload: dict | Callable[[World, str], dict] | None = None, *, csrf: bool = True) -> Request:
+    """A console request in the caller's browser: a form (with its CSRF token unless `csrf=False`)."""
+    def build(w: World, c: str) -> dict:
+        kwargs = {"client": w.browser(c)}
+        if payload is not None or csrf:
+            data = payload(w, c) if callable(payload) else dict(payload or {})
+            if csrf:
+                data["csrf_token"] = w.csrf(c)
+            kwargs["data"] = data
+        return kwargs
+    return build
+
+
+def console(method: str, rule: str, path: str, expect: tuple[int, ...], *, request: Request | None = None,
+            **kwargs) -> Row:
+    return Row(method, rule, path, expect, face="console",
+               request=request or page(csrf=method != "GET" and method != "HEAD"), **kwargs)
 
 
 def E(*statuses: int) -> tuple[int, ...]:  # noqa: N802 (reads as a table)
@@ -283,6 +320,8 @@ ROWS: list[Row] = [
     Row("GET", "/metrics", "/metrics", E(200, 200, 200, 200, 200, 200, 200)),
     Row("GET", "/api/v1/openapi.json", "/api/v1/openapi.json", E(200, 200, 200, 200, 200, 200, 200)),
     Row("GET", "/docs", "/docs", E(200, 200, 200, 200, 200, 200, 200)),
+    Row("GET", "/docs/assets/<path:filename>", "/docs/assets/swagger-ui-bundle.js",
+        E(200, 200, 200, 200, 200, 200, 200)),
 
     # --- auth ---
     Row("POST", "/api/v1/auth/login", "/api/v1/auth/login", E(200, 200, 200, 200, 200, 200, 200),
@@ -481,6 +520,104 @@ ROWS: list[Row] = [
     # --- member administration (admins within their scope) ---
     Row("POST", "/api/v1/admin/members/<int:member_id>/removal", "/api/v1/admin/members/{target}/removal",
         E(401, 403, 403, 403, 403, 403, 204), request=body({"reason": "Chuyển sinh hoạt đảng ra ngoài thành phố"})),
+
+    # --- the console (pages; same domain calls, so the same 403/404 as the API's rows above) ---
+    # Anonymous visitors are sent to the sign-in page (303); a signed-in caller's POST that worked answers
+    # 303 back to a page; a refused one is an HTML page with the API's status and writes nothing.
+    console("GET", "/static/console/<path:filename>", "/static/console/console.css",
+            E(200, 200, 200, 200, 200, 200, 200)),
+    console("GET", "/login", "/login", E(200, 303, 303, 303, 303, 303, 303)),
+    console("POST", "/login", "/login", E(303, 303, 303, 303, 303, 303, 303), after=KEEPS,
+            request=page(lambda w, c: {"username": CARDS["member" if c == "anonymous" else c],
+                                       "password": PASSWORD})),
+    console("POST", "/logout", "/logout", E(303, 303, 303, 303, 303, 303, 303), after=SIGNS_OUT),
+    console("POST", "/language", "/language", E(303, 303, 303, 303, 303, 303, 303), after=KEEPS,
+            request=page({"lang": "vi"})),
+    console("GET", "/password", "/password", E(303, 200, 200, 200, 200, 200, 200)),
+    console("POST", "/password", "/password", E(303, 303, 303, 303, 303, 303, 303),
+            request=page({"current_password": PASSWORD, "new_password": "mat-khau-moi-456"})),
+    # Secretaries and committees land on their unit's overview; publishers and admins on the board; a plain
+    # member on the feed. Any follow-up role may open a unit's overview by name.
+    console("GET", "/", "/", E(303, 303, 200, 200, 200, 303, 303)),
+    console("GET", "/", "/?unit={this_branch}", E(303, 303, 200, 403, 403, 403, 200), variant="unit=this branch"),
+    console("GET", "/compliance", "/compliance", E(303, 403, 200, 200, 200, 200, 200)),
+    console("GET", "/compliance", "/compliance?unit={this_branch}", E(303, 403, 200, 403, 403, 403, 200),
+            variant="unit=this branch"),
+    console("GET", "/documents/<int:document_id>/follow", "/documents/{doc}/follow",
+            E(303, 403, 200, 200, 404, 404, 200), variant="own scope"),
+    console("GET", "/documents/<int:document_id>/follow", "/documents/{doc}/follow?unit={this_branch}",
+            E(303, 403, 200, 403, 403, 403, 200), variant="unit=this branch"),
+    console("GET", "/documents/<int:document_id>/follow", "/documents/{scheduled}/follow",
+            E(303, 403, 404, 404, 404, 404, 200), variant="scheduled, not yet out"),
+    console("POST", "/documents/<int:document_id>/follow", "/documents/{doc}/follow",
+            E(303, 403, 303, 303, 403, 403, 303),
+            request=page(lambda w, c: {"action": "briefing", "member_ids": [w.ids["target"]],
+                                       "held_on": local_today().isoformat(), "unit": w.ids["this_branch"]})),
+    console("POST", "/documents/<int:document_id>/follow", "/documents/{doc}/follow",
+            E(400, 400, 400, 400, 400, 400, 400), variant="no CSRF token",
+            request=page(lambda w, c: {"action": "briefing", "member_ids": [w.ids["target"]],
+                                       "held_on": local_today().isoformat()}, csrf=False)),
+    console("POST", "/documents/<int:document_id>/follow", "/documents/{doc}/follow",
+            E(303, 403, 303, 303, 403, 403, 303), variant="exemption",
+            request=page(lambda w, c: {"action": "exempt", "member_ids": [w.ids["target"]],
+                                       "reason": "Ốm dài ngày"})),
+    console("POST", "/documents/<int:document_id>/briefings/<int:member_id>/undo",
+            "/documents/{doc}/briefings/{briefed}/undo", E(303, 403, 303, 404, 403, 403, 303)),
+    console("POST", "/documents/<int:document_id>/exemptions/<int:member_id>/undo",
+            "/documents/{doc}/exemptions/{exempted}/undo", E(303, 403, 303, 404, 403, 403, 303)),
+    console("POST", "/documents/<int:document_id>/reminders", "/documents/{doc}/reminders?unit={this_branch}",
+            E(303, 403, 303, 403, 403, 403, 303)),
+    console("GET", "/documents/<int:document_id>/members.<any(csv, xlsx):fmt>", "/documents/{doc}/members.csv",
+            E(303, 403, 200, 200, 404, 404, 200)),
+    console("GET", "/documents/<int:document_id>/members.<any(csv, xlsx):fmt>",
+            "/documents/{doc}/members.xlsx?unit={this_branch}", E(303, 403, 200, 403, 403, 403, 200),
+            variant="xlsx, unit=this branch"),
+    console("GET", "/feed", "/feed", E(303, 200, 200, 200, 200, 200, 200)),
+    console("GET", "/read/<int:document_id>", "/read/{doc}", E(303, 200, 200, 200, 404, 404, 404)),
+    console("GET", "/read/<int:document_id>", "/read/{scheduled}", E(303, 404, 404, 404, 404, 404, 404),
+            variant="scheduled, not yet out"),
+    console("POST", "/read/<int:document_id>/acknowledge", "/read/{doc}/acknowledge",
+            E(303, 303, 303, 303, 404, 404, 404), after=KEEPS, request=page({"version": "1"})),
+    console("GET", "/read/<int:document_id>/attachments/<int:attachment_id>", "/read/{doc}/attachments/{attachment}",
+            E(303, 200, 200, 200, 404, 404, 200)),
+    console("GET", "/read/<int:document_id>/attachments/<int:attachment_id>",
+            "/read/{draft}/attachments/{draft_attachment}", E(303, 404, 404, 404, 404, 404, 200),
+            variant="draft's attachment"),
+    console("GET", "/inbox", "/inbox", E(303, 200, 200, 200, 200, 200, 200)),
+    console("POST", "/inbox/<int:item_id>/read", "/inbox/{inbox_item}/read", E(303, 303, 404, 404, 404, 404, 404),
+            after=KEEPS),
+    console("POST", "/inbox/read-all", "/inbox/read-all", E(303, 303, 303, 303, 303, 303, 303), after=KEEPS),
+    console("GET", "/audit", "/audit", E(303, 403, 403, 403, 403, 403, 200)),
+    console("GET", "/members", "/members?q=BD1-DV02", E(303, 403, 403, 403, 403, 403, 200)),
+    console("GET", "/imports", "/imports", E(303, 403, 403, 403, 403, 403, 200)),
+    console("POST", "/imports", "/imports", E(303, 403, 403, 403, 403, 403, 200), after=KEEPS,
+            request=lambda w, c: {"client": w.browser(c), "content_type": "multipart/form-data", "data": {
+                "csrf_token": w.csrf(c), "kind": "members",
+                "file": (io.BytesIO("card_number,full_name,org_unit_code\nBD1-DV09,Lê Thị Mai,HN.BD.DB.1\n"
+                                    .encode()), "dang-vien.csv")}}),
+    console("GET", "/members/<int:member_id>", "/members/{target}", E(303, 403, 403, 403, 403, 403, 200)),
+    console("POST", "/members/<int:member_id>/removal", "/members/{target}/removal",
+            E(303, 403, 403, 403, 403, 403, 303), request=page({"reason": "Chuyển sinh hoạt đảng ra ngoài thành phố"})),
+    # The board: publishers within their scope and admins, as /api/v1/admin/documents.
+    console("GET", "/board", "/board", E(303, 403, 403, 403, 403, 200, 200)),
+    console("GET", "/board/new", "/board/new", E(303, 403, 403, 403, 403, 200, 200)),
+    console("POST", "/board/new", "/board/new", E(303, 403, 403, 403, 403, 403, 303), after=KEEPS,
+            request=page(lambda w, c: {"action": "save", "kind": "notice", "title": "Thông báo lịch sinh hoạt",
+                                       "ack_days": "14", "requires_ack": "y", "audience": [w.ids["this_branch"]]})),
+    console("GET", "/board/documents/<int:document_id>", "/board/documents/{doc}", E(303, 404, 404, 404, 404, 404, 200)),
+    console("GET", "/board/documents/<int:document_id>/edit", "/board/documents/{doc}/edit",
+            E(303, 404, 404, 404, 404, 404, 200)),
+    console("POST", "/board/documents/<int:document_id>/edit", "/board/documents/{doc}/edit",
+            E(303, 404, 404, 404, 404, 404, 303),
+            request=page({"title": "Chỉ thị về tăng cường kỷ luật, kỷ cương (sửa lỗi chính tả)"})),
+    console("POST", "/board/documents/<int:document_id>/publish", "/board/documents/{draft}/publish",
+            E(303, 404, 404, 404, 404, 404, 303), request=page({"publish_at": ""})),
+    console("POST", "/board/documents/<int:document_id>/withdraw", "/board/documents/{doc}/withdraw",
+            E(303, 404, 404, 404, 404, 404, 303), request=page({"reason": "Văn bản được thay thế"})),
+    console("POST", "/board/documents/<int:document_id>/attachments", "/board/documents/{draft}/attachments",
+            E(303, 404, 404, 404, 404, 404, 303), after=KEEPS,
+            request=lambda w, c: {"client": w.browser(c), "content_type": "multipart/form-data",
+                                  "data": {"csrf_token": w.csrf(c), "file": (io.BytesIO(PDF), "phu-luc-2.pdf")}}),
 ]
 
 
@@ -557,12 +694,21 @@ def test_cell(worlds: Worlds, row: Row, caller: str, expected: int):
     client = worlds.client
     try:
         kwargs = row.request(world, caller) if row.request else {}
+        client = kwargs.pop("client", client)
         headers = kwargs.pop("headers", None)
         if headers is None:
-            headers = world.headers(caller)
+            headers = world.headers(caller) if row.face == "api" else {}
         before = database_contents() if expected >= 400 else None  # a refused request leaves no trace
         response = client.open(row.path.format(**world.ids), method=row.method, headers=headers, **kwargs)
-        if expected >= 400:
+        if row.face == "console":
+            assert response.status_code == expected, response.get_data(as_text=True)[:2000]
+            if expected == 303 and caller == "anonymous" and row.rule not in ("/login", "/logout", "/language"):
+                assert response.headers["Location"].startswith("/login"), response.headers["Location"]
+            if expected >= 400:
+                assert response.mimetype == "text/html"
+                changed = sorted(name for name, rows in database_contents().items() if before[name] != rows)
+                assert not changed, f"a refused request changed {changed}"
+        elif expected >= 400:
             assert_problem(response, expected, row.codes.get(caller) or PROBLEM_CODES[expected])
             if before is not None:
                 after = database_contents()
@@ -578,6 +724,7 @@ def test_cell(worlds: Worlds, row: Row, caller: str, expected: int):
     if row.method != "GET" and response.status_code < 400:
         if row.after == SIGNS_OUT:
             world.tokens.pop(caller, None)
+            world.browsers.pop(caller, None)
         elif row.after != KEEPS:
             worlds.spoil()
 

@@ -1,5 +1,6 @@
-"""Domain packages never import the HTTP layer (api/); only the app factory wires it in. And the suite
-keeps what it writes out of the checkout."""
+"""Domain packages never import the HTTP faces (api/, console/); only the app factory wires them in. The
+two faces do not import each other: each calls the domain directly. And the suite keeps what it writes
+out of the checkout."""
 from __future__ import annotations
 
 import ast
@@ -23,7 +24,7 @@ def test_domain_packages_do_not_import_api():
     offenders = []
     for package in ("handbook", "content", "push"):
         for path in (ROOT / package).rglob("*.py"):
-            if path not in ALLOWED and "api" in _imports(path):
+            if path not in ALLOWED and _imports(path) & {"api", "console"}:
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
 
@@ -37,3 +38,9 @@ def test_test_artefacts_stay_out_of_the_checkout(app):
     assert not Path(app.instance_path).resolve().is_relative_to(ROOT), app.instance_path
     home = storage_directory("constants", intent_to_write=False).home_directory
     assert not Path(home).resolve().is_relative_to(ROOT), home
+
+
+def test_the_two_faces_do_not_import_each_other():
+    offenders = [str(path.relative_to(ROOT)) for face, other in (("api", "console"), ("console", "api"))
+                 for path in (ROOT / face).rglob("*.py") if other in _imports(path)]
+    assert offenders == []

@@ -71,11 +71,25 @@ def test_hsts_on_https_only(app, client, monkeypatch):
     assert "Strict-Transport-Security" not in client.get("/healthz", base_url="https://localhost").headers
 
 
-def test_the_interactive_docs_are_not_locked_down_like_the_api(client):
+def test_the_interactive_docs_run_scripts_from_this_origin_only(client):
     response = client.get("/docs")
     assert response.status_code == 200
-    assert "Content-Security-Policy" not in response.headers
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in csp and "frame-ancestors 'none'" in csp
+    assert "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
+    assert "<script>" not in response.get_data(as_text=True)        # no inline script to allow
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_console_pages_allow_no_script_and_the_api_keeps_default_src_none(client):
+    page = client.get("/login")
+    assert page.headers["Content-Security-Policy"] == (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'")
+    for name, value in SECURITY_HEADERS.items():
+        assert page.headers[name] == value
+    assert_hardened(client.get("/api/v1/me"))
+    assert_hardened(client.get("/healthz"))
 
 
 # --- CORS -----------------------------------------------------------------------------------------

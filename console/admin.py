@@ -1,0 +1,105 @@
+"""The admin's pages: the audit trail with filters (GET /admin/audit's domain call); finding a member and
+removing one (POST /admin/members/{id}/removal's domain call); importing units and members from a file
+(the CLI's imports, for an admin over the whole tree)."""
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import datetime, time
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from console.forms import AuditFilterForm, RemovalForm
+from console.session import login_required
+from console.views import bp
+from console.i18n import current_language
+from handbook import audit, imports, membersearch, permissions, removal
+from handbook.members import profile
+from handbook.timeutil import local_zone
+
+
+@bp.route("/audit")
+@login_required
+def audit_page(member):
+    """Who did what, newest first; filtered by action and by a first day (local time)."""
+    form = AuditFilterForm(request.args)
+    status, items, next_cursor = 200, [], None
+    if request.args and not form.validate():
+        status = 422
+        audit.entries(member, limit=1)            # still only for admins (403 for anyone else)
+    else:
+        since = datetime.combine(form.since.data, time(0, 0), tzinfo=local_zone()) if form.since.data else None
+        items, next_cursor = audit.entries(member, action=(form.action.data or "").strip() or None, since=since,
+                                           limit=50, cursor=request.args.get("cursor") or None)
+    for item in items:
+        item["details_text"] = json.dumps(item["details"], ensure_ascii=False, default=str)[:300]
+    return render_template("console/audit.html", form=form, items=items, next_cursor=next_cursor), status
+
+
+@bp.route("/members")
+@login_required
+def members_page(member):
+    """Find a member by card number, phone or name (the admin's scope)."""
+    q = (request.args.get("q") or "").strip()[:100]
+    found = membersearch.search(member, q)     # (an empty query finds nobody; still 403 for non-admins)
+    return render_template("console/members.html", q=q, found=found)
+
+
+@bp.route("/members/<int:member_id>")
+@login_required
+def member_page(member, member_id):
+    other = membersearch.member_for_admin(member, member_id)
+    return render_template("console/member.html", other=profile(other), active=other.active, form=RemovalForm())
+
+
+@bp.route("/members/<int:member_id>/removal", methods=["POST"])
+@login_required
+def remove_member(member, member_id):
+    """POST /admin/members/{id}/removal: inactive at once, sessions revoked, roles taken back, history kept."""
+    form = RemovalForm(request.form)
+    if not form.validate() or not form.reason.data.strip():
+        other = membersearch.member_for_admin(member, member_id)
+        form.reason.errors = [_("Enter the reason.")]
+        return render_template("console/member.html", other=profile(other), active=other.active, form=form), 422
+    removal.remove_by_admin(member, member_id, form.reason.data)
+    flash(_("The member has been removed; their sessions have ended."), "success")
+    return redirect(url_for("console.member_page", member_id=member_id), 303)
+
+
+IMPORTERS = {"org_units": imports.import_org_units, "members": imports.import_members}
+
+
+@bp.route("/imports", methods=["GET", "POST"])
+@login_required
+def imports_page(member):
+    """Import org units or members from a CSV/XLSX file (API.md "CSV imports"): all or nothing; every bad
+    row is listed (line, column, reason). Files up to CONSOLE_IMPORT_MAX_BYTES run here; larger ones with
+    `flask --app wsgi handbook import-members FILE` on the server."""
+    if not permissions.can_import(member):
+        raise permissions.forbidden()
+    limit = current_app.config["CONSOLE_IMPORT_MAX_BYTES"]
+    if request.method == "GET":
+        return render_template("console/imports.html", report=None, kind="members", limit=limit)
+    kind = request.form.get("kind")
+    file = request.files.get("file")
+    if kind not in IMPORTERS:
+        abort(400)
+    if file is None or not file.filename:
+        return render_template("console/imports.html", report=None, kind=kind, limit=limit,
+                               file_errors=[_("Choose a CSV or XLSX file.")]), 422
+    with tempfile.NamedTemporaryFile(prefix="handbook-import-") as spool:
+        size = 0
+        while chunk := file.stream.read(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                return render_template("console/imports.html", report=None, kind=kind, limit=limit, file_errors=[
+                    _("The file is larger than %(mb)s MB: import it on the server with the command line.",
+                      mb=limit // (1024 * 1024))]), 413
+            spool.write(chunk)
+        spool.flush()
+        report = IMPORTERS[kind](spool.name, actor_id=member.id)
+    lang = current_language()
+    errors = [{"line": e.line, "column": e.column, "reason": e.reason(lang)} for e in report.errors]
+    return render_template("console/imports.html", report=report, errors=errors, kind=kind, limit=limit,
+                           filename=file.filename), (200 if report.ok else 422)
