@@ -6,11 +6,12 @@ import marshmallow as ma
 from marshmallow import validate
 
 from api.schemas import LocalDateTime, PageArgs, StrictSchema, UnitBriefSchema, UtcDateTime, aware_datetime, id_field
+from content.meetings import HTTPS_URL
 
 MEETING_KINDS = ["regular", "thematic", "extraordinary"]
 MEETING_STATUSES = ["scheduled", "open", "closed", "cancelled"]
 TITLE = validate.Length(min=1, max=255)
-URL = [validate.Length(max=512), validate.Regexp(r"^https://[^\s/?#]+\.[^\s]*$", error="https_url")]
+URL = [validate.Length(max=512), validate.Regexp(HTTPS_URL, error="https_url")]   # checked again by the domain
 
 
 class AgendaItemInSchema(StrictSchema):
@@ -90,6 +91,7 @@ class MeetingSchema(StrictSchema):
     minutes = ma.fields.List(ma.fields.Nested(MinutesFileSchema), metadata={
         "description": "Files of the minutes: GET /meetings/{id}/attachments/{file id}"})
     my = ma.fields.Nested(MyMeetingSchema)
+    invited = ma.fields.Boolean(metadata={"description": "The caller is invited (may answer and check in)"})
     can_run = ma.fields.Boolean(metadata={"description": "The caller may change, check in, mark and close it"})
 
 

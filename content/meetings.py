@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import re
 import secrets
 from datetime import date, datetime, timedelta
 
@@ -137,6 +138,17 @@ def _check_times(starts_at: datetime, ends_at: datetime, now: datetime) -> None:
         raise ProblemError("validation_error", 422, errors=errors)
 
 
+HTTPS_URL = re.compile(r"^https://[^\s/?#]+\.[^\s]*$")   # the online link (the API documents the same)
+
+
+def _online_url(value: str | None) -> str | None:
+    if value in (None, ""):
+        return None
+    if len(value) > 512 or not HTTPS_URL.match(value):
+        raise ProblemError("validation_error", 422, errors={"online_url": ["https_url"]})
+    return value
+
+
 def _agenda(unit: OrgUnit, thematic: bool, items: list[dict]) -> list[MeetingAgendaItem]:
     """Agenda items; a document must be one the meeting's members can read (out, reaching the unit)."""
     out, errors = [], {}
@@ -178,7 +190,7 @@ def schedule(actor: Member, org_unit_id: int, data: dict) -> Meeting:
     starts_at, ends_at = data["starts_at"], data["ends_at"]
     _check_times(starts_at, ends_at, now)
     meeting = Meeting(org_unit_id=unit.id, kind=kind, title=nfc(data["title"]), starts_at=starts_at,
-                      ends_at=ends_at, place=nfc(data["place"]), online_url=data.get("online_url"),
+                      ends_at=ends_at, place=nfc(data["place"]), online_url=_online_url(data.get("online_url")),
                       note=nfc(data.get("note")), created_by=actor.id, created_at=now, updated_at=now,
                       code_secret=secrets.token_hex(32), status="scheduled")
     meeting.agenda = _agenda(unit, kind == "thematic", data.get("agenda") or [])
@@ -232,7 +244,7 @@ def change(actor: Member, meeting_id: int, data: dict) -> Meeting:
         if field in data:
             setattr(meeting, field, nfc(data[field]))
     if "online_url" in data:
-        meeting.online_url = data["online_url"]
+        meeting.online_url = _online_url(data["online_url"])
     meeting.starts_at, meeting.ends_at = starts_at, ends_at
     if "agenda" in data:
         meeting.agenda = _agenda(_unit(meeting), meeting.kind == "thematic", data["agenda"] or [])
@@ -376,6 +388,37 @@ def mark_attendance(actor: Member, meeting_id: int, present: list[int], absent: 
     return view(actor, meeting)
 
 
+def roll_call(actor: Member, meeting_id: int) -> list[dict]:
+    """The invited members with their answers and attendance, for the meeting's runners (the marking
+    form): the unit's members while it is open, the fixed list once closed."""
+    meeting = _run(actor, meeting_id, lock=None)
+    rows = {p.member_id: p for p in db.session.scalars(
+        select(MeetingParticipant).where(MeetingParticipant.meeting_id == meeting.id))}
+    if meeting.status == "closed":
+        members = db.session.scalars(select(Member).where(Member.id.in_(list(rows))).order_by(Member.full_name))
+    else:
+        members = db.session.scalars(select(Member).join(OrgUnit, OrgUnit.id == Member.org_unit_id)
+                                     .where(invited_condition(meeting)).order_by(Member.full_name, Member.id))
+    out = []
+    for m in members:
+        row = rows.get(m.id)
+        out.append({"id": m.id, "full_name": m.full_name, "card_number": m.card_number,
+                    "rsvp": row.rsvp if row else None, "rsvp_reason": row.rsvp_reason if row else None,
+                    "attendance": row.attendance if row else None,
+                    "checked_in": bool(row and row.checked_in_at)})
+    return out
+
+
+def schedulable_units(actor: Member) -> list[OrgUnit]:
+    """The units whose meetings the actor may schedule: member-holding units they are secretary (or
+    admin) of, and grassroots or sub units they follow as secretary or committee (thematic meetings);
+    only the topmost of their grants, as the console lists them."""
+    from handbook.permissions import scope_roots
+
+    return [u for u in scope_roots(actor, THEMATIC_RUN_ROLES)
+            if holds_members(u.kind, has_children(u.id)) or u.kind in (UnitKind.GRASSROOTS.value, UnitKind.SUB.value)]
+
+
 # --- minutes --------------------------------------------------------------------------------------------
 
 def add_minutes(actor: Member, meeting_id: int, file_storage) -> MeetingMinutes:
@@ -500,7 +543,7 @@ def view(viewer: Member, meeting: Meeting) -> dict:
             "agenda": [{"title": a.title, "document": _doc_brief(docs.get(a.document_id))} for a in meeting.agenda],
             "counts": _counts(meeting), "minutes": _minutes(meeting),
             "my": {"rsvp": mine.rsvp if mine else None, "attendance": mine.attendance if mine else None},
-            "can_run": may_run(viewer, meeting)}
+            "invited": mine is not None or is_invited(viewer, meeting), "can_run": may_run(viewer, meeting)}
 
 
 def _doc_brief(doc: Document | None) -> dict | None:
