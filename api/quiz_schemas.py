@@ -286,3 +286,69 @@ class RankingSchema(StrictSchema):
     by = ma.fields.String(metadata={"enum": ["members", "units"]})
     items = ma.fields.List(ma.fields.Nested(RankingItemSchema))
     next_cursor = ma.fields.String(allow_none=True)
+
+
+# --- study series: lessons and quizzes -------------------------------------------------------------
+
+class LessonQuizSchema(StrictSchema):
+    id = ma.fields.Integer()
+    title = ma.fields.String()
+    pass_mark = ma.fields.Integer()
+    best_score = ma.fields.Float(allow_none=True, metadata={"description": "The caller's (GET …/study only)"})
+    passed = ma.fields.Boolean(metadata={"description": "The caller's (GET …/study only)"})
+
+
+class LessonSchema(StrictSchema):
+    id = ma.fields.Integer()
+    lesson_no = ma.fields.Integer(allow_none=True)
+    title = ma.fields.String()
+    requires_ack = ma.fields.Boolean()
+    state = ma.fields.String(metadata={"enum": ["new", "opened", "done"], "description": "The caller's"})
+    quizzes = ma.fields.List(ma.fields.Nested(LessonQuizSchema))
+
+
+class StudyProgressSchema(StrictSchema):
+    lessons = ma.fields.Integer()
+    completed = ma.fields.Integer()
+    quizzes = ma.fields.Integer()
+    quizzes_passed = ma.fields.Integer()
+
+
+class SeriesStudySchema(StrictSchema):
+    id = ma.fields.Integer()
+    title = ma.fields.String()
+    lessons = ma.fields.List(ma.fields.Nested(LessonSchema))
+    progress = ma.fields.Nested(StudyProgressSchema)
+
+
+class SeriesMembersArgs(PageArgs):
+    org_unit = id_field(metadata={"description": "Unit to report on (default: the caller's scope root)"})
+
+
+class MemberLessonSchema(StrictSchema):
+    document_id = ma.fields.Integer()
+    state = ma.fields.String(metadata={"enum": ["new", "opened", "done"]})
+
+
+class MemberQuizSchema(StrictSchema):
+    quiz_id = ma.fields.Integer()
+    attempts = ma.fields.Integer()
+    best_score = ma.fields.Float(allow_none=True)
+    passed = ma.fields.Boolean()
+
+
+class SeriesMemberSchema(StrictSchema):
+    member = ma.fields.Nested(MemberBriefSchema)
+    lessons_completed = ma.fields.Integer()
+    quizzes_passed = ma.fields.Integer()
+    lessons = ma.fields.List(ma.fields.Nested(MemberLessonSchema), metadata={"description": "In lesson order"})
+    quizzes = ma.fields.List(ma.fields.Nested(MemberQuizSchema))
+
+
+class SeriesMembersSchema(StrictSchema):
+    id = ma.fields.Integer()
+    title = ma.fields.String()
+    org_unit = ma.fields.Nested(UnitBriefSchema)
+    lessons = ma.fields.List(ma.fields.Nested(LessonSchema))
+    items = ma.fields.List(ma.fields.Nested(SeriesMemberSchema))
+    next_cursor = ma.fields.String(allow_none=True)

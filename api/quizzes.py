@@ -9,9 +9,10 @@ from api.followup import EXPORT_TYPES, FILE
 from api.quiz_schemas import (AckRulesInSchema, AckRulesSchema, AttemptListSchema, AttemptSchema,
                               AttemptStartSchema, QuizMemberResultListSchema, MemberResultsArgs, MyAttemptsArgs,
                               QuizAdminSchema, QuizCreateSchema, QuizListSchema, QuizSchema, QuizSettingsSchema,
-                              RankingArgs, RankingSchema, ResultsArgs, SubmissionSchema, UnitResultsSchema)
+                              RankingArgs, RankingSchema, ResultsArgs, SeriesMembersArgs, SeriesMembersSchema,
+                              SeriesStudySchema, SubmissionSchema, UnitResultsSchema)
 from api.schemas import PageArgs
-from content import quizzes
+from content import quizzes, study
 
 PREFIX = ""
 blp = Blueprint("quizzes", __name__, description="Bài kiểm tra, thi tìm hiểu")
@@ -179,4 +180,27 @@ def member_results(args, quiz_id):
 def ranking(args, quiz_id):
     """A contest's ranking: members by best score, ties by time taken; or child units by average."""
     body, next_cursor = quizzes.ranking(current_user, quiz_id, **args)
+    return {**body, "next_cursor": next_cursor}
+
+
+# --- study series ----------------------------------------------------------------------------------
+
+@blp.route("/series/<int:series_id>/study", methods=["GET"])
+@auth_required()
+@blp.response(200, SeriesStudySchema)
+@blp.alt_response(404, description="not_found: no lesson of this series is in the caller's audience")
+def series_study(series_id):
+    """The caller's progress through the series: each lesson's state and its quizzes' best scores."""
+    return study.my_series_study(current_user, series_id)
+
+
+@blp.route("/series/<int:series_id>/members", methods=["GET"])
+@auth_required()
+@blp.arguments(SeriesMembersArgs, location="query")
+@blp.response(200, SeriesMembersSchema)
+@blp.alt_response(403, description="forbidden: the unit is outside the caller's scope")
+@blp.alt_response(404, description="not_found: no lesson of this series reaches the unit")
+def series_members(args, series_id):
+    """Each member's progress through the series' lessons and quizzes (follow-up roles)."""
+    body, next_cursor = study.series_members(current_user, series_id, **args)
     return {**body, "next_cursor": next_cursor}

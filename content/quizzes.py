@@ -491,7 +491,7 @@ def submit_attempt(member: Member, attempt_id: int, token: str, answers: list[di
                    client_submitted_at: datetime | None = None) -> dict:
     """POST /quiz-attempts/{id}/submission: grade once; the same attempt again answers the stored result."""
     attempt = own_attempt(member, attempt_id)
-    if not hmac.compare_digest(token, _token(attempt)):
+    if not hmac.compare_digest(token.encode(), _token(attempt).encode()):
         raise ProblemError("attempt_token_mismatch", 403)
     quiz = _lock_quiz(attempt.quiz_id)
     result = _result_for_update(quiz.id, member.id)

@@ -441,6 +441,10 @@ ROWS: list[Row] = [
     Row("GET", "/api/v1/quizzes/<int:quiz_id>/members", "/api/v1/quizzes/{quiz}/members",
         E(401, 403, 200, 403, 403, 403, 200), variant="org_unit=this branch, csv",
         request=query(lambda w: {"org_unit": w.ids["this_branch"], "format": "csv"})),
+    Row("GET", "/api/v1/series/<int:series_id>/study", "/api/v1/series/{series}/study",
+        E(401, 200, 200, 200, 404, 404, 404)),
+    Row("GET", "/api/v1/series/<int:series_id>/members", "/api/v1/series/{series}/members",
+        E(401, 403, 200, 200, 404, 404, 200)),
     # The organising committee (committee, publisher, admin over the contest's reach) only.
     Row("GET", "/api/v1/quizzes/<int:quiz_id>/ranking", "/api/v1/quizzes/{contest}/ranking",
         E(401, 403, 403, 403, 404, 404, 200)),

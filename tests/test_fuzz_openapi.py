@@ -149,10 +149,24 @@ class World:
                        json={"member_ids": [api.id("M1")], "reason": "Ốm dài ngày"}))
         ok(client.post(f"{API}/documents/{published}/open", headers=api.auth("M3")), 204)
         leaving = factories.member("X1", tree["b1"], name="Trịnh Văn Xuân").id
+        questions = [{"kind": "single", "text": "Chỉ thị ban hành năm nào?",
+                      "options": [{"text": "2023", "correct": True}, {"text": "2021"}]},
+                     {"kind": "multiple", "text": "Yêu cầu gì?",
+                      "options": [{"text": "Kỷ luật", "correct": True}, {"text": "Kỷ cương", "correct": True},
+                                  {"text": "Không gì"}]}]
+        quiz = ok(client.post(f"{ADMIN}/{published}/quizzes", headers=bt, json={
+            "title": "Kiểm tra", "questions": questions}), 201)["id"]
+        contest = ok(client.post(f"{ADMIN}/{published}/quizzes", headers=bt, json={
+            "title": "Thi tìm hiểu", "questions": questions, "contest": {"org_unit": tree["city"].id}}), 201)["id"]
+        for card, quiz_id in (("M1", quiz), ("S1", contest), ("M3", contest)):
+            attempt = ok(client.post(f"{API}/quizzes/{quiz_id}/attempts", json={}, headers=api.auth(card)), 201)
+            ok(client.post(f"{API}/quiz-attempts/{attempt['id']}/submission", headers=api.auth(card),
+                           json={"token": attempt["token"], "answers": []}))
         assert current_app.config["PUSH_BACKEND"] == "log"   # pushes go to the log, never to Google
         run_due()   # the publications' pushes and inbox items
 
         from content.models import Attachment, Document
+        from content.quiz_models import QuizAttempt
         from push.models import Device, InboxItem, Notification
 
         def all_ids(column):
@@ -169,6 +183,8 @@ class World:
             "series": [series],
             "version": [1, 2],
             "date": [local_today().isoformat()],
+            "quiz": [quiz, contest],
+            "attempt": all_ids(QuizAttempt.id),
         }
         # Path parameters that only make sense together.
         self.together = {
@@ -189,7 +205,8 @@ class World:
     KINDS = {"document_id": "document", "member_id": "member", "org_unit_id": "unit", "org_unit": "unit",
              "attachment_id": "attachment", "device_id": "device", "notification_id": "notification",
              "item_id": "item", "series_id": "series", "version": "version", "actor": "member",
-             "owner_unit": "unit", "member_ids": "member", "org_units": "unit", "held_on": "date"}
+             "owner_unit": "unit", "member_ids": "member", "org_units": "unit", "held_on": "date",
+             "quiz_id": "quiz", "quiz": "quiz", "attempt_id": "attempt"}
     # Headers worth sending alone, in place of generated ones (a random If-Range would void any Range).
     HEADERS = [{"Range": r} for r in ("bytes=0-9", "bytes=5-", "bytes=-3", "bytes=0-0,5-9", "bytes=100000-",
                                       "bytes=9-5", "items=0-5")]

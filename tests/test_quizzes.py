@@ -585,3 +585,40 @@ def test_a_notice_cannot_gate_its_acknowledgement_and_text_is_nfc(api, tree):
     assert edited.status_code == 200 and edited.json["required_for_ack"] is True
     assert db.session.get(Document, doc).ack_quiz_id == quiz["id"]
     assert [e["target_id"] for e in api.audit("quiz.edit")] == [str(quiz["id"])]
+
+
+# --- a study series: lessons and quizzes ----------------------------------------------------------------
+
+def test_series_progress_through_lessons_and_quizzes(api, tree):
+    bt = api.auth("BT")
+    series = api.client.post(f"{API}/admin/series", json={"title": "Chuyên đề 2025"}, headers=bt).json["id"]
+    lessons = []
+    for n in (1, 2):
+        created = api.client.post(ADMIN, headers=bt, json={
+            "kind": "study", "title": f"Bài {n}", "series_id": series, "lesson_no": n, "requires_ack": n == 2,
+            "audience": {"org_units": [tree["city"].id]}}).json["id"]
+        assert api.client.post(f"{ADMIN}/{created}/publish", json={}, headers=bt).status_code == 200
+        lessons.append(created)
+    quiz = make_quiz(api, lessons[1])
+    api.open("M1", lessons[0])
+    take(api, "M1", quiz["id"])
+    assert api.ack("M1", lessons[1], 1).status_code == 200
+    api.open("M2", lessons[1])
+    take(api, "M2", quiz["id"], pick=wrong)
+    mine = api.client.get(f"{API}/series/{series}/study", headers=api.auth("M1")).json
+    assert [(lesson["lesson_no"], lesson["state"]) for lesson in mine["lessons"]] == [(1, "done"), (2, "done")]
+    assert mine["lessons"][1]["quizzes"][0] | {"title": None} == {"id": quiz["id"], "title": None, "pass_mark": 60,
+                                                                  "best_score": 100.0, "passed": True}
+    assert mine["progress"] == {"lessons": 2, "completed": 2, "quizzes": 1, "quizzes_passed": 1}
+    rows = api.client.get(f"{API}/series/{series}/members", headers=api.auth("S1")).json
+    assert [lesson["id"] for lesson in rows["lessons"]] == lessons
+    by_card = {r["member"]["card_number"]: r for r in rows["items"]}
+    assert set(by_card) == {"M1", "M2", "S1", "CB"}
+    assert (by_card["M1"]["lessons_completed"], by_card["M1"]["quizzes_passed"]) == (2, 1)
+    assert [lesson["state"] for lesson in by_card["M2"]["lessons"]] == ["new", "opened"]
+    assert by_card["M2"]["quizzes"] == [{"quiz_id": quiz["id"], "attempts": 1, "best_score": 0.0, "passed": False}]
+    page1 = api.client.get(f"{API}/series/{series}/members", query_string={"limit": 3}, headers=api.auth("BT")).json
+    page2 = api.client.get(f"{API}/series/{series}/members", query_string={"cursor": page1["next_cursor"]},
+                           headers=api.auth("BT")).json
+    assert len(page1["items"]) + len(page2["items"]) == 12 and page2["next_cursor"] is None
+    assert_problem(api.client.get(f"{API}/series/{series}/members", headers=api.auth("M1")), 403, "forbidden")
