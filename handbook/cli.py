@@ -79,6 +79,10 @@ def demo_command(members, if_empty, seed):
     else:
         for line in load_demo_documents():
             click.echo(line)
+        from content.quiz_demo import load_demo_quizzes
+
+        for line in load_demo_quizzes(seed):
+            click.echo(line)
     for line in demo_logins():
         click.echo(line)
 
