@@ -92,6 +92,8 @@ class Config:
     HANDBOOK_TIMEZONE = _env("HANDBOOK_TIMEZONE", "Asia/Ho_Chi_Minh")
     QUIET_HOURS = os.environ.get("QUIET_HOURS", "21:00-07:00")
     REMINDER_DAYS = [int(d) for d in _env_list("REMINDER_DAYS", "7,12,14")]
+    # Quizzes: how late after its time limit a timed attempt's answers are still graded (network, clocks).
+    QUIZ_SUBMIT_MARGIN_SECONDS = _env_int("QUIZ_SUBMIT_MARGIN_SECONDS", 120)
     ESCALATION_DAYS = [int(d) for d in _env_list("ESCALATION_DAYS", "12,15")]
 
     # Push (used by push/)

@@ -33,10 +33,12 @@ the rows of a subtree (O(units)). Membership changes recount the affected units'
 from `quiz_results` (members are counted in their current unit); question statistics stay with the
 unit where the attempt was made (a fact about the attempt).
 
-Lock order (PostgreSQL) of quiz writers: the quiz row (FOR KEY SHARE… FOR SHARE by submitters, FOR NO KEY
-UPDATE by recounts and edits), then the member's `quiz_results` row, then unit statistics by unit id,
-then question statistics by question id. Quiz writers take no document or receipt lock; the
-acknowledgement gate only reads.
+Lock order (PostgreSQL), an extension of content/progress.py's: authoring first locks the document row
+(FOR NO KEY UPDATE, as every document writer), then the quiz; starts and submissions take the quiz row
+FOR SHARE (recounts take it FOR NO KEY UPDATE, so neither interleaves), then the member's
+`quiz_results` row (the upsert's row lock: one member's starts and submissions are serialised), then
+unit statistics by unit id, then question statistics by question id. Attempts never lock a document or
+a receipt; the acknowledgement gate only reads.
 """
 from __future__ import annotations
 
@@ -77,7 +79,7 @@ def _pg() -> bool:
 
 
 def _margin() -> timedelta:
-    return timedelta(seconds=current_app.config.get("QUIZ_SUBMIT_MARGIN_SECONDS", 120))
+    return timedelta(seconds=current_app.config["QUIZ_SUBMIT_MARGIN_SECONDS"])
 
 
 def _invalid(field: str, message: str) -> ProblemError:

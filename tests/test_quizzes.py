@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 
 from content import quizzes
 from content.models import Document
@@ -622,3 +622,25 @@ def test_series_progress_through_lessons_and_quizzes(api, tree):
                            headers=api.auth("BT")).json
     assert len(page1["items"]) + len(page2["items"]) == 12 and page2["next_cursor"] is None
     assert_problem(api.client.get(f"{API}/series/{series}/members", headers=api.auth("M1")), 403, "forbidden")
+
+
+# --- concurrency: one member's parallel starts and submissions ------------------------------------------
+
+def test_parallel_starts_and_submissions_of_one_member(api, tree, app):
+    from tests.factories import in_parallel
+
+    doc = api.publish()
+    quiz = make_quiz(api, doc, max_attempts=1)
+    headers = api.auth("M1")
+    statuses = in_parallel(app, 4, lambda c: c.post(f"{API}/quizzes/{quiz['id']}/attempts", json={}, headers=headers))
+    assert sorted(statuses) == [200, 200, 200, 201]
+    assert db.session.scalar(select(func.count()).select_from(QuizAttempt)) == 1
+    attempt = started(api, "M1", quiz["id"])
+    body = {"token": attempt["token"], "answers": answers_for(attempt, right)}
+    statuses = in_parallel(app, 4, lambda c: c.post(f"{API}/quiz-attempts/{attempt['id']}/submission", json=body,
+                                                    headers=headers))
+    assert statuses == [200] * 4
+    db.session.expire_all()
+    assert db.session.get(QuizResult, (quiz["id"], api.id("M1"))).attempts == 1
+    assert stored_unit_stats() == expected_unit_stats()
+    assert sum(s.answered for s in db.session.scalars(select(QuizQuestionStat))) == 3

@@ -1,5 +1,9 @@
 """quizzes: quizzes on documents, their question banks, attempts (evidence), per-member results, per-unit
 result and per-question counters; documents.min_read_seconds and documents.ack_quiz_id (acknowledgement rules)
+
+Attempts never lock documents (content/quizzes.py: lock order). The two documents
+columns are plain integers (no foreign key: quizzes reference documents), added in place.
+
 Revision ID: 0008_quizzes
 Revises: 0007_counter_fillfactor
 Create Date: 2026-12-05 00:36:41.759097
