@@ -122,6 +122,7 @@ class QuizSchema(_QuizBaseSchema):
 class QuizListSchema(StrictSchema):
     items = ma.fields.List(ma.fields.Nested(QuizSchema))
     next_cursor = ma.fields.String(allow_none=True)
+    ack_rules = ma.fields.Nested(AckRulesSchema)
 
 
 class AttemptStartSchema(StrictSchema):

@@ -74,9 +74,10 @@ def set_ack_rules(args, document_id):
 @blp.response(200, QuizListSchema)
 @blp.alt_response(404, description="not_found: no such document in the caller's audience")
 def document_quizzes(args, document_id):
-    """The document's quizzes the caller may take, with their attempts and best score."""
-    items, next_cursor = quizzes.document_quizzes(current_user, document_id, **args)
-    return {"items": items, "next_cursor": next_cursor}
+    """The document's quizzes the caller may take, with their attempts and best score, and the document's
+    acknowledgement rules (minimum reading time, the quiz required)."""
+    items, next_cursor, rules = quizzes.document_quizzes(current_user, document_id, **args)
+    return {"items": items, "next_cursor": next_cursor, "ack_rules": rules}
 
 
 @blp.route("/quizzes/<int:quiz_id>", methods=["GET"])

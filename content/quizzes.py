@@ -132,6 +132,9 @@ def _apply_settings(actor: Member, quiz: Quiz, doc: Document, data: dict) -> Non
         if data["required_for_ack"] and not doc.requires_ack:
             raise _invalid("required_for_ack", "ack_not_required")
         quiz.required_for_ack = bool(data["required_for_ack"])
+    if quiz.required_for_ack and quiz.contest:
+        # A contest is open to a subtree and a window only: it cannot be what every reader must pass.
+        raise _invalid("required_for_ack", "contest_cannot_gate")
 
 
 def _sync_gate(quiz: Quiz, doc: Document) -> None:
@@ -316,16 +319,17 @@ def reader_view(quiz: Quiz, member: Member) -> dict:
 
 
 def document_quizzes(member: Member, document_id: int, *, limit: int = 20, cursor: str | None = None
-                     ) -> tuple[list[dict], str | None]:
-    """GET /documents/{id}/quizzes: the document's quizzes the member may take (contests: their subtree)."""
-    readable_document(member, document_id)
+                     ) -> tuple[list[dict], str | None, dict]:
+    """GET /documents/{id}/quizzes: the document's quizzes the member may take (contests: their subtree),
+    and the document's acknowledgement rules (so the phone can show a reading timer)."""
+    doc = readable_document(member, document_id)
     stmt = select(Quiz).where(Quiz.document_id == document_id)
     if cursor:
         (last_id,) = decode_cursor(cursor, int)
         stmt = stmt.where(Quiz.id > last_id)
     quizzes = [q for q in db.session.scalars(stmt.order_by(Quiz.id)) if _in_contest(q, member)]
     quizzes, next_cursor = page(quizzes[:limit + 1], limit, key=lambda q: (q.id,))
-    return [reader_view(q, member) for q in quizzes], next_cursor
+    return [reader_view(q, member) for q in quizzes], next_cursor, ack_rules(doc)
 
 
 def _token(attempt: QuizAttempt) -> str:

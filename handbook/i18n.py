@@ -162,6 +162,7 @@ FIELD_MESSAGES_VI: dict[str, str] = {
     "answered_twice": "Câu hỏi được trả lời hai lần.",
     "unknown_option": "Phương án không thuộc câu hỏi này.",
     "one_option_only": "Câu hỏi một lựa chọn chỉ nhận một phương án.",
+    "contest_cannot_gate": "Bài thi (giới hạn phạm vi và thời gian) không thể là điều kiện xác nhận văn bản.",
 }
 FIELD_MESSAGES_EN: dict[str, str] = {
     "password_too_short": "Password is too short.",
@@ -196,6 +197,7 @@ FIELD_MESSAGES_EN: dict[str, str] = {
     "answered_twice": "The question is answered twice.",
     "unknown_option": "The option does not belong to this question.",
     "one_option_only": "A single-choice question takes one option only.",
+    "contest_cannot_gate": "A contest (limited to a subtree and a window) cannot be required to acknowledge.",
 }
 
 

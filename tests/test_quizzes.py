@@ -351,6 +351,8 @@ def test_reading_time_with_clamped_client_times(api, tree):
     doc = api.publish()
     response = api.client.put(f"{ADMIN}/{doc}/ack-rules", json={"min_read_seconds": 60}, headers=api.auth("BT"))
     assert response.status_code == 200 and response.json["min_read_seconds"] == 60
+    listed = api.client.get(f"{API}/documents/{doc}/quizzes", headers=api.auth("M1")).json
+    assert listed["ack_rules"] == {"document_id": doc, "min_read_seconds": 60, "quiz_id": None}
     body = assert_problem(api.ack("M1", doc, 1), 409, "read_too_fast")   # never opened
     assert body["min_read_seconds"] == 60
     assert api.open("M1", doc).status_code == 204
@@ -561,9 +563,12 @@ def test_scoping_is_404_for_documents_and_members_403_for_units(api, tree):
     ({"questions": [{"kind": "single", "text": "Trùng?", "options": [{"text": "A", "correct": True}, {"text": "A"}]}]},
      "questions.0.options"),
     ({"draw_count": 4}, "draw_count"),
+    ({"required_for_ack": True, "contest": {"org_unit": 1}}, "required_for_ack"),
 ])
 def test_bad_quizzes_are_422(api, tree, change, field):
     doc = api.publish()
+    if "contest" in change:
+        change = {**change, "contest": {"org_unit": tree["city"].id}}
     body = {"title": "Kiểm tra", "questions": QUESTIONS, **change}
     response = api.client.post(f"{ADMIN}/{doc}/quizzes", json=body, headers=api.auth("BT"))
     assert field in assert_problem(response, 422, "validation_error")["errors"]
