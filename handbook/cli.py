@@ -108,6 +108,18 @@ def recount_command(document_ids):
     click.echo(f"Recounted: {rows} unit rows written.")
 
 
+@handbook_cli.command("recount-quizzes")
+@click.option("--quiz", "quiz_ids", type=int, multiple=True, help="Only these quizzes (repeatable).")
+def recount_quizzes_command(quiz_ids):
+    """Rebuild the quizzes' per-unit result counters from the members' results (repair)."""
+    from content.quizzes import recount
+    from handbook.extensions import db
+
+    rows = recount(quiz_ids or None)
+    db.session.commit()
+    click.echo(f"Recounted: {rows} quiz unit rows written.")
+
+
 push_cli = AppGroup("push", help="Publications, reminders and escalations that fall due.")
 handbook_cli.add_command(push_cli)
 
