@@ -22,7 +22,6 @@ from content.models import Document
 from content.quiz_models import Quiz, QuizAttempt, QuizQuestionStat, QuizResult, QuizUnitStat
 from handbook.extensions import db
 from handbook.members import Member, membership_changed
-from handbook.orgunits import OrgUnit
 from tests.test_acknowledgements import ADMIN, API, assert_counters_exact, backdate
 from tests.test_errors import assert_problem
 
