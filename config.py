@@ -112,6 +112,8 @@ class Config:
     QUESTIONS_PER_DAY = int(_env("QUESTIONS_PER_DAY", "10"))
     # Adoption figures are rolled up by `run_due` at most this often (and by `handbook adoption refresh`).
     ADOPTION_REFRESH_MINUTES = int(_env("ADOPTION_REFRESH_MINUTES", "60"))
+    # Quizzes: how late after its time limit a timed attempt's answers are still graded (network, clocks).
+    QUIZ_SUBMIT_MARGIN_SECONDS = _env_int("QUIZ_SUBMIT_MARGIN_SECONDS", 120)
     ESCALATION_DAYS = [int(d) for d in _env_list("ESCALATION_DAYS", "12,15")]
 
     # Push (used by push/)

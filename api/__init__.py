@@ -7,7 +7,7 @@ from flask import Flask, Response
 
 # Blueprint modules under /api/v1; each has `blp` and `PREFIX`.
 MODULES = ("auth", "me", "devices", "documents", "acknowledgements", "followup", "attachments",
-           "admin_documents", "series", "audit", "notifications", "members", "meetings")
+           "admin_documents", "series", "audit", "notifications", "members", "meetings", "quizzes")
 
 
 def init_app(app: Flask) -> None:

@@ -25,7 +25,8 @@ def open_document(document_id):
 @blp.arguments(AcknowledgeSchema)
 @blp.response(200, AcknowledgementSchema)
 @blp.alt_response(404, description="not_found")
-@blp.alt_response(409, description="stale_version (with current_version) / ack_not_required")
+@blp.alt_response(409, description="stale_version (with current_version) / ack_not_required / quiz_required "
+                                    "(with quiz_id) / read_too_fast (with min_read_seconds)")
 def acknowledge(args, document_id):
     """Acknowledge having read and understood `version`. Idempotent; implies opening."""
     return acknowledgements.acknowledge(current_user, document_id, args["version"],

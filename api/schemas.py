@@ -475,8 +475,10 @@ class SyncSchema(StrictSchema):
 
 class SyncResultSchema(StrictSchema):
     document_id = ma.fields.Integer()
-    status = ma.fields.String(metadata={"enum": ["ok", "stale_version", "not_found", "not_required", "invalid"]})
+    status = ma.fields.String(metadata={"enum": ["ok", "stale_version", "not_found", "not_required", "invalid",
+                                                 "read_too_fast", "quiz_required"]})
     current_version = ma.fields.Integer(metadata={"description": "With stale_version: the current version"})
+    quiz_id = ma.fields.Integer(metadata={"description": "With quiz_required: the quiz to pass first"})
 
 
 class SyncResultsSchema(StrictSchema):

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time
 
 from sqlalchemy import select
 
-from content import progress
+from content import ackgate, progress
 from content.access import Reader, can_manage, in_audience, is_out, reaches, readable_document, went_out
 from content.models import Document, Receipt, Status
 from handbook import audit
@@ -140,7 +140,12 @@ def _acknowledge(doc: Document, member: Member, version: int, client_at: datetim
         r.recorded_at, r.client_acknowledged_at, r.platform, r.device = now, client_at, platform, device
         r.held_on = r.note = None
 
-    return _change(doc, member, mutate, check=lambda fresh: _check_version(fresh, version))[2]
+    def check(fresh: Document) -> None:
+        _check_version(fresh, version)
+        if ackgate.has_rules(fresh):   # reading time, quiz: no statement at all for a document without rules
+            ackgate.check(fresh, member.id, _clamp(client_at, fresh, now))
+
+    return _change(doc, member, mutate, check=check)[2]
 
 
 def acknowledge(member: Member, document_id: int, version: int, *, client_at: datetime | None = None,
@@ -175,13 +180,15 @@ def sync(member: Member, items: list[dict], *, platform: str | None = None, devi
                 result["status"] = SYNC_STATUSES[e.code]
                 if e.code == "stale_version":
                     result["current_version"] = doc.version
+                elif e.code == "quiz_required":
+                    result["quiz_id"] = e.extra["quiz_id"]
         results[index] = result
     db.session.commit()
     return results
 
 
 SYNC_STATUSES = {"stale_version": "stale_version", "ack_not_required": "not_required",
-                 "validation_error": "invalid"}
+                 "validation_error": "invalid", "read_too_fast": "read_too_fast", "quiz_required": "quiz_required"}
 
 
 def _sync_item(doc: Document, member: Member, item: dict, now: datetime, platform: str | None,

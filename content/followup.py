@@ -169,13 +169,14 @@ def export(viewer: Member, document_id: int, *, org_unit: int | None = None, sta
     return _csv(stmt), name
 
 
-def _csv(stmt) -> Iterator[bytes]:
+def _csv(stmt, headers=EXPORT_HEADERS, cells=_export_cells) -> Iterator[bytes]:
+    """Rows of `stmt` as CSV (UTF-8 with BOM), `cells(row)` each; also used by content/quizzes.py."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     buffer.write("\ufeff")
-    writer.writerow(EXPORT_HEADERS)
+    writer.writerow(headers)
     for n, row in enumerate(db.session.execute(stmt), 1):
-        writer.writerow([_csv_safe(v) for v in _export_cells(row)])
+        writer.writerow([_csv_safe(v) for v in cells(row)])
         if n % 500 == 0:
             yield buffer.getvalue().encode()
             buffer.seek(0)
@@ -183,12 +184,12 @@ def _csv(stmt) -> Iterator[bytes]:
     yield buffer.getvalue().encode()
 
 
-def _xlsx(stmt) -> Iterator[bytes]:
+def _xlsx(stmt, headers=EXPORT_HEADERS, cells=_export_cells, title: str = "Tiến độ") -> Iterator[bytes]:
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
 
     workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("Tiến độ")
+    sheet = workbook.create_sheet(title)
 
     def cell(value):
         c = WriteOnlyCell(sheet, value=value)
@@ -196,9 +197,9 @@ def _xlsx(stmt) -> Iterator[bytes]:
             c.data_type = "s"  # text stays text, even when it starts with "="
         return c
 
-    sheet.append(list(EXPORT_HEADERS))
+    sheet.append(list(headers))
     for row in db.session.execute(stmt):
-        sheet.append([cell(v) for v in _export_cells(row)])
+        sheet.append([cell(v) for v in cells(row)])
     with tempfile.TemporaryFile() as f:
         workbook.save(f)
         f.seek(0)

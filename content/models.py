@@ -118,6 +118,10 @@ class Document(_Content, db.Model):
     withdraw_reason: Mapped[str | None] = mapped_column(Text)
     # When the deadline passed and progress was frozen into progress_snapshots.
     closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Acknowledgement rules (content/ackgate.py): a minimum reading time after the first open, and the
+    # quiz that must be passed on the version to acknowledge (quizzes.id; no FK: quizzes reference documents).
+    min_read_seconds: Mapped[int | None] = mapped_column(Integer)
+    ack_quiz_id: Mapped[int | None] = mapped_column(Integer)
 
     created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -120,6 +120,7 @@ def create_app(config: type[Config] | Mapping | None = None) -> Flask:
     # Models and JWT hooks register themselves on import.
     from handbook import audit, auth, members, orgunits  # noqa: F401
     import content.models  # noqa: F401
+    import content.quizzes  # noqa: F401  (quiz models; results follow membership changes)
     import content.progress  # noqa: F401  (keeps progress counters in step with membership changes)
     import push.models  # noqa: F401
     from push import tasks

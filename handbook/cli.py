@@ -70,6 +70,7 @@ def demo_command(members, if_empty, seed):
 
     from content.demo import load_demo_documents
     from content.demo_activity import load_demo_activity
+    from content.quiz_demo import load_demo_quizzes
 
     try:
         load_demo(members, seed=seed)
@@ -78,7 +79,7 @@ def demo_command(members, if_empty, seed):
             raise click.ClickException("the database already holds org units; demo data not loaded") from None
         click.echo("Database already has data; demo data not loaded.")
     else:
-        for line in load_demo_documents() + load_demo_activity():
+        for line in load_demo_documents() + load_demo_activity() + load_demo_quizzes(seed):
             click.echo(line)
     for line in demo_logins():
         click.echo(line)
@@ -111,6 +112,18 @@ def adoption_refresh_command():
     from content.adoption import refresh
 
     click.echo(f"Adoption rolled up: {refresh()} unit rows written.")
+
+
+@handbook_cli.command("recount-quizzes")
+@click.option("--quiz", "quiz_ids", type=int, multiple=True, help="Only these quizzes (repeatable).")
+def recount_quizzes_command(quiz_ids):
+    """Rebuild the quizzes' per-unit result counters from the members' results (repair)."""
+    from content.quizzes import recount
+    from handbook.extensions import db
+
+    rows = recount(quiz_ids or None)
+    db.session.commit()
+    click.echo(f"Recounted: {rows} quiz unit rows written.")
 
 
 push_cli = AppGroup("push", help="Publications, reminders and escalations that fall due.")

@@ -177,11 +177,25 @@ def build_world(client) -> World:
     db.session.commit()
     meetings_ = _meetings(secretary, b1, doc)
     question = questions.ask(reader, doc, "Chi bộ phổ biến chỉ thị này vào buổi nào?")["id"]
+    # Quizzes on the directive (issue 17): the reader passed one; a contest over the district, with the
+    # reader's attempt still open (not submitted).
+    from content import quizzes
+
+    bank = [{"kind": "single", "text": "Chỉ thị ban hành năm nào?",
+                  "options": [{"text": "2023", "correct": True}, {"text": "2021", "correct": False}]}]
+    quiz = quizzes.create_quiz(author, doc, {"title": "Kiểm tra hiểu chỉ thị", "questions": bank}).id
+    contest = quizzes.create_quiz(author, doc, {"title": "Thi tìm hiểu chỉ thị", "questions": bank,
+                                                "contest": {"org_unit": bd.id}}).id
+    taken, _ = quizzes.start_attempt(reader, quiz)
+    quizzes.submit_attempt(reader, taken["id"], taken["token"], [])
+    still_open, _ = quizzes.start_attempt(reader, contest)
     ids = {"doc": doc, "attachment": doc_attachment, "draft": draft, "draft_attachment": draft_attachment,
            "series": series, "scheduled": scheduled, "for_secretaries": for_secretaries,
            "notification": published["notification_id"], "manual_notification": manual.id,
            "inbox_item": inbox.id, "device": device.id, "this_branch": b1.id, "this_district": bd.id,
-           "target": target.id, "briefed": briefed.id, "exempted": exempted.id, "extended": extended.id, **meetings_, "question": question}
+           "target": target.id, "briefed": briefed.id, "exempted": exempted.id, "extended": extended.id,
+           **meetings_, "question": question, "quiz": quiz, "contest": contest, "attempt": taken["id"],
+           "open_attempt": still_open["id"], "open_attempt_token": still_open["token"]}
     return World(ids=ids, client=client)
 
 
@@ -516,6 +530,48 @@ ROWS: list[Row] = [
         E(401, 404, 404, 404, 404, 404, 200), request=body({"text": "Từ ngày ký.", "public": True})),
     Row("GET", "/api/v1/org-units/<int:org_unit_id>/adoption", "/api/v1/org-units/{this_branch}/adoption",
         E(401, 403, 200, 403, 403, 403, 200)),
+    # --- quizzes (issue 17): managers author; the audience takes them; follow-up roles read results ---
+    Row("POST", "/api/v1/admin/documents/<int:document_id>/quizzes", "/api/v1/admin/documents/{doc}/quizzes",
+        E(401, 404, 404, 404, 404, 404, 201), after=KEEPS,
+        request=body({"title": "Kiểm tra nhanh", "questions": [
+            {"kind": "multiple", "text": "Chỉ thị yêu cầu gì?",
+             "options": [{"text": "Kỷ luật", "correct": True}, {"text": "Kỷ cương", "correct": True},
+                         {"text": "Không gì cả"}]}]})),
+    Row("GET", "/api/v1/admin/quizzes/<int:quiz_id>", "/api/v1/admin/quizzes/{quiz}",
+        E(401, 404, 404, 404, 404, 404, 200)),
+    Row("PATCH", "/api/v1/admin/quizzes/<int:quiz_id>", "/api/v1/admin/quizzes/{quiz}",
+        E(401, 404, 404, 404, 404, 404, 200), request=body({"pass_mark": 70})),
+    Row("PUT", "/api/v1/admin/documents/<int:document_id>/ack-rules", "/api/v1/admin/documents/{doc}/ack-rules",
+        E(401, 404, 404, 404, 404, 404, 200), request=body({"min_read_seconds": 30})),
+    Row("GET", "/api/v1/documents/<int:document_id>/quizzes", "/api/v1/documents/{doc}/quizzes",
+        E(401, 200, 200, 200, 404, 404, 404)),
+    Row("GET", "/api/v1/quizzes/<int:quiz_id>", "/api/v1/quizzes/{quiz}", E(401, 200, 200, 200, 404, 404, 404)),
+    Row("POST", "/api/v1/quizzes/<int:quiz_id>/attempts", "/api/v1/quizzes/{quiz}/attempts",
+        E(401, 201, 201, 201, 404, 404, 404), request=body({}), after=KEEPS),
+    # The reader's own attempt; as evidence, to follow-up roles over the reader's branch.
+    Row("GET", "/api/v1/quiz-attempts/<int:attempt_id>", "/api/v1/quiz-attempts/{attempt}",
+        E(401, 200, 200, 404, 404, 404, 200)),
+    Row("POST", "/api/v1/quiz-attempts/<int:attempt_id>/submission", "/api/v1/quiz-attempts/{open_attempt}/submission",
+        E(401, 200, 404, 404, 404, 404, 404),
+        request=body(lambda w, c: {"token": w.ids["open_attempt_token"], "answers": []})),
+    Row("GET", "/api/v1/me/quiz-attempts", "/api/v1/me/quiz-attempts", E(401, 200, 200, 200, 200, 200, 200)),
+    Row("GET", "/api/v1/quizzes/<int:quiz_id>/results", "/api/v1/quizzes/{quiz}/results",
+        E(401, 403, 200, 200, 404, 404, 200)),
+    Row("GET", "/api/v1/quizzes/<int:quiz_id>/results", "/api/v1/quizzes/{quiz}/results",
+        E(401, 403, 200, 403, 403, 403, 200), variant="org_unit=this branch",
+        request=query(lambda w: {"org_unit": w.ids["this_branch"]})),
+    Row("GET", "/api/v1/quizzes/<int:quiz_id>/members", "/api/v1/quizzes/{quiz}/members",
+        E(401, 403, 200, 200, 404, 404, 200)),
+    Row("GET", "/api/v1/quizzes/<int:quiz_id>/members", "/api/v1/quizzes/{quiz}/members",
+        E(401, 403, 200, 403, 403, 403, 200), variant="org_unit=this branch, csv",
+        request=query(lambda w: {"org_unit": w.ids["this_branch"], "format": "csv"})),
+    Row("GET", "/api/v1/series/<int:series_id>/study", "/api/v1/series/{series}/study",
+        E(401, 200, 200, 200, 404, 404, 404)),
+    Row("GET", "/api/v1/series/<int:series_id>/members", "/api/v1/series/{series}/members",
+        E(401, 403, 200, 200, 404, 404, 200)),
+    # The organising committee (committee, publisher, admin over the contest's reach) only.
+    Row("GET", "/api/v1/quizzes/<int:quiz_id>/ranking", "/api/v1/quizzes/{contest}/ranking",
+        E(401, 403, 403, 403, 404, 404, 200)),
 
     # --- member administration (admins within their scope) ---
     Row("POST", "/api/v1/admin/members/<int:member_id>/removal", "/api/v1/admin/members/{target}/removal",

@@ -155,12 +155,26 @@ class World:
             "member_ids": [api.id("M1")], "until": _day_after(deadline_day, 10), "reason": "Điều trị"}))
         assert extended["results"] == [{"member_id": api.id("M1"), "status": "ok"}]   # (M2 was briefed)
         meetings, minutes = self._meetings(published)
-        questions = [ok(client.post(f"{API}/documents/{published}/questions", headers=api.auth(card),
+        asked = [ok(client.post(f"{API}/documents/{published}/questions", headers=api.auth(card),
                                     json={"text": f"Câu hỏi của {card}"}), 201)["id"] for card in ("M3", "M4")]
+        questions = [{"kind": "single", "text": "Chỉ thị ban hành năm nào?",
+                      "options": [{"text": "2023", "correct": True}, {"text": "2021"}]},
+                     {"kind": "multiple", "text": "Yêu cầu gì?",
+                      "options": [{"text": "Kỷ luật", "correct": True}, {"text": "Kỷ cương", "correct": True},
+                                  {"text": "Không gì"}]}]
+        quiz = ok(client.post(f"{ADMIN}/{published}/quizzes", headers=bt, json={
+            "title": "Kiểm tra", "questions": questions}), 201)["id"]
+        contest = ok(client.post(f"{ADMIN}/{published}/quizzes", headers=bt, json={
+            "title": "Thi tìm hiểu", "questions": questions, "contest": {"org_unit": tree["city"].id}}), 201)["id"]
+        for card, quiz_id in (("M1", quiz), ("S1", contest), ("M3", contest)):
+            attempt = ok(client.post(f"{API}/quizzes/{quiz_id}/attempts", json={}, headers=api.auth(card)), 201)
+            ok(client.post(f"{API}/quiz-attempts/{attempt['id']}/submission", headers=api.auth(card),
+                           json={"token": attempt["token"], "answers": []}))
         assert current_app.config["PUSH_BACKEND"] == "log"   # pushes go to the log, never to Google
         run_due()   # the publications' pushes and inbox items
 
         from content.models import Attachment, Document
+        from content.quiz_models import QuizAttempt
         from push.models import Device, InboxItem, Notification
 
         def all_ids(column):
@@ -179,11 +193,13 @@ class World:
             "date": [local_today().isoformat()],
             "meeting": meetings["scheduled"] + meetings["open"],
             "minutes": [minutes],
-            "question": questions,
+            "question": asked,
             "invitee": [api.id(card) for card in ("M1", "M2", "S1", "CB")],   # b1's members
             "starts_at": [at_hours(48)],
             "ends_at": [at_hours(50)],
             "until": [_day_after(deadline_day, 20)],
+            "quiz": [quiz, contest],
+            "attempt": all_ids(QuizAttempt.id),
         }
         # Path parameters that only make sense together.
         self.together = {
@@ -234,7 +250,8 @@ class World:
              "item_id": "item", "series_id": "series", "version": "version", "actor": "member",
              "owner_unit": "unit", "member_ids": "member", "org_units": "unit", "held_on": "date",
              "meeting_id": "meeting", "minutes_id": "minutes", "question_id": "question", "present": "invitee",
-             "starts_at": "starts_at", "ends_at": "ends_at", "until": "until"}
+             "starts_at": "starts_at", "ends_at": "ends_at", "until": "until",
+             "quiz_id": "quiz", "quiz": "quiz", "attempt_id": "attempt"}
     # Headers worth sending alone, in place of generated ones (a random If-Range would void any Range).
     HEADERS = [{"Range": r} for r in ("bytes=0-9", "bytes=5-", "bytes=-3", "bytes=0-0,5-9", "bytes=100000-",
                                       "bytes=9-5", "items=0-5")]

@@ -70,6 +70,7 @@ def test_every_migration_downgrades_and_upgrades_again_with_data_in_the_tables(s
     from flask_migrate import downgrade, upgrade
 
     from content.demo import load_demo_documents
+    from content.quiz_demo import load_demo_quizzes
     from handbook.demo import load_demo
 
     assert REVISIONS[0] == "0001_foundation" and len(REVISIONS) >= 7
@@ -87,9 +88,10 @@ def test_every_migration_downgrades_and_upgrades_again_with_data_in_the_tables(s
 
             load_demo(60, seed=7)
             load_demo_documents()
+            load_demo_quizzes(sample=10)
             db.session.commit()
             assert db.session.execute(text("SELECT count(*) FROM members")).scalar() == 60
-            for table in ("documents", "progress_counters", "notifications"):
+            for table in ("documents", "progress_counters", "notifications", "quiz_attempts", "quiz_unit_stats"):
                 assert db.session.execute(text(f"SELECT count(*) FROM {table}")).scalar() > 0, table
             db.session.remove()
 
