@@ -55,6 +55,22 @@ class StrictSchema(ma.Schema):
         ordered = True
 
     @ma.pre_load
+    def booleans_are_booleans(self, data, **kwargs):
+        """In a JSON body a boolean field takes true or false only: marshmallow would also take 0, 1.0,
+        "yes" or "on", which the OpenAPI document (type: boolean) says are refused. Query strings and form
+        parts are text and come as a MultiDictProxy: "true"/"false" stay theirs."""
+        if isinstance(data, dict):
+            errors = {}
+            for name, field in self.load_fields.items():
+                key = field.data_key or name
+                if isinstance(field, ma.fields.Boolean) and data.get(key) is not None \
+                        and not isinstance(data[key], bool):
+                    errors[key] = ["Not a valid boolean."]
+            if errors:
+                raise ma.ValidationError(errors)
+        return data
+
+    @ma.pre_load
     def reject_bad_characters(self, data, **kwargs):
         # A JSON body is a dict; query strings and form parts come as webargs' MultiDictProxy (a Mapping).
         if isinstance(data, Mapping):

@@ -18,6 +18,7 @@ from datetime import datetime, time, timedelta
 from flask import current_app
 from sqlalchemy import func, select, update
 
+from content.access import went_out
 from content.acknowledgements import BRIEFING_ROLES, followed_for_briefing
 from content.models import Document, DocumentVersion, Status
 from handbook import audit
@@ -182,8 +183,8 @@ def remind(actor: Member, document_id: int, org_unit_id: int) -> dict:
     """POST /documents/{id}/reminders: push the pending members of one unit (its subtree)."""
     doc = followed_for_briefing(actor, document_id)
     now = utcnow()
-    if doc.status != Status.PUBLISHED.value or as_utc(doc.published_at) > now:
-        raise ProblemError("document_not_out", 409)  # members cannot open it yet: nothing to remind of
+    if not went_out(doc, now):   # as content.access sees it: members cannot open it yet, nothing to remind of
+        raise ProblemError("document_not_out", 409)
     if not doc.requires_ack:
         raise ProblemError("ack_not_required", 409)
     unit_stmt = select(OrgUnit).where(OrgUnit.id == org_unit_id)

@@ -477,7 +477,8 @@ def _deadlocks() -> int:
 def test_every_writer_kind_at_once_keeps_counters_exact_without_deadlock(backend, app, api, tree, tmp_path):
     """Issue 18's class-level test: for a bounded time, threads acknowledge, open, sync several documents,
     brief and excuse batches in random orders, undo both, send manual reminders, publish new versions that
-    need a new acknowledgement, and move members between branches by import, all at once. No 5xx, no
+    need a new acknowledgement, move members between branches by import, and close branch meetings that
+    brief their present members on the same documents, all at once. No 5xx, no
     deadlock counted by PostgreSQL, and the counters equal a recount from the raw rows."""
     import random
     import threading
@@ -499,6 +500,7 @@ def test_every_writer_kind_at_once_keeps_counters_exact_without_deadlock(backend
     moves = [write_members(tmp_path, f"move{n}.csv", [[card, f"Đảng viên {card}", unit]
                                                      for card in cards[n * 3:n * 3 + 3]])
              for n, unit in enumerate(["HN.BD.DB.2", "HN.BD.DB.1", "HN.BD.DB.2", "HN.BD.DB.1"])]
+    meetings = _open_meetings(api, tree, docs, [ids[c] for c in cards[:10]])
     before = _deadlocks()
     statuses: dict[str, list[int]] = {}
     lock = threading.Lock()
@@ -530,6 +532,8 @@ def test_every_writer_kind_at_once_keeps_counters_exact_without_deadlock(backend
         yield "reack", lambda: c.patch(f"/api/v1/admin/documents/{doc}", headers=auth["BT"], json={
             "body_html": f"<p>Bản sửa {rng.random()}</p>", "reack": True})
         yield "import", lambda: types_status(import_members(rng.choice(moves)).ok)
+        meeting = rng.choice(meetings)
+        yield "close", lambda: c.post(f"{API}/meetings/{meeting}/close", headers=auth["S1"])
 
     crashes: list[BaseException] = []
 
@@ -546,7 +550,7 @@ def test_every_writer_kind_at_once_keeps_counters_exact_without_deadlock(backend
             barrier.wait()
             while time.monotonic() < deadline:
                 kinds = list(operations(rng, c))
-                weights = [6, 4, 3, 2, 2, 2, 2, 1, 0.3, 0.3]
+                weights = [6, 4, 3, 2, 2, 2, 2, 1, 0.3, 0.3, 0.5]
                 kind, call = rng.choices(kinds, weights=weights)[0]
                 status = call().status_code
                 with lock:
@@ -563,13 +567,37 @@ def test_every_writer_kind_at_once_keeps_counters_exact_without_deadlock(backend
 
     allowed = {"ack": {200, 409, 422}, "open": {204}, "sync": {200}, "brief": {200}, "exempt": {200},
                "unbrief": {204, 404}, "unexempt": {204, 404}, "remind": {202, 409, 429}, "reack": {200},
-               "import": {200}}
+               "import": {200}, "close": {200}}
     for kind, seen in statuses.items():
         assert set(seen) <= allowed[kind], (kind, sorted(set(seen)))
     assert set(statuses) == set(allowed), sorted(statuses)   # every writer kind ran
     assert sum(map(len, statuses.values())) > 100
     assert _deadlocks() == before
     assert_counters_exact()
+
+
+def _open_meetings(api, tree, docs: list[int], present: list[int]) -> list[int]:
+    """Meetings of b1 with every document on the agenda, started, some members marked present: closing
+    one briefs them (receipts and counters) after locking the meeting, in the storm."""
+    from datetime import datetime as dt
+
+    from content.models import Meeting
+
+    out = []
+    for _ in range(4):
+        starts = dt.now(UTC) + timedelta(hours=2)
+        created = api.client.post(f"{API}/org-units/{tree['b1'].id}/meetings", headers=api.auth("S1"), json={
+            "title": "Sinh hoạt chi bộ", "kind": "regular", "place": "Hội trường", "starts_at": starts.isoformat(),
+            "ends_at": (starts + timedelta(hours=2)).isoformat(),
+            "agenda": [{"title": f"Văn bản {d}", "document_id": d} for d in docs]})
+        assert created.status_code == 201, created.get_data(as_text=True)
+        out.append(created.json["id"])
+        db.session.get(Meeting, out[-1]).starts_at = dt.now(UTC) - timedelta(minutes=5)
+        db.session.commit()
+        marked = api.client.put(f"{API}/meetings/{out[-1]}/attendance", headers=api.auth("S1"),
+                                json={"present": present})
+        assert marked.status_code == 200, marked.get_data(as_text=True)
+    return out
 
 
 def types_status(ok: bool):
@@ -623,3 +651,26 @@ def test_gunicorn_with_the_projects_settings_answers_problem_json_past_its_line(
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_json_boolean_is_true_or_false_only(api, tree):
+    """Found by the fuzzing after the eleven (issue 19's run): `{"urgent": 0.0}` was taken as false and
+    published, though the document says boolean. Every boolean of every JSON body, in nested objects
+    too; query strings keep their true/false."""
+    from content.models import Document
+
+    created = api.client.post("/api/v1/admin/documents", headers=api.auth("BT"), json={
+        "kind": "notice", "title": "Thông báo", "audience": {"org_units": [tree["city"].id]}})
+    doc = created.json["id"]
+    for value in (0.0, 1, "yes", "true", [], {}):
+        response = api.client.post(f"/api/v1/admin/documents/{doc}/publish", json={"urgent": value},
+                                   headers=api.auth("BT"))
+        assert "urgent" in assert_problem(response, 422, "validation_error")["errors"], value
+    assert db.session.get(Document, doc).status == "draft"
+    assert "requires_ack" in assert_problem(api.client.post("/api/v1/admin/documents", headers=api.auth("BT"), json={
+        "kind": "notice", "title": "x", "requires_ack": 0, "audience": {"org_units": [tree["city"].id]}}),
+        422, "validation_error")["errors"]
+    assert api.client.get(f"{API}/me/notifications", query_string={"unread": "true"},
+                          headers=api.auth("M1")).status_code == 200
+    assert api.client.post(f"/api/v1/admin/documents/{doc}/publish", json={"urgent": False},
+                           headers=api.auth("BT")).status_code == 200

@@ -223,6 +223,18 @@ class World:
                      "/meetings": {"unit": [tree[u].id for u in ("b1", "b2", "cbcs")]}}
         db.session.remove()
 
+    own_units: list[int] = []
+
+    def units_of(self, card: str | None) -> list[int]:
+        """The units where `card` holds a follow-up role (a secretary's branch): unit-scoped operations
+        succeed there only."""
+        from handbook.members import RoleGrant
+
+        if card is None:
+            return []
+        return sorted(set(db.session.scalars(select(RoleGrant.org_unit_id).join(Member, Member.id == RoleGrant.member_id)
+                                             .where(Member.card_number == card))))
+
     def _meetings(self, document: int) -> tuple[dict[str, list[int]], int]:
         """Meetings of b1 (S1's) and b2 (BT's branch): scheduled in two days, open (started five minutes
         ago), and one of each to cancel and to close; minutes on b1's open one."""
@@ -264,6 +276,8 @@ class World:
         kind = self.KINDS.get(key)
         ids = next((only for suffix, only in self.only.items() if path.endswith(suffix)), {})
         real = ids.get(kind) or self.ids.get(kind)
+        if kind == "unit" and real and self.own_units and not ids.get(kind):   # the identity's own units, as
+            real = [*real, *(self.own_units * len(real))]
         if key == "agenda" and isinstance(value, list):   # every item must name a readable document
             return st.one_of(st.just([]), st.tuples(*(self.steer(v, path) for v in value)).map(list))
         if real and key in self.MOSTLY_REAL:
@@ -405,6 +419,7 @@ SECOND_SEED = [pytest.param("BT", FUZZ_EXAMPLES, 20261205, id="admin-second-seed
     pytest.param("M1", FUZZ_EXAMPLES, None, id="member"), pytest.param(None, 3, None, id="anonymous"),
     *SECOND_SEED])
 def test_fuzz_every_operation(app, fuzz_world, card, examples, seed_value, subtests, hypothesis_home):
+    fuzz_world.own_units = fuzz_world.units_of(card)
     schema = load_schema(app, fuzz_world)
     operations = [result.ok() for result in schema.get_all_operations()]
     documented = [(path, method) for path, item in schema.raw_schema["paths"].items() for method in item
@@ -418,7 +433,10 @@ def test_fuzz_every_operation(app, fuzz_world, card, examples, seed_value, subte
     assert sorted(valid) == sorted(op.label for op in operations)
     assert all(valid.values()), [label for label, statuses in valid.items() if not statuses]
     # ... and valid requests get through: an API answering 401, 404 or 422 to everything would pass every
-    # check above. Each operation the card may use answers 2xx to at least MIN_2XX_SHARE of them.
+    # check above. Each operation the card may use answers 2xx to at least MIN_2XX_SHARE of them (in the
+    # derandomized runs; a seeded exploration looks for failures, not for shares).
+    if seed_value is not None:
+        return
     expected = {label for label in valid if may_succeed(card, label)}
     shares = {label: sum(200 <= s < 300 for s in valid[label]) / len(valid[label]) for label in valid}
     assert {label: round(shares[label], 2) for label in sorted(expected) if shares[label] < MIN_2XX_SHARE} == {}

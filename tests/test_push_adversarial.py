@@ -723,6 +723,9 @@ def test_manual_reminder_scope_and_errors_are_problems(world, fcm):
     too_soon = remind(world, "S1", doc_id, "b1")
     body = assert_problem(too_soon, 429, "reminder_too_soon")
     wait = int(too_soon.headers["Retry-After"])
-    assert 23 * 3600 < wait <= 24 * 3600 + 1 and f"sau {wait} giây" in body["detail"], (wait, body["detail"])
+    # The detail says when, in local time (issue 18, row 9); retry_at is that moment, Retry-After the wait.
+    retry_at = datetime.fromisoformat(body["retry_at"])
+    assert 23 * 3600 < wait <= 24 * 3600 + 1 and body["retry_after"] == wait, (wait, body)
+    assert f"{retry_at:%H:%M} {retry_at:%d/%m/%Y}" in body["detail"], (retry_at, body["detail"])
     world.withdraw(doc_id)
     assert_problem(remind(world, "S2", doc_id, "b2"), 409, "document_withdrawn")
