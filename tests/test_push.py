@@ -724,3 +724,20 @@ def test_the_24_hour_rule_is_per_document_and_counts_manual_reminders_only(world
     assert_problem(too_soon, 429, "reminder_too_soon")
     wait = int(too_soon.headers["Retry-After"])
     assert 24 * 3600 - elapsed - 1 <= wait <= 24 * 3600, (wait, elapsed)
+
+
+def test_an_escalation_s_inbox_goes_to_active_secretaries_only_and_skips_units_no_secretary_covers(
+        world, fcm, tree):
+    """Committee members, publishers and an inactive secretary get no list; members of units that no
+    secretary covers (the city's own, Đống Đa's) are left out instead of failing the escalation."""
+    from tests.factories import member
+
+    member("SX", tree["b1"], name="Bí thư đã nghỉ", roles=[("secretary", tree["b1"])], active=False)
+    doc_id = world.publish("city")
+    run_due()
+    run_due(_published_at(doc_id) + timedelta(days=12, minutes=1))
+    escalation = notification("escalation", doc_id)
+    assert escalation.state == "done"
+    db.session.expire_all()
+    got = sorted(db.session.scalars(select(InboxItem.member_id).where(InboxItem.notification_id == escalation.id)))
+    assert got == sorted(world.id(card) for card in ("S1", "S2", "SD"))
