@@ -730,9 +730,11 @@ def test_an_escalation_s_inbox_goes_to_active_secretaries_only_and_skips_units_n
         world, fcm, tree):
     """Committee members, publishers and an inactive secretary get no list; members of units that no
     secretary covers (the city's own, Đống Đa's) are left out instead of failing the escalation."""
-    from tests.factories import member
+    from tests.factories import member, unit
 
     member("SX", tree["b1"], name="Bí thư đã nghỉ", roles=[("secretary", tree["b1"])], active=False)
+    lone = unit("HN.X", "branch", tree["city"], "Chi bộ trực thuộc chưa có bí thư")  # no secretary above it
+    member("X9", lone, name="Đảng viên chi bộ trực thuộc")
     doc_id = world.publish("city")
     run_due()
     run_due(_published_at(doc_id) + timedelta(days=12, minutes=1))
