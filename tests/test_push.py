@@ -624,6 +624,20 @@ def test_a_manual_reminder_in_quiet_hours_waits_for_morning(world, fcm, quiet):
     assert manual_sent() == devices_of("M1", "M2", "S1", "CB")
 
 
+def test_quiet_ends_is_the_next_end_of_the_window_in_local_time(app, quiet):
+    """push.schedule.quiet_ends on both sides of midnight, at the window's edges and outside it."""
+    from push.schedule import quiet_ends
+
+    day = datetime.now(ZONE) + timedelta(days=3)
+    cases = [(local(0, 21, 0, day), local(1, 7, 0, day)), (local(0, 23, 30, day), local(1, 7, 0, day)),
+             (local(0, 0, 0, day), local(0, 7, 0, day)), (local(0, 6, 59, day), local(0, 7, 0, day)),
+             (local(0, 7, 0, day), local(0, 7, 0, day)), (local(0, 12, 0, day), local(0, 12, 0, day)),
+             (local(0, 20, 59, day), local(0, 20, 59, day))]
+    for at, expected in cases:
+        ends = quiet_ends(at)
+        assert ends == expected and ends.utcoffset() is not None, (at, ends)
+
+
 # --- devices ---------------------------------------------------------------------------------------
 
 def test_devices_not_seen_for_270_days_are_forgotten(world, fcm):
@@ -694,3 +708,38 @@ def test_a_broker_switches_the_embedded_worker_off(app):
         assert not embedded.start(app)
     finally:
         app.config.update(EMBEDDED_WORKER=False, CELERY_BROKER_URL=None)
+
+
+def test_the_24_hour_rule_is_per_document_and_counts_manual_reminders_only(world, fcm):
+    """A publication pushed to the unit does not count as a reminder; a reminder about one document
+    does not hold back one about another; the wait is what is left of the 24 hours, to the second."""
+    doc_id = world.publish("city")
+    other = world.publish("city", title="Văn bản thứ hai")
+    assert remind(world, "BT", doc_id, "city").status_code == 202   # the publication is no reminder
+    started = time.monotonic()
+    assert remind(world, "S1", doc_id, "b1").status_code == 202
+    assert remind(world, "S1", other, "b1").status_code == 202       # another document
+    too_soon = remind(world, "S1", doc_id, "b1")
+    elapsed = time.monotonic() - started
+    assert_problem(too_soon, 429, "reminder_too_soon")
+    wait = int(too_soon.headers["Retry-After"])
+    assert 24 * 3600 - elapsed - 1 <= wait <= 24 * 3600, (wait, elapsed)
+
+
+def test_an_escalation_s_inbox_goes_to_active_secretaries_only_and_skips_units_no_secretary_covers(
+        world, fcm, tree):
+    """Committee members, publishers and an inactive secretary get no list; members of units that no
+    secretary covers (the city's own, Đống Đa's) are left out instead of failing the escalation."""
+    from tests.factories import member, unit
+
+    member("SX", tree["b1"], name="Bí thư đã nghỉ", roles=[("secretary", tree["b1"])], active=False)
+    lone = unit("HN.X", "branch", tree["city"], "Chi bộ trực thuộc chưa có bí thư")  # no secretary above it
+    member("X9", lone, name="Đảng viên chi bộ trực thuộc")
+    doc_id = world.publish("city")
+    run_due()
+    run_due(_published_at(doc_id) + timedelta(days=12, minutes=1))
+    escalation = notification("escalation", doc_id)
+    assert escalation.state == "done"
+    db.session.expire_all()
+    got = sorted(db.session.scalars(select(InboxItem.member_id).where(InboxItem.notification_id == escalation.id)))
+    assert got == sorted(world.id(card) for card in ("S1", "S2", "SD"))
