@@ -170,8 +170,8 @@ class CloseResultSchema(StrictSchema):
 
 class StatsArgs(StrictSchema):
     month = ma.fields.String(required=True, validate=[validate.Length(max=7), validate.Regexp(
-                                 r"^[0-9]{4}-(0[1-9]|1[0-2])$", error="invalid_month")],
-                             metadata={"description": "YYYY-MM"})
+                                 r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$", error="invalid_month")],
+                             metadata={"description": "YYYY-MM (years 1900-2999)"})
     format = ma.fields.String(load_default="json", validate=validate.OneOf(["json", "csv", "xlsx"]))
 
 

@@ -238,7 +238,8 @@ def _quote(name: str) -> str:
 
 def _month() -> str:
     raw = request.args.get("month") or ""
-    if len(raw) == 7 and raw[4] == "-" and raw[:4].isdigit() and raw[5:].isdigit() and 1 <= int(raw[5:]) <= 12:
+    if len(raw) == 7 and raw[4] == "-" and raw[:4].isdigit() and raw[5:].isdigit() and 1 <= int(raw[5:]) <= 12 \
+            and 1900 <= int(raw[:4]) <= 2999:
         return raw
     return utcnow().astimezone(local_zone()).strftime("%Y-%m")
 

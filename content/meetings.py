@@ -611,6 +611,8 @@ def mine(member: Member, *, upcoming: bool = True, limit: int = 20, cursor: str 
 
 def _month_bounds(month: str) -> tuple[datetime, datetime]:
     year, number = (int(p) for p in month.split("-"))
+    if not (1900 <= year <= 2999 and 1 <= number <= 12):   # (the fuzzing sent 0000-01: a 500 then)
+        raise ProblemError("validation_error", 422, errors={"month": ["invalid_month"]})
     zone = local_zone()
     start = datetime(year, number, 1, tzinfo=zone)
     end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=zone)
