@@ -223,6 +223,8 @@ class World:
                      # The one document everyone in this world may acknowledge; the units that hold members.
                      "/acknowledgement": {"document": [published]},
                      "/meetings": {"unit": [tree[u].id for u in ("b1", "b2", "cbcs")]},
+                     # A generated PATCH may move a meeting out of its window: the scheduled ones only.
+                     "/meetings/{meeting_id}": {"meeting": meetings["scheduled"]},
                      # A generated PATCH may end a quiz's contest: it edits a quiz of its own.
                      "/admin/quizzes/{quiz_id}": {"quiz": [edited]}}
         db.session.remove()
@@ -282,7 +284,8 @@ class World:
         real = ids.get(kind) or self.ids.get(kind)
         if kind == "unit" and real and self.own_units and not ids.get(kind):   # the identity's own units, as
             real = [*real, *(self.own_units * len(real))]
-        if key == "agenda" and isinstance(value, list):   # every item must name a readable document
+        if key in ("agenda", "absent") and isinstance(value, list):   # every item must name a readable
+            # document (an agenda), an invited member (the absent): often none at all
             return st.one_of(st.just([]), st.tuples(*(self.steer(v, path) for v in value)).map(list))
         if real and key in self.MOSTLY_REAL:
             return st.sampled_from([value, *real * 3])
