@@ -64,6 +64,7 @@ class Settings:
     sql_seconds: int = 5        # one direct-SQL baseline
     logins: int = 200
     scaling: tuple[int, ...] = ()   # further sizes for the scaling figure (each built and measured)
+    only: frozenset[str] = frozenset()   # figure groups to run; empty: all
 
     @property
     def scale(self) -> float:   # step time limits grow with N
@@ -578,10 +579,10 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(out: Path, results: dict) -> None:
+def write_results(out: Path, results: dict, name: str = "latest") -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n")
-    (out / "latest.md").write_text(markdown(results))
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n")
+    (out / f"{name}.md").write_text(markdown(results))
 
 
 # --- main ------------------------------------------------------------------------------------------
@@ -622,6 +623,8 @@ def measure(settings: Settings, procs: Processes, scratch: Path) -> dict:
 
     def figure(name: str, fn, *args) -> None:
         """Run one group of figures (a dict of them); a failure is recorded and the others still run."""
+        if settings.only and name not in settings.only:
+            return
         try:
             results.update(fn(*args) or {})
         except Exception as exc:  # noqa: BLE001 (StepTimeout included)
@@ -654,12 +657,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scaling", default=None,
                         help="comma-separated further sizes for the scaling figure (default: 10000,100000; "
                              "with --quick: 5000); 'none' for no scaling figure")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated figure groups to run (reading, follow_up, meetings_adoption, "
+                             "console, acknowledge, scaling, api_workers, fanout, import_members); default all")
     args = parser.parse_args(argv)
     scaling = args.scaling or ("5000" if args.quick else "10000,100000")
     settings = Settings(args.members, args.quick, args.out,
                         os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DATABASE_URL,
                         seconds=5 if args.quick else 10, sql_seconds=2 if args.quick else 5,
-                        scaling=() if scaling == "none" else tuple(int(n) for n in scaling.split(",")))
+                        scaling=() if scaling == "none" else tuple(int(n) for n in scaling.split(",")),
+                        only=frozenset(args.only.split(",")) if args.only else frozenset())
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # run the finally blocks below
     procs = Processes()
     started = time.monotonic()
@@ -668,8 +675,10 @@ def main(argv: list[str] | None = None) -> int:
             results = measure(settings, procs, Path(tmp))
     finally:
         procs.stop_all()
-    write_results(settings.out, results)
-    log(f"done in {time.monotonic() - started:.0f} s; results in {settings.out / 'latest.md'}")
+    # A partial run (--only) is written beside the full one, never over it.
+    name = "latest" if not settings.only else "only-" + "-".join(sorted(settings.only))
+    write_results(settings.out, results, name)
+    log(f"done in {time.monotonic() - started:.0f} s; results in {settings.out / (name + '.md')}")
     print(markdown(results))
     return 1 if results["errors"] else 0
 
