@@ -29,9 +29,10 @@ run: demo
 	@echo "Serving the handbook: console http://$(HOST):$(PORT)/ (sign in with a demo login above), API http://$(HOST):$(PORT)/api/v1 (docs: http://$(HOST):$(PORT)/docs)"
 	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 wsgi:app
 
-# The whole suite on SQLite, and on PostgreSQL when TEST_DATABASE_URL is reachable.
+# The whole suite on SQLite and, when TEST_DATABASE_URL is reachable, on PostgreSQL: the two backends run
+# in parallel (tests/run_suite.py; SUITE_PARALLEL=0 runs them one after the other).
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m tests.run_suite tests
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache mutants

@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import current_app, request, send_file, url_for
+from flask import url_for
 from flask_jwt_extended import current_user
 from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 from api.common import Blueprint, auth_required
 from content import attachments, meetings
-from content.storage import get_storage
-from handbook.errors import PROBLEM_MIMETYPE, ProblemError, ProblemSchema
-from handbook.timeutil import as_utc
+from handbook.errors import PROBLEM_MIMETYPE, ProblemSchema
 
 PREFIX = ""
 blp = Blueprint("attachments", __name__, description="Tệp đính kèm của văn bản (PDF, DOCX, ảnh)")
@@ -102,13 +99,6 @@ _FILE_HEADERS = {
 }
 
 
-def _ignore_foreign_range() -> None:
-    """A Range in another unit than bytes must be ignored (RFC 9110 §14.2): the whole file, not 416."""
-    value = request.headers.get("Range")
-    if value is not None and value.split("=", 1)[0].strip().lower() != "bytes":
-        request.environ.pop("HTTP_RANGE", None)
-
-
 def _file_responses(view):
     """Document the file body once per content type (OpenAPI 3 merges them under one status), whole (200)
     and as a single byte range (206: the same content type as the whole file)."""
@@ -153,32 +143,7 @@ def download(document_id, attachment_id):
     For members in the document's audience once it is out, and for publishers who manage the document
     (drafts too). Supports `If-None-Match` (304) and single `Range` requests (206/416). The ETag is the
     content's SHA-256; the file may be kept in the device's private cache."""
-    return _send(attachments.attachment_for(current_user, document_id, attachment_id))
-
-
-def _send(attachment):
-    """A stored file (a document's attachment or a meeting's minutes): conditional, ranges, cached privately."""
-    _ignore_foreign_range()
-    storage = get_storage()
-    path = storage.local_path(attachment.storage_key)
-    try:
-        response = send_file(
-            path if path is not None else storage.open(attachment.storage_key),
-            mimetype=attachment.content_type,
-            as_attachment=not attachments.inline_disposition(attachment.content_type),
-            download_name=attachment.filename,
-            conditional=True,
-            etag=attachment.sha256,
-            last_modified=as_utc(attachment.created_at),
-        )
-    except RequestedRangeNotSatisfiable:
-        raise ProblemError("range_not_satisfiable", 416, size=attachment.size,
-                           headers={"Content-Range": f"bytes */{attachment.size}"}) from None
-    response.cache_control.no_cache = None
-    response.cache_control.private = True
-    response.cache_control.max_age = current_app.config["ATTACHMENT_CACHE_MAX_AGE"]
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return attachments.send(attachments.attachment_for(current_user, document_id, attachment_id))
 
 
 # --- a meeting's minutes (biên bản) ----------------------------------------------------------------------
@@ -216,4 +181,4 @@ def upload_minutes(args, meeting_id):
                "`Content-Range: bytes */size`")
 def download_minutes(meeting_id, minutes_id):
     """Download a file of a meeting's minutes (whoever sees the meeting)."""
-    return _send(meetings.minutes_for(current_user, meeting_id, minutes_id))
+    return attachments.send(meetings.minutes_for(current_user, meeting_id, minutes_id))

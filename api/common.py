@@ -14,6 +14,7 @@ from werkzeug.datastructures import CombinedMultiDict
 
 from handbook.errors import PROBLEM_MIMETYPE, ProblemError, ProblemSchema
 from handbook.security import check_json_body
+from handbook.tables import CONTENT_TYPES
 
 BEARER = [{"bearerAuth": []}]
 
@@ -96,3 +97,16 @@ def auth_required(*, refresh: bool = False, any_type: bool = False):
 
 def session_id() -> str:
     return get_jwt()["sid"]
+
+
+FILE = {"type": "string", "format": "binary"}
+
+
+def file_formats(blp, description: str = "format=csv or xlsx: the file"):
+    """The CSV and XLSX alternatives of an endpoint's JSON answer, in the OpenAPI document."""
+    def decorate(fn):
+        for media_type in ("text/csv", CONTENT_TYPES["xlsx"]):
+            fn = blp.alt_response(200, description=description, success=True, schema=FILE,
+                                  content_type=media_type)(fn)
+        return fn
+    return decorate

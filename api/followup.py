@@ -1,23 +1,18 @@
 """Following up: progress, member lists and exports, briefings, exemptions, a unit's overview."""
 from __future__ import annotations
 
-from flask import Response, stream_with_context
 from flask_jwt_extended import current_user
 
-from api.common import Blueprint, auth_required
+from api.common import Blueprint, auth_required, file_formats
 from api.schemas import (BriefingSchema, ComplianceSchema, ExemptionSchema, ExtensionSchema, MemberListArgs,
                          MemberResultsSchema, MemberStateListSchema, OverviewSchema, PageArgs, ProgressArgs,
                          ProgressSchema)
 from content import acknowledgements, followup
+from handbook.tables import download
 
 PREFIX = ""
 blp = Blueprint("followup", __name__, description="Theo dõi tiến độ")
 
-EXPORT_TYPES = {
-    "csv": "text/csv; charset=utf-8",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-}
-FILE = {"type": "string", "format": "binary"}
 MEMBERS_200 = "format=json (default): one page of rows; format=csv or xlsx: the whole list as a file (streamed)"
 
 
@@ -36,8 +31,7 @@ def progress(args, document_id):
 @auth_required()
 @blp.arguments(MemberListArgs, location="query")
 @blp.response(200, MemberStateListSchema, content_type="application/json", description=MEMBERS_200)
-@blp.alt_response(200, description=MEMBERS_200, success=True, schema=FILE, content_type="text/csv")
-@blp.alt_response(200, description=MEMBERS_200, success=True, schema=FILE, content_type=EXPORT_TYPES["xlsx"])
+@file_formats(blp, MEMBERS_200)
 @blp.alt_response(403, description="forbidden: the unit is outside the caller's scope")
 @blp.alt_response(404, description="not_found")
 def members(args, document_id):
@@ -49,10 +43,7 @@ def members(args, document_id):
     args.pop("limit", None)
     args.pop("cursor", None)
     chunks, filename = followup.export(current_user, document_id, fmt=fmt, **args)
-    response = Response(stream_with_context(chunks), content_type=EXPORT_TYPES[fmt])
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
+    return download(chunks, fmt, filename)
 
 
 @blp.route("/documents/<int:document_id>/acknowledgements", methods=["POST"])

@@ -1,10 +1,9 @@
 """Branch meetings, questions on documents and adoption (../shared/API.md, "Meetings, questions, adoption")."""
 from __future__ import annotations
 
-from flask import Response
 from flask_jwt_extended import current_user
 
-from api.common import Blueprint, auth_required
+from api.common import Blueprint, auth_required, file_formats
 from api.meeting_schemas import (AdminQuestionArgs, AdoptionSchema, AnswerInSchema, AttendanceSchema, CancelSchema,
                                  CheckInCodeSchema, CheckInResultSchema, CheckInSchema, CloseResultSchema,
                                  FormatArgs, MeetingCreateSchema, MeetingListSchema, MeetingPatchSchema,
@@ -13,20 +12,12 @@ from api.meeting_schemas import (AdminQuestionArgs, AdoptionSchema, AnswerInSche
                                  StatsArgs, UnitMeetingsArgs)
 from api.schemas import PageArgs
 from content import adoption, meetings, questions
-from handbook.tables import CONTENT_TYPES
+from handbook.tables import download
 
 PREFIX = ""
 blp = Blueprint("meetings", __name__, description="Sinh hoạt chi bộ, góp ý văn bản, mức độ sử dụng")
 
-FILE = {"type": "string", "format": "binary"}
 NOT_VISIBLE = "not_found: no such meeting, or the caller is neither invited nor following its unit"
-
-
-def _file(body: bytes, fmt: str, filename: str) -> Response:
-    response = Response(body, content_type=CONTENT_TYPES[fmt])
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}.{fmt}"'
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
 
 
 # --- meetings ----------------------------------------------------------------------------------------
@@ -61,8 +52,7 @@ def unit_meetings(args, org_unit_id):
 @auth_required()
 @blp.arguments(StatsArgs, location="query")
 @blp.response(200, MeetingStatsSchema, content_type="application/json")
-@blp.alt_response(200, success=True, schema=FILE, content_type=CONTENT_TYPES["csv"], description="format=csv")
-@blp.alt_response(200, success=True, schema=FILE, content_type=CONTENT_TYPES["xlsx"], description="format=xlsx")
+@file_formats(blp)
 @blp.alt_response(403, description="forbidden: the unit is outside the caller's scope")
 @blp.alt_response(404, description="not_found: no such unit")
 def stats(args, org_unit_id):
@@ -72,7 +62,8 @@ def stats(args, org_unit_id):
     if args["format"] == "json":
         return figures
     code = figures["org_unit"]["code"]
-    return _file(meetings.stats_export(figures, args["format"]), args["format"], f"sinh-hoat-{code}-{args['month']}")
+    fmt = args["format"]
+    return download(meetings.stats_export(figures, fmt), fmt, f"sinh-hoat-{code}-{args['month']}.{fmt}")
 
 
 @blp.route("/me/meetings", methods=["GET"])
@@ -238,8 +229,7 @@ def answer(args, question_id):
 @auth_required()
 @blp.arguments(FormatArgs, location="query")
 @blp.response(200, AdoptionSchema, content_type="application/json")
-@blp.alt_response(200, success=True, schema=FILE, content_type=CONTENT_TYPES["csv"], description="format=csv")
-@blp.alt_response(200, success=True, schema=FILE, content_type=CONTENT_TYPES["xlsx"], description="format=xlsx")
+@file_formats(blp)
 @blp.alt_response(403, description="forbidden: the unit is outside the caller's scope")
 @blp.alt_response(404, description="not_found: no such unit")
 def unit_adoption(args, org_unit_id):
@@ -248,4 +238,5 @@ def unit_adoption(args, org_unit_id):
     figures = adoption.adoption(current_user, org_unit_id)
     if args["format"] == "json":
         return figures
-    return _file(adoption.export(figures, args["format"]), args["format"], f"su-dung-{figures['org_unit']['code']}")
+    fmt = args["format"]
+    return download(adoption.export(figures, fmt), fmt, f"su-dung-{figures['org_unit']['code']}.{fmt}")

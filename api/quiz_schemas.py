@@ -18,7 +18,7 @@ class OptionInSchema(StrictSchema):
     correct = ma.fields.Boolean(load_default=False)
 
 
-class QuestionInSchema(StrictSchema):
+class QuizQuestionInSchema(StrictSchema):
     kind = ma.fields.String(required=True, validate=validate.OneOf(QUESTION_KINDS))
     text = ma.fields.String(required=True, validate=validate.Length(min=1, max=5000))
     options = ma.fields.List(ma.fields.Nested(OptionInSchema), required=True, validate=validate.Length(min=2, max=10))
@@ -43,13 +43,13 @@ class QuizSettingsSchema(StrictSchema):
         "description": "The document's acknowledgement needs a pass on its current version"})
     reveal_answers = ma.fields.Boolean(metadata={"description": "Show the key after submission (default true)"})
     contest = ma.fields.Nested(ContestInSchema, allow_none=True)
-    questions = ma.fields.List(ma.fields.Nested(QuestionInSchema), validate=validate.Length(min=1, max=500),
+    questions = ma.fields.List(ma.fields.Nested(QuizQuestionInSchema), validate=validate.Length(min=1, max=500),
                                metadata={"description": "The bank (replaces the previous one on PATCH)"})
 
 
 class QuizCreateSchema(QuizSettingsSchema):
     title = ma.fields.String(required=True, validate=validate.Length(min=1, max=500))
-    questions = ma.fields.List(ma.fields.Nested(QuestionInSchema), required=True,
+    questions = ma.fields.List(ma.fields.Nested(QuizQuestionInSchema), required=True,
                                validate=validate.Length(min=1, max=500))
 
 
@@ -168,7 +168,7 @@ class AttemptSchema(StrictSchema):
     questions = ma.fields.List(ma.fields.Nested(AttemptQuestionSchema))
 
 
-class AnswerInSchema(StrictSchema):
+class QuizAnswerInSchema(StrictSchema):
     question_id = id_field(required=True, strict=True)
     options = ma.fields.List(ma.fields.String(validate=validate.Length(min=1, max=16)), required=True,
                              validate=validate.Length(max=10), metadata={"description": "Option keys chosen"})
@@ -176,7 +176,7 @@ class AnswerInSchema(StrictSchema):
 
 class SubmissionSchema(StrictSchema):
     token = ma.fields.String(required=True, validate=validate.Length(min=1, max=128))
-    answers = ma.fields.List(ma.fields.Nested(AnswerInSchema), required=True, validate=validate.Length(max=500))
+    answers = ma.fields.List(ma.fields.Nested(QuizAnswerInSchema), required=True, validate=validate.Length(max=500))
     submitted_at = aware_datetime(allow_none=True, metadata={
         "description": "Client time when answered (offline); clamped to [start, arrival]"})
 

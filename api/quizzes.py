@@ -1,11 +1,10 @@
 """Quizzes (issue 17): authoring, attempts, results, contest rankings, acknowledgement rules."""
 from __future__ import annotations
 
-from flask import Response, stream_with_context
 from flask_jwt_extended import current_user
 
-from api.common import Blueprint, auth_required
-from api.followup import EXPORT_TYPES, FILE
+from api.common import Blueprint, auth_required, file_formats
+from api.followup import MEMBERS_200
 from api.quiz_schemas import (AckRulesInSchema, AckRulesSchema, AttemptListSchema, AttemptSchema,
                               AttemptStartSchema, QuizMemberResultListSchema, MemberResultsArgs, MyAttemptsArgs,
                               QuizAdminSchema, QuizCreateSchema, QuizListSchema, QuizSchema, QuizSettingsSchema,
@@ -13,11 +12,10 @@ from api.quiz_schemas import (AckRulesInSchema, AckRulesSchema, AttemptListSchem
                               SeriesStudySchema, SubmissionSchema, UnitResultsSchema)
 from api.schemas import PageArgs
 from content import quizzes, study
+from handbook.tables import download
 
 PREFIX = ""
 blp = Blueprint("quizzes", __name__, description="Bài kiểm tra, thi tìm hiểu")
-
-MEMBERS_200 = "format=json (default): one page of rows; format=csv or xlsx: the whole list as a file (streamed)"
 
 
 # --- authoring -------------------------------------------------------------------------------------
@@ -153,8 +151,7 @@ def results(args, quiz_id):
 @auth_required()
 @blp.arguments(MemberResultsArgs, location="query")
 @blp.response(200, QuizMemberResultListSchema, content_type="application/json", description=MEMBERS_200)
-@blp.alt_response(200, description=MEMBERS_200, success=True, schema=FILE, content_type="text/csv")
-@blp.alt_response(200, description=MEMBERS_200, success=True, schema=FILE, content_type=EXPORT_TYPES["xlsx"])
+@file_formats(blp, MEMBERS_200)
 @blp.alt_response(403, description="forbidden: the unit is outside the caller's scope")
 @blp.alt_response(404, description="not_found")
 def member_results(args, quiz_id):
@@ -166,10 +163,7 @@ def member_results(args, quiz_id):
     args.pop("limit", None)
     args.pop("cursor", None)
     chunks, filename = quizzes.export_results(current_user, quiz_id, fmt=fmt, **args)
-    response = Response(stream_with_context(chunks), content_type=EXPORT_TYPES[fmt])
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
+    return download(chunks, fmt, filename)
 
 
 @blp.route("/quizzes/<int:quiz_id>/ranking", methods=["GET"])

@@ -6,15 +6,15 @@ from __future__ import annotations
 import base64
 from datetime import datetime, time, timedelta
 
-from flask import Response, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from console.session import login_required
-from console.views import _field_errors, _id_arg, bp
-from content import adoption, followup, meetings
+from console.views import SANDBOX, _field_errors, _id_arg, bp
+from content import adoption, attachments, followup, meetings
 from handbook.errors import ProblemError
 from handbook.permissions import FOLLOW_UP_ROLES, scope_roots
-from handbook.tables import CONTENT_TYPES
+from handbook.tables import download
 from handbook.timeutil import local_zone, utcnow
 
 KINDS = meetings.KINDS
@@ -218,20 +218,9 @@ def meeting_minutes(member, meeting_id):
 @bp.route("/meetings/<int:meeting_id>/minutes/<int:minutes_id>")
 @login_required
 def meeting_minutes_file(member, meeting_id, minutes_id):
-    from content.storage import get_storage
-
-    minutes = meetings.minutes_for(member, meeting_id, minutes_id)
-    stream = get_storage().open(minutes.storage_key)
-    response = Response(stream, mimetype=minutes.content_type)
-    response.headers["Content-Disposition"] = "attachment; filename*=UTF-8''" + _quote(minutes.filename)
-    response.headers["X-Content-Type-Options"] = "nosniff"
+    response = attachments.send(meetings.minutes_for(member, meeting_id, minutes_id))
+    response.headers["Content-Security-Policy"] = SANDBOX
     return response
-
-
-def _quote(name: str) -> str:
-    from urllib.parse import quote
-
-    return quote(name, safe="")
 
 
 # --- committees: the month's meetings and adoption, rolled up the tree ------------------------------------
@@ -260,7 +249,8 @@ def meeting_stats_page(member):
     figures = meetings.stats(member, unit_id, month)
     fmt = request.args.get("format")
     if fmt in ("csv", "xlsx"):
-        return _download(meetings.stats_export(figures, fmt), fmt, f"sinh-hoat-{figures['org_unit']['code']}-{month}")
+        return download(meetings.stats_export(figures, fmt), fmt,
+                        f"sinh-hoat-{figures['org_unit']['code']}-{month}.{fmt}")
     chart = _share_bars(figures["children"], lambda c: 100 * c["branches_with_regular_meeting"] / c["branches"]
                         if c["branches"] else None,
                         lambda c: url_for("console.meeting_stats_page", unit=c["org_unit"]["id"], month=month),
@@ -275,16 +265,10 @@ def adoption_page(member):
     figures = adoption.adoption(member, unit_id)
     fmt = request.args.get("format")
     if fmt in ("csv", "xlsx"):
-        return _download(adoption.export(figures, fmt), fmt, f"su-dung-{figures['org_unit']['code']}")
+        return download(adoption.export(figures, fmt), fmt, f"su-dung-{figures['org_unit']['code']}.{fmt}")
     chart = _share_bars(figures["children"], lambda c: None if c["with_device_share"] is None
                         else 100 * c["with_device_share"],
                         lambda c: url_for("console.adoption_page", unit=c["org_unit"]["id"]),
                         _("Members with the app on a phone, by unit"))
     return render_template("console/adoption.html", f=figures, chart=chart, unit_id=unit_id)
 
-
-def _download(body: bytes, fmt: str, name: str) -> Response:
-    response = Response(body, mimetype=CONTENT_TYPES[fmt].split(";")[0])
-    response.headers["Content-Type"] = CONTENT_TYPES[fmt]
-    response.headers["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
-    return response

@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import (Blueprint, Response, abort, current_app, flash, g, redirect, render_template, request,
-                   send_file, session, stream_with_context, url_for)
+                   session, url_for)
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from sqlalchemy import exc as sa_exc
-from werkzeug.exceptions import HTTPException, RequestedRangeNotSatisfiable
+from werkzeug.exceptions import HTTPException
 from wtforms.validators import ValidationError
 
 from console import charts
@@ -22,7 +22,6 @@ from console.i18n import LANGUAGES, align_domain_language, current_language
 from console.session import current_member, login_required, safe_next, sign_in, sign_out
 from content import acknowledgements, attachments, feed, followup, member_summary, roster
 from content.acknowledgements import BRIEFING_ROLES
-from content.storage import get_storage
 from handbook import auth
 from handbook.errors import ProblemError
 from handbook.extensions import MAX_ID, login_ip_limit
@@ -31,6 +30,7 @@ from handbook.members import Role
 from handbook.orgunits import ancestors_of, holds_members
 from handbook.permissions import (ADMIN_ROLES, FOLLOW_UP_ROLES, PUBLISH_ROLES, can_import, has_role_over,
                                   scope_roots)
+from handbook.tables import download
 from handbook.timeutil import as_utc, local_zone, utcnow
 from push import inbox, schedule
 from push.reminders import manual_reminder_window
@@ -41,8 +41,8 @@ bp = Blueprint("console", __name__, template_folder="templates", static_folder="
 # No script at all; styles from our own stylesheet only; forms post back here only; never framed.
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
-EXPORT_TYPES = {"csv": "text/csv; charset=utf-8",
-                "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+# A downloaded file (a PDF shown inline, say) runs no script and is never framed.
+SANDBOX = "default-src 'none'; frame-ancestors 'none'; sandbox"
 MEMBER_PAGE = 50
 FOLLOWING_ROLES = frozenset({Role.SECRETARY.value, Role.COMMITTEE.value})   # whose work is following up
 OVERVIEW_PAGE = 30     # directives shown at first (overdue first): a page stays small at a city
@@ -436,10 +436,7 @@ def export(member, document_id, fmt):
     state = request.args.get("state")
     chunks, filename = followup.export(member, document_id, org_unit=_id_arg("unit"),
                                        state=state if state in followup.MEMBER_STATES else None, fmt=fmt)
-    response = Response(stream_with_context(chunks), content_type=EXPORT_TYPES[fmt])
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
+    return download(chunks, fmt, filename)
 
 
 # --- members: feed, reading, acknowledging, inbox --------------------------------------------------------
@@ -487,19 +484,8 @@ def acknowledge(member, document_id):
 @login_required
 def attachment(member, document_id, attachment_id):
     """The download of GET /documents/{id}/attachments/{attachment_id}, for a signed-in browser."""
-    item = attachments.attachment_for(member, document_id, attachment_id)
-    storage = get_storage()
-    path = storage.local_path(item.storage_key)
-    try:
-        response = send_file(path if path is not None else storage.open(item.storage_key),
-                             mimetype=item.content_type,
-                             as_attachment=not attachments.inline_disposition(item.content_type),
-                             download_name=item.filename, conditional=True, etag=item.sha256,
-                             last_modified=as_utc(item.created_at))
-    except RequestedRangeNotSatisfiable:
-        raise ProblemError("range_not_satisfiable", 416, size=item.size) from None
-    response.headers["Cache-Control"] = f"private, max-age={current_app.config['ATTACHMENT_CACHE_MAX_AGE']}"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'; sandbox"
+    response = attachments.send(attachments.attachment_for(member, document_id, attachment_id))
+    response.headers["Content-Security-Policy"] = SANDBOX
     return response
 
 

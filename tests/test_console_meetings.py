@@ -122,8 +122,18 @@ def test_the_minutes_are_attached_and_downloaded(app, tree, people):
                           data={"csrf_token": token, "file": (io.BytesIO(PDF), "bien-ban.pdf")})
     assert sent.status_code == 303
     minutes = db.session.scalar(select(MeetingMinutes))
-    download = browser(app, "M1").get(f"/meetings/{meeting.id}/minutes/{minutes.id}")
+    member = browser(app, "M1")
+    url = f"/meetings/{meeting.id}/minutes/{minutes.id}"
+    download = member.get(url)
     assert download.status_code == 200 and download.get_data() == PDF
+    # The same download as the API's: a phone on a weak network resumes it and revalidates it for free.
+    assert download.headers["ETag"] == f'"{minutes.sha256}"' and "private" in download.headers["Cache-Control"]
+    assert "sandbox" in download.headers["Content-Security-Policy"]
+    assert member.get(url, headers={"If-None-Match": download.headers["ETag"]}).status_code == 304
+    part = member.get(url, headers={"Range": "bytes=0-3"})
+    assert part.status_code == 206 and part.get_data() == PDF[:4]
+    past_end = member.get(url, headers={"Range": f"bytes={len(PDF) + 10}-"})
+    assert past_end.status_code == 416 and past_end.headers["Content-Range"] == f"bytes */{len(PDF)}"
 
 
 def test_the_months_figures_and_adoption_for_committees(app, tree, people):
@@ -138,6 +148,9 @@ def test_the_months_figures_and_adoption_for_committees(app, tree, people):
     figures = meetings.stats(people["C1"], tree["ba_dinh"].id, month)
     assert f"{figures['branches_with_regular_meeting']}/{figures['branches']} chi bộ" in page
     assert "<svg" in page and "Đảng bộ phường Điện Biên" in page
+    exported = committee.get(f"/units/meetings?month={month}&format=csv")
+    assert exported.status_code == 200 and exported.headers["Cache-Control"] == "private, no-store"
+    assert exported.headers["Content-Disposition"] == f'attachment; filename="sinh-hoat-{figures["org_unit"]["code"]}-{month}.csv"'
     csv = committee.get(f"/units/meetings?month={month}&format=csv")
     assert csv.status_code == 200 and csv.get_data().decode("utf-8-sig").startswith("Mã đơn vị")
     assert browser(app, "M1").get("/units/meetings").status_code == 403
