@@ -1,6 +1,6 @@
 """The admin's pages: the audit trail with filters (GET /admin/audit's domain call); finding a member and
 removing one (POST /admin/members/{id}/removal's domain call); importing units and members from a file
-(the CLI's imports, for an admin over the whole tree)."""
+(the CLI's imports, for an admin over the whole tree; large files as a background job with its progress)."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,7 @@ from console.forms import AuditFilterForm, RemovalForm
 from console.session import login_required
 from console.views import bp
 from console.i18n import current_language
-from handbook import audit, imports, membersearch, permissions, removal
+from handbook import audit, importjobs, imports, membersearch, permissions, removal
 from handbook.members import profile
 from handbook.timeutil import local_zone
 
@@ -70,36 +70,55 @@ def remove_member(member, member_id):
 IMPORTERS = {"org_units": imports.import_org_units, "members": imports.import_members}
 
 
+def _imports_form(status=200, **context):
+    limit = current_app.config["CONSOLE_IMPORT_MAX_BYTES"]
+    job_limit = current_app.config["CONSOLE_IMPORT_JOB_MAX_BYTES"]
+    member = context.pop("member")
+    jobs = [importjobs.view(j, current_language()) for j in importjobs.recent(member)]
+    context.setdefault("report", None)
+    context.setdefault("kind", "members")
+    return render_template("console/imports.html", limit=limit, job_limit=job_limit, jobs=jobs,
+                           **context), status
+
+
 @bp.route("/imports", methods=["GET", "POST"])
 @login_required
 def imports_page(member):
     """Import org units or members from a CSV/XLSX file (API.md "CSV imports"): all or nothing; every bad
-    row is listed (line, column, reason). Files up to CONSOLE_IMPORT_MAX_BYTES run here; larger ones with
-    `flask --app wsgi handbook import-members FILE` on the server."""
+    row is listed (line, column, reason). Files up to CONSOLE_IMPORT_MAX_BYTES run here; larger ones (up
+    to CONSOLE_IMPORT_JOB_MAX_BYTES) as a background job whose page shows its progress and result."""
     if not permissions.can_import(member):
         raise permissions.forbidden()
     limit = current_app.config["CONSOLE_IMPORT_MAX_BYTES"]
     if request.method == "GET":
-        return render_template("console/imports.html", report=None, kind="members", limit=limit)
+        return _imports_form(member=member)
     kind = request.form.get("kind")
     file = request.files.get("file")
     if kind not in IMPORTERS:
         abort(400)
     if file is None or not file.filename:
-        return render_template("console/imports.html", report=None, kind=kind, limit=limit,
-                               file_errors=[_("Choose a CSV or XLSX file.")]), 422
+        return _imports_form(422, member=member, kind=kind, file_errors=[_("Choose a CSV or XLSX file.")])
     with tempfile.NamedTemporaryFile(prefix="handbook-import-") as spool:
         size = 0
         while chunk := file.stream.read(64 * 1024):
             size += len(chunk)
-            if size > limit:
-                return render_template("console/imports.html", report=None, kind=kind, limit=limit, file_errors=[
-                    _("The file is larger than %(mb)s MB: import it on the server with the command line.",
-                      mb=limit // (1024 * 1024))]), 413
             spool.write(chunk)
         spool.flush()
+        if size > limit:
+            spool.seek(0)
+            job = importjobs.start(member, kind, file.filename, spool.read())
+            return redirect(url_for("console.import_job_page", job_id=job.id), 303)
         report = IMPORTERS[kind](spool.name, actor_id=member.id)
     lang = current_language()
     errors = [{"line": e.line, "column": e.column, "reason": e.reason(lang)} for e in report.errors]
-    return render_template("console/imports.html", report=report, errors=errors, kind=kind, limit=limit,
-                           filename=file.filename), (200 if report.ok else 422)
+    return _imports_form(200 if report.ok else 422, member=member, report=report, errors=errors, kind=kind,
+                         filename=file.filename)
+
+
+@bp.route("/imports/<int:job_id>")
+@login_required
+def import_job_page(member, job_id):
+    """A background import: its progress (the page reloads itself every few seconds while it runs, no
+    script needed) and, once it has run, its counts or every bad row."""
+    job = importjobs.view(importjobs.job_for(member, job_id), current_language())
+    return render_template("console/import_job.html", job=job)

@@ -57,6 +57,8 @@ def _prepare():
     g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
     g.pop("_flask_babel", None)
     align_domain_language()
+    if request.endpoint == "console.imports_page":   # large files go to a background job
+        request.max_content_length = current_app.config["CONSOLE_IMPORT_JOB_MAX_BYTES"]
     if request.method == "POST":
         try:
             validate_csrf(request.form.get("csrf_token"))
