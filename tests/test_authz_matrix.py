@@ -583,6 +583,14 @@ ROWS: list[Row] = [
     Row("POST", "/api/v1/admin/members/<int:member_id>/removal", "/api/v1/admin/members/{target}/removal",
         E(401, 403, 403, 403, 403, 403, 204), request=body({"reason": "Chuyển sinh hoạt đảng ra ngoài thành phố"})),
 
+    Row("GET", "/api/v1/admin/members/<int:member_id>/roles", "/api/v1/admin/members/{target}/roles",
+        E(401, 403, 403, 403, 403, 403, 200)),
+    Row("POST", "/api/v1/admin/members/<int:member_id>/roles", "/api/v1/admin/members/{target}/roles",
+        E(401, 403, 403, 403, 403, 403, 201), request=body(lambda w, c: {"role": "committee",
+                                                                        "org_unit": w.ids["this_branch"]})),
+    Row("DELETE", "/api/v1/admin/members/<int:member_id>/roles/<string:role>/<int:org_unit_id>",
+        "/api/v1/admin/members/{target}/roles/committee/{this_branch}", E(401, 403, 403, 403, 403, 403, 204)),
+
     # --- the console (pages; same domain calls, so the same 403/404 as the API's rows above) ---
     # Anonymous visitors are sent to the sign-in page (303); a signed-in caller's POST that worked answers
     # 303 back to a page; a refused one is an HTML page with the API's status and writes nothing.
@@ -664,6 +672,13 @@ ROWS: list[Row] = [
                 "file": (io.BytesIO("card_number,full_name,org_unit_code\nBD1-DV09,Lê Thị Mai,HN.BD.DB.1\n"
                                     .encode()), "dang-vien.csv")}}),
     console("GET", "/members/<int:member_id>", "/members/{target}", E(303, 403, 403, 403, 403, 403, 200)),
+    console("POST", "/members/<int:member_id>/roles", "/members/{target}/roles",
+            E(303, 403, 403, 403, 403, 403, 303),
+            request=page(lambda w, c: {"role": "committee", "org_unit": w.ids["this_branch"]})),
+    console("POST", "/members/<int:member_id>/roles/revoke", "/members/{target}/roles/revoke",
+            E(303, 403, 403, 403, 403, 403, 303),
+            request=page(lambda w, c: {"role": "committee", "org_unit": w.ids["this_branch"]})),
+    console("GET", "/imports/<int:job_id>", "/imports/1", E(303, 403, 403, 403, 403, 403, 404)),
     console("POST", "/members/<int:member_id>/removal", "/members/{target}/removal",
             E(303, 403, 403, 403, 403, 403, 303), request=page({"reason": "Chuyển sinh hoạt đảng ra ngoài thành phố"})),
     # Branch meetings, as /api/v1/meetings: runners run them, the invited answer and check in, followers
