@@ -98,7 +98,7 @@ def revoke_role(member, member_id):
     if unit_id is None:
         abort(400)
     try:
-        roles.revoke(member, member_id, request.form.get("role") or "", unit_id)
+        roles.revoke(member, member_id, request.values.get("role") or "", unit_id)
     except ProblemError as e:
         if e.code not in ("last_admin", "cannot_revoke_self"):
             raise

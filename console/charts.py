@@ -32,7 +32,7 @@ def children_chart(children: list[dict], link: Callable[[dict], str]) -> dict:
     return {"bars": bars, "height": max(1, len(bars)) * ROW_HEIGHT * 2, "row": ROW_HEIGHT}
 
 
-OVER_TIME = {"width": 320, "height": 190, "left": 30, "right": 8, "top": 12, "bottom": 36}
+OVER_TIME = {"width": 320, "height": 190, "left": 38, "right": 8, "top": 12, "bottom": 36}
 
 
 def over_time_chart(series: dict) -> dict | None:
