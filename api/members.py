@@ -73,14 +73,16 @@ def grant_role(args, member_id):
     return body, (201 if created else 200)
 
 
-@blp.route("/<int:member_id>/roles/<string:role>/<int:org_unit_id>", methods=["DELETE"])
+@blp.route("/<int:member_id>/roles", methods=["DELETE"])
 @auth_required()
+@blp.arguments(RoleIn, location="query")
 @blp.response(204)
 @blp.alt_response(403, description="forbidden: not an admin, or the unit is outside the caller's admin scope")
 @blp.alt_response(404, description="not_found: no such member in the caller's admin scope")
 @blp.alt_response(409, description="last_admin: the only active admin over the unit / cannot_revoke_self: "
                                    "the caller's own admin role")
 @blp.alt_response(422, description="validation_error: unknown role or unit")
-def revoke_role(member_id, role, org_unit_id):
-    """Take back one role (idempotent: a role not held changes nothing). Audited (`role.revoke`)."""
-    roles.revoke(current_user, member_id, role, org_unit_id)
+def revoke_role(args, member_id):
+    """Take back one role (`?role=&org_unit=`; idempotent: a role not held changes nothing). Audited
+    (`role.revoke`)."""
+    roles.revoke(current_user, member_id, args["role"], args["org_unit"])

@@ -93,7 +93,7 @@ def grant_role(member, member_id):
 @bp.route("/members/<int:member_id>/roles/revoke", methods=["POST"])
 @login_required
 def revoke_role(member, member_id):
-    """DELETE /admin/members/{id}/roles/{role}/{unit}'s domain call."""
+    """DELETE /admin/members/{id}/roles's domain call."""
     unit_id = _id_arg("org_unit")
     if unit_id is None:
         abort(400)

@@ -588,8 +588,9 @@ ROWS: list[Row] = [
     Row("POST", "/api/v1/admin/members/<int:member_id>/roles", "/api/v1/admin/members/{target}/roles",
         E(401, 403, 403, 403, 403, 403, 201), request=body(lambda w, c: {"role": "committee",
                                                                         "org_unit": w.ids["this_branch"]})),
-    Row("DELETE", "/api/v1/admin/members/<int:member_id>/roles/<string:role>/<int:org_unit_id>",
-        "/api/v1/admin/members/{target}/roles/committee/{this_branch}", E(401, 403, 403, 403, 403, 403, 204)),
+    Row("DELETE", "/api/v1/admin/members/<int:member_id>/roles", "/api/v1/admin/members/{target}/roles",
+        E(401, 403, 403, 403, 403, 403, 204),
+        request=query(lambda w: {"role": "committee", "org_unit": w.ids["this_branch"]})),
 
     # --- the console (pages; same domain calls, so the same 403/404 as the API's rows above) ---
     # Anonymous visitors are sent to the sign-in page (303); a signed-in caller's POST that worked answers

@@ -34,8 +34,8 @@ def test_the_api_grants_and_takes_back_one_role_within_the_admin_s_scope(app, cl
     assert held(m1) == {("committee", "HN.BD.DB.1")}
     assert client.get(f"/api/v1/org-units/{b1.id}/overview", headers=m1_token).status_code == 200   # next request
     assert client.get(f"{API}/{m1.id}/roles", headers=a1).json["items"] == [{"role": "committee", "org_unit": b1.brief()}]
-    assert client.delete(f"{API}/{m1.id}/roles/committee/{b1.id}", headers=a1).status_code == 204
-    assert client.delete(f"{API}/{m1.id}/roles/committee/{b1.id}", headers=a1).status_code == 204   # idempotent
+    assert client.delete(f"{API}/{m1.id}/roles?role=committee&org_unit={b1.id}", headers=a1).status_code == 204
+    assert client.delete(f"{API}/{m1.id}/roles?role=committee&org_unit={b1.id}", headers=a1).status_code == 204   # idempotent
     assert held(m1) == set()
     assert client.get(f"/api/v1/org-units/{b1.id}/overview", headers=m1_token).status_code == 403
     audit = [(e.action, e.details["role"]) for e in db.session.scalars(
@@ -45,7 +45,7 @@ def test_the_api_grants_and_takes_back_one_role_within_the_admin_s_scope(app, cl
     body = assert_problem(client.post(f"{API}/{m1.id}/roles", headers=a1, json={"role": "king", "org_unit": b1.id}),
                           422, "validation_error")
     assert "role" in body["errors"]
-    body = assert_problem(client.delete(f"{API}/{m1.id}/roles/king/{b1.id}", headers=a1), 422, "validation_error")
+    body = assert_problem(client.delete(f"{API}/{m1.id}/roles?role=king&org_unit={b1.id}", headers=a1), 422, "validation_error")
     assert "role" in body["errors"]
     body = assert_problem(client.post(f"{API}/{m1.id}/roles", headers=a1, json={"role": "admin", "org_unit": 99999}),
                           422, "validation_error")
@@ -69,14 +69,14 @@ def test_a_district_admin_reaches_only_its_district(app, client, people, tree):
     assert client.post(f"{API}/{m1.id}/roles", headers=ad, json={"role": "secretary", "org_unit": tree["b1"].id}).status_code == 201
     # The city's only admin keeps the role; nobody takes back their own.
     a1 = bearer(login(client, "A1").json["access_token"])
-    assert_problem(client.delete(f"{API}/{people['A1'].id}/roles/admin/{tree['city'].id}", headers=a1),
+    assert_problem(client.delete(f"{API}/{people['A1'].id}/roles?role=admin&org_unit={tree['city'].id}", headers=a1),
                    409, "cannot_revoke_self")
-    body = assert_problem(client.delete(f"{API}/{people['A1'].id}/roles/admin/{tree['city'].id}", headers=ad,
+    body = assert_problem(client.delete(f"{API}/{people['A1'].id}/roles?role=admin&org_unit={tree['city'].id}", headers=ad,
                                         ), 403, "forbidden")
     member("A3", tree["b1"], name="Quản trị 3", roles=[("admin", tree["city"])])
     a3 = bearer(login(client, "A3").json["access_token"])
-    assert client.delete(f"{API}/{people['A1'].id}/roles/admin/{tree['city'].id}", headers=a3).status_code == 204
-    body = assert_problem(client.delete(f"{API}/{db.session.scalar(select(RoleGrant.member_id).where(RoleGrant.role == 'admin', RoleGrant.org_unit_id == tree['city'].id))}/roles/admin/{tree['city'].id}",
+    assert client.delete(f"{API}/{people['A1'].id}/roles?role=admin&org_unit={tree['city'].id}", headers=a3).status_code == 204
+    body = assert_problem(client.delete(f"{API}/{db.session.scalar(select(RoleGrant.member_id).where(RoleGrant.role == 'admin', RoleGrant.org_unit_id == tree['city'].id))}/roles?role=admin&org_unit={tree['city'].id}",
                                         headers=a1), 403, "forbidden")   # A1 is no admin any more
 
 
