@@ -286,9 +286,7 @@ def _follow_context(member, document_id: int, unit_id: int | None) -> dict:
     state = request.args.get("state")
     state = state if state in followup.MEMBER_STATES else None
     q = (request.args.get("q") or "").strip()[:100]
-    progress = followup.progress(member, document_id, unit_id)
-    unit = followup.resolve_unit(member, progress["org_unit"]["id"])
-    doc = followup.followed_document(member, document_id, unit)
+    unit, doc, progress = followup.followed_progress(member, document_id, unit_id)
     trail = [u for u in ancestors_of(unit) if has_role_over(member, u, FOLLOW_UP_ROLES)]
     children = progress.get("children") or []
     show_members = not children or request.args.get("members") == "1"
