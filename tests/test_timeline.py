@@ -15,7 +15,7 @@ from handbook.orgunits import OrgUnit
 from handbook.timeutil import local_zone, utcnow
 from push.due import run_due
 from tests.console_helpers import assert_page, browser
-from tests.factories import bearer, login, member
+from tests.factories import bearer, login
 from tests.test_console import people, publish  # noqa: F401  (fixtures)
 from tests.test_errors import assert_problem
 
