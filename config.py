@@ -82,6 +82,9 @@ class Config:
     CONSOLE_SESSION_HOURS = _env_int("CONSOLE_SESSION_HOURS", 12)
     # Imports uploaded in the console run within the request up to this size; larger files: the CLI.
     CONSOLE_IMPORT_MAX_BYTES = _env_int("CONSOLE_IMPORT_MAX_BYTES", 2 * 1024 * 1024)
+    # Larger files run as a background job (handbook/importjobs.py), up to this size (the import's request
+    # only; other requests keep MAX_CONTENT_LENGTH). Hanoi's 440,000 members are about 30 MB of CSV.
+    CONSOLE_IMPORT_JOB_MAX_BYTES = _env_int("CONSOLE_IMPORT_JOB_MAX_BYTES", 64 * 1024 * 1024)
     SESSION_COOKIE_NAME = "handbook_session"
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -112,6 +115,9 @@ class Config:
     QUESTIONS_PER_DAY = int(_env("QUESTIONS_PER_DAY", "10"))
     # Adoption figures are rolled up by `run_due` at most this often (and by `handbook adoption refresh`).
     ADOPTION_REFRESH_MINUTES = int(_env("ADOPTION_REFRESH_MINUTES", "60"))
+    # The acknowledgements-over-time chart: `run_due` takes yesterday's progress only this many hours
+    # after midnight (local); a later first run leaves the day a gap rather than misdate a count.
+    PROGRESS_DAILY_GRACE_HOURS = _env_int("PROGRESS_DAILY_GRACE_HOURS", 6)
     # Quizzes: how late after its time limit a timed attempt's answers are still graded (network, clocks).
     QUIZ_SUBMIT_MARGIN_SECONDS = _env_int("QUIZ_SUBMIT_MARGIN_SECONDS", 120)
     ESCALATION_DAYS = [int(d) for d in _env_list("ESCALATION_DAYS", "12,15")]

@@ -4,10 +4,10 @@ from __future__ import annotations
 from flask_jwt_extended import current_user
 
 from api.common import Blueprint, auth_required, file_formats
-from api.schemas import (BriefingSchema, ComplianceSchema, ExemptionSchema, ExtensionSchema, MemberListArgs,
-                         MemberResultsSchema, MemberStateListSchema, OverviewSchema, PageArgs, ProgressArgs,
-                         ProgressSchema)
-from content import acknowledgements, followup
+from api.schemas import (BriefingSchema, ComplianceSchema, DailyProgressSchema, ExemptionSchema, ExtensionSchema,
+                         MemberListArgs, MemberResultsSchema, MemberStateListSchema, OverviewSchema, PageArgs,
+                         ProgressArgs, ProgressSchema)
+from content import acknowledgements, followup, timeline
 from handbook.tables import download
 
 PREFIX = ""
@@ -25,6 +25,18 @@ MEMBERS_200 = "format=json (default): one page of rows; format=csv or xlsx: the 
 def progress(args, document_id):
     """Counts for a unit's subtree and each of its children. Costs O(units), not O(members)."""
     return followup.progress(current_user, document_id, args.get("org_unit"))
+
+
+@blp.route("/documents/<int:document_id>/progress/daily", methods=["GET"])
+@auth_required()
+@blp.arguments(ProgressArgs, location="query")
+@blp.response(200, DailyProgressSchema)
+@blp.alt_response(403, description="forbidden: the unit is outside the caller's scope")
+@blp.alt_response(404, description="not_found: the document does not reach the caller's scope")
+def progress_daily(args, document_id):
+    """Acknowledgements over time for a unit's subtree: one point per local day, taken at the end of the
+    day by the worker, and today's point live. Costs O(days) plus one progress read, not O(members)."""
+    return timeline.progress_over_time(current_user, document_id, args.get("org_unit"))
 
 
 @blp.route("/documents/<int:document_id>/members", methods=["GET"])

@@ -529,6 +529,27 @@ class ProgressSchema(FiguresSchema):
     children = ma.fields.List(ma.fields.Nested(ChildProgressSchema))
 
 
+class DailyPointSchema(StrictSchema):
+    day = ma.fields.Date(metadata={"description": "Local day (HANDBOOK_TIMEZONE)"})
+    total = ma.fields.Integer(metadata={"description": "Audience members in the subtree that day"})
+    acknowledged = ma.fields.Integer()
+    opened = ma.fields.Integer(metadata={"description": "Opened, not acknowledged, not exempt"})
+    exempt = ma.fields.Integer()
+    pending = ma.fields.Integer(metadata={"description": "total - acknowledged - exempt"})
+    live = ma.fields.Boolean(metadata={"description": "true for today: read now from the live counters; "
+                                                      "false: taken at the end of that day"})
+
+
+class DailyProgressSchema(StrictSchema):
+    org_unit = ma.fields.Nested(UnitBriefSchema)
+    published_on = ma.fields.Date(allow_none=True)
+    deadline = LocalDateTime(allow_none=True)
+    deadline_day = ma.fields.Date(allow_none=True)
+    as_of = LocalDateTime()
+    days = ma.fields.List(ma.fields.Nested(DailyPointSchema),
+                          metadata={"description": "Oldest first; days when no snapshot was taken are missing"})
+
+
 class MemberListArgs(PageArgs):
     org_unit = id_field()
     state = ma.fields.String(validate=validate.OneOf(MEMBER_STATES))

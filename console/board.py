@@ -13,6 +13,7 @@ from content import attachments, documents
 from content.models import Kind, Status
 from handbook.errors import ProblemError
 from handbook.permissions import PUBLISH_ROLES
+from handbook.roles import ROLES
 from handbook.timeutil import local_zone
 from handbook.unitpicker import pickable_units, units_by_id
 from push import inbox
@@ -44,6 +45,7 @@ def new_draft(member):
     search button looks units up by name without losing what was typed."""
     form = DraftForm(request.form if request.method == "POST" else None)
     form.kind.choices = [(k, k) for k in KINDS]
+    form.audience_roles.choices = [(r, r) for r in ROLES]
     ticked = _audience_ids()
     q = (request.form.get("unit_q") or "").strip()[:100]
     status = 200
@@ -53,7 +55,9 @@ def new_draft(member):
                     "summary": form.summary.data or "", "body_html": form.body_html.data or "",
                     "issuing_body": form.issuing_body.data or None, "issued_on": form.issued_on.data,
                     "requires_ack": form.requires_ack.data, "ack_days": form.ack_days.data,
-                    "audience": {"org_units": ticked}}
+                    "tags": form.tags.data, "audience": {"org_units": ticked}}
+            if form.audience_roles.data:
+                data["audience"]["roles"] = form.audience_roles.data
             try:
                 doc = documents.create_document(member, data)
             except ProblemError as e:
@@ -74,7 +78,7 @@ def new_draft(member):
     choices = pickable_units(member, PUBLISH_ROLES, q)
     picked = units_by_id(ticked)
     shown = {u.id for u in picked}
-    return render_template("console/draft.html", form=form, q=q, picked=picked,
+    return render_template("console/draft.html", form=form, q=q, picked=picked, roles=ROLES,
                            choices=[u for u in choices if u.id not in shown], kinds=KINDS), status
 
 
@@ -104,7 +108,7 @@ def edit(member, document_id):
     form = EditForm(request.form)
     if form.validate():
         data = {name: getattr(form, name).data for name in ("number", "title", "summary", "issuing_body",
-                                                             "issued_on", "body_html")}
+                                                             "issued_on", "body_html", "tags")}
         data["summary"], data["body_html"] = data["summary"] or "", data["body_html"] or ""
         data["number"], data["issuing_body"] = data["number"] or None, data["issuing_body"] or None
         if row.status == "published":

@@ -30,3 +30,41 @@ def children_chart(children: list[dict], link: Callable[[dict], str]) -> dict:
                      "acknowledged": child["acknowledged"], "exempt": child["exempt"], "opened": child["opened"],
                      "unit_id": child["org_unit"]["id"]})
     return {"bars": bars, "height": max(1, len(bars)) * ROW_HEIGHT * 2, "row": ROW_HEIGHT}
+
+
+OVER_TIME = {"width": 320, "height": 190, "left": 38, "right": 8, "top": 12, "bottom": 36}
+
+
+def over_time_chart(series: dict) -> dict | None:
+    """One column per local day (share of the audience reached at the end of that day, today's live),
+    from publication to the deadline (or to today when later), and the deadline as a vertical line.
+    Days without a point stay empty. Presentation only: the points are the domain's (content.timeline)."""
+    days = series["days"]
+    start = series["published_on"] or (days[0]["day"] if days else None)
+    if start is None or not days:
+        return None
+    end = max(d for d in (series["deadline_day"], days[-1]["day"]) if d is not None)
+    count = (end - start).days + 1
+    g = OVER_TIME
+    plot_w = g["width"] - g["left"] - g["right"]
+    plot_h = g["height"] - g["top"] - g["bottom"]
+    step = plot_w / count
+    columns = []
+    for point in days:
+        index = (point["day"] - start).days
+        if not 0 <= index < count:
+            continue
+        value = percent(point)
+        h = plot_h * max(0.0, min(100.0, value)) / 100
+        columns.append({**point, "percent": value, "x": round(g["left"] + index * step + step * 0.12, 1),
+                        "w": round(max(1.0, step * 0.76), 1), "y": round(g["top"] + plot_h - h, 1),
+                        "h": round(h, 1),
+                        "late": series["deadline_day"] is not None and point["day"] > series["deadline_day"]})
+    deadline_x = None
+    if series["deadline_day"] is not None and start <= series["deadline_day"] <= end:
+        deadline_x = round(g["left"] + ((series["deadline_day"] - start).days + 1) * step, 1)
+    grid = [{"value": v, "y": round(g["top"] + plot_h - plot_h * v / 100, 1)} for v in (0, 50, 100)]
+    return {**g, "plot_w": plot_w, "plot_h": plot_h, "base_y": g["top"] + plot_h, "columns": columns,
+            "grid": grid, "deadline_x": deadline_x, "start": start, "end": end,
+            "end_x": g["left"] + plot_w, "label_y": g["top"] + plot_h + 14,
+            "latest": columns[-1] if columns else None}

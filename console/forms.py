@@ -7,8 +7,8 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, DateField, DateTimeLocalField, HiddenField, IntegerField, PasswordField,
-                     SelectField, StringField, TextAreaField)
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+                     SelectField, SelectMultipleField, StringField, TextAreaField, widgets)
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
 
 REQUIRED = _l("This field is required.")
@@ -23,6 +23,37 @@ class LocalDateField(DateField):
             super().process_formdata(valuelist)
         except ValueError:
             raise ValueError(str(_l("Not a valid date."))) from None
+
+
+class TagsField(StringField):
+    """Tags typed as one line, separated by commas (the list of POST /admin/documents's `tags`). Only their
+    shape is checked here, as the API's schema checks it: at most 30, each at most 64 characters."""
+
+    MAX_TAGS, MAX_LENGTH = 30, 64
+
+    def _value(self):
+        return ", ".join(self.data or []) if isinstance(self.data, list) else (self.data or "")
+
+    def process_formdata(self, valuelist):
+        self.data = [t.strip() for t in (valuelist[0] if valuelist else "").split(",") if t.strip()]
+
+    def pre_validate(self, form):
+        if len(self.data or []) > self.MAX_TAGS:
+            raise ValidationError(str(_l("At most %(n)d tags.", n=self.MAX_TAGS)))
+        long = [t for t in self.data or [] if len(t) > self.MAX_LENGTH]
+        if long:
+            raise ValidationError(str(_l("Each tag has at most %(max)d characters: %(tag)s", max=self.MAX_LENGTH,
+                                    tag=long[0][:20] + "…")))
+
+
+class CheckboxesField(SelectMultipleField):
+    widget = widgets.ListWidget(prefix_label=False)
+    option_widget = widgets.CheckboxInput()
+
+    def pre_validate(self, form):
+        allowed = {value for value, _label in self.choices or []}
+        if any(value not in allowed for value in self.data or []):
+            raise ValidationError(str(_l("Tick only the choices listed.")))
 
 
 class _Form(FlaskForm):
@@ -71,6 +102,8 @@ class DraftForm(_Form):
     requires_ack = BooleanField(_l("Members must confirm they have read it"), default=True)
     ack_days = IntegerField(_l("Days to confirm"), default=14,
                             validators=[InputRequired(REQUIRED), NumberRange(1, 365, message=_l("From 1 to 365."))])
+    tags = TagsField(_l("Tags (separated by commas)"))
+    audience_roles = CheckboxesField(_l("Only members holding one of these roles (none ticked: every member)"))
 
 
 class PublishForm(_Form):
@@ -105,6 +138,7 @@ class EditForm(_Form):
     issued_on = LocalDateField(_l("Date issued"), validators=[Optional()])
     body_html = TextAreaField(_l("Text (HTML; cleaned exactly as the API cleans it)"),
                               validators=[Optional(), Length(max=500_000, message=TOO_LONG)])
+    tags = TagsField(_l("Tags (separated by commas)"))
     reack = BooleanField(_l("A material change: members must acknowledge again (a new deadline)"))
     note = StringField(_l("What changed (kept with the version)"), validators=[Optional(),
                                                                               Length(max=500, message=TOO_LONG)])

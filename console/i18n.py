@@ -2,7 +2,8 @@
 
 The catalogue is the committed `translations/vi/LC_MESSAGES/messages.po`, compiled in memory when first
 needed (babel's own reader and writer): nothing to build, no binary .mo in the repository, and an
-edited .po counts from the next start. tests/test_console_i18n.py checks that every string of the
+edited .po counts from the next start. The domain's catalogue (`handbook/translations`: the API's problem
+texts, keyed by their code as msgctxt) is merged into it, so the console's gettext has them too. tests/test_console_i18n.py checks that every string of the
 templates and views has a Vietnamese translation.
 
 The language is the visitor's choice (the switch in the page header, kept in the session), Vietnamese
@@ -10,14 +11,14 @@ until they choose. The domain's own texts (problem titles, inbox texts) follow t
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 from flask import Flask, has_request_context, request, session
 from flask_babel import Babel, Domain
+
+from handbook.i18n import catalogue as domain_catalogue
+from handbook.i18n import compile_po
 
 LANGUAGES = ("vi", "en")
 DEFAULT = "vi"
@@ -25,15 +26,11 @@ TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 
 
 def load_catalogue(lang: str) -> NullTranslations:
-    path = TRANSLATIONS / lang / "LC_MESSAGES" / "messages.po"
-    if not path.exists():
-        return NullTranslations()
-    with path.open("rb") as f:
-        catalogue = read_po(f, locale=lang)
-    buffer = io.BytesIO()
-    write_mo(buffer, catalogue, use_fuzzy=False)
-    buffer.seek(0)
-    return Translations(buffer)
+    """The console's catalogue with the domain's (the API's problem texts) merged in: one gettext domain."""
+    translations = compile_po(TRANSLATIONS / lang / "LC_MESSAGES" / "messages.po", lang)
+    if isinstance(translations, Translations):
+        translations.merge(domain_catalogue(lang))
+    return translations
 
 
 class _PoDomain(Domain):

@@ -20,7 +20,7 @@ from console import charts
 from console.forms import AcknowledgeForm, FollowUpForm, LoginForm, PasswordForm
 from console.i18n import LANGUAGES, align_domain_language, current_language
 from console.session import current_member, login_required, safe_next, sign_in, sign_out
-from content import acknowledgements, attachments, feed, followup, member_summary, roster
+from content import acknowledgements, attachments, feed, followup, member_summary, roster, timeline
 from content.acknowledgements import BRIEFING_ROLES
 from handbook import auth
 from handbook.errors import ProblemError
@@ -57,6 +57,8 @@ def _prepare():
     g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
     g.pop("_flask_babel", None)
     align_domain_language()
+    if request.endpoint == "console.imports_page":   # large files go to a background job
+        request.max_content_length = current_app.config["CONSOLE_IMPORT_JOB_MAX_BYTES"]
     if request.method == "POST":
         try:
             validate_csrf(request.form.get("csrf_token"))
@@ -284,9 +286,7 @@ def _follow_context(member, document_id: int, unit_id: int | None) -> dict:
     state = request.args.get("state")
     state = state if state in followup.MEMBER_STATES else None
     q = (request.args.get("q") or "").strip()[:100]
-    progress = followup.progress(member, document_id, unit_id)
-    unit = followup.resolve_unit(member, progress["org_unit"]["id"])
-    doc = followup.followed_document(member, document_id, unit)
+    unit, doc, progress = followup.followed_progress(member, document_id, unit_id)
     trail = [u for u in ancestors_of(unit) if has_role_over(member, u, FOLLOW_UP_ROLES)]
     children = progress.get("children") or []
     show_members = not children or request.args.get("members") == "1"
@@ -309,7 +309,9 @@ def _follow_context(member, document_id: int, unit_id: int | None) -> dict:
     if doc.deadline is not None:
         zone = local_zone()
         days_left = (as_utc(doc.deadline).astimezone(zone).date() - now.astimezone(zone).date()).days
+    series = timeline.unit_series(doc, unit, now, today=progress) if children and doc.requires_ack else None
     return {"doc": doc, "unit": unit, "progress": progress, "trail": trail, "children": children,
+            "series": series, "timeline": charts.over_time_chart(series) if series else None,
             "chart": charts.children_chart(children, lambda c: url_for(
                 "console.follow", document_id=doc.id, unit=c["org_unit"]["id"])) if children else None,
             "show_members": show_members, "rows": rows, "next_cursor": next_cursor, "state": state, "q": q,
@@ -327,6 +329,18 @@ def follow(member, document_id):
     context = _follow_context(member, document_id, _id_arg("unit"))
     form = FollowUpForm(data={"unit": context["unit"].id, "held_on": datetime.now(local_zone()).date()})
     return render_template("console/follow.html", form=form, ticked=set(), **context)
+
+
+@bp.route("/documents/<int:document_id>/timeline")
+@login_required
+def timeline_page(member, document_id):
+    """Acknowledgements over time in a unit's subtree against the deadline: GET
+    /documents/{id}/progress/daily's domain call, drawn as SVG with the figures in a table."""
+    series = timeline.progress_over_time(member, document_id, _id_arg("unit"))
+    unit = followup.resolve_unit(member, series["org_unit"]["id"])
+    doc = followup.followed_document(member, document_id, unit)
+    return render_template("console/timeline.html", doc=doc, unit=unit, series=series,
+                           timeline=charts.over_time_chart(series))
 
 
 def _ticked() -> list[int]:

@@ -61,9 +61,15 @@ def followed_document(viewer: Member, document_id: int, unit: OrgUnit) -> Docume
 
 def progress(viewer: Member, document_id: int, org_unit_id: int | None) -> dict:
     """GET /documents/{id}/progress."""
+    return followed_progress(viewer, document_id, org_unit_id)[2]
+
+
+def followed_progress(viewer: Member, document_id: int, org_unit_id: int | None) -> tuple[OrgUnit, Document, dict]:
+    """The unit, the document and the progress of GET /documents/{id}/progress, for a page that shows
+    more of them (the session's identity map only holds them while someone does)."""
     unit = resolve_unit(viewer, org_unit_id)
     doc = followed_document(viewer, document_id, unit)
-    return unit_progress(doc, unit, utcnow())
+    return unit, doc, unit_progress(doc, unit, utcnow())
 
 
 # --- the member list -------------------------------------------------------------------------------

@@ -399,3 +399,31 @@ class AdoptionCounter(db.Model):
     with_device: Mapped[int] = mapped_column(Integer, default=0)
     active_30d: Mapped[int] = mapped_column(Integer, default=0)
     as_of: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ProgressDaily(db.Model):
+    """A document's progress in one unit's whole subtree at the end of one local day: the counters summed
+    up the tree once a day by `run_due` (`content.timeline`), so the acknowledgements-over-time chart of
+    any unit reads one row per day, never the members. Units without audience members have no row."""
+
+    __tablename__ = "progress_daily"
+
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    opened: Mapped[int] = mapped_column(Integer, default=0)
+    acknowledged: Mapped[int] = mapped_column(Integer, default=0)
+    exempt: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ProgressDailyRun(db.Model):
+    """One row per (document, local day) whose daily progress was taken: makes the snapshot idempotent
+    (a second run, or a second worker, finds the row and does nothing)."""
+
+    __tablename__ = "progress_daily_runs"
+
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    taken_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    units: Mapped[int] = mapped_column(Integer, default=0)

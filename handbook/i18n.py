@@ -1,123 +1,122 @@
 """User-facing text: Vietnamese by default, English when Accept-Language prefers it.
 
-Messages are keyed by the stable machine `code` used in problem+json responses. A detail may carry
-`{placeholders}` filled from the error's parameters.
+Problem texts are keyed by the stable machine `code` used in problem+json responses: PROBLEMS holds the
+English title and detail, the gettext catalogue `handbook/translations/vi/LC_MESSAGES/messages.po` their
+Vietnamese (msgctxt = code), compiled in memory when first needed, as the console compiles its own; the
+console's Flask-Babel domain merges this catalogue into its own, so every translation lives in a .po
+catalogue. A detail may carry `{placeholders}` filled from the error's parameters.
 """
 from __future__ import annotations
 
+import io
 import re
+from functools import cache
+from pathlib import Path
 
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
 from flask import has_request_context, request
 
 LANGUAGES = ("vi", "en")
 
-# code: (vi title, vi detail, en title, en detail)
-PROBLEMS: dict[str, tuple[str, str, str, str]] = {
-    "bad_request": ("Yêu cầu không hợp lệ", "Máy chủ không hiểu yêu cầu này.",
-                    "Bad request", "The server could not understand this request."),
-    "malformed_json": ("JSON không hợp lệ", "Nội dung gửi lên không phải là JSON hợp lệ.",
-                       "Malformed JSON", "The request body is not valid JSON."),
-    "json_too_complex": ("JSON quá phức tạp",
-                         "Nội dung JSON lồng quá {max_depth} cấp hoặc có quá {max_items} giá trị.",
-                         "JSON too complex",
-                         "The JSON body is nested deeper than {max_depth} levels or holds more than {max_items} values."),
-    "validation_error": ("Dữ liệu không hợp lệ", "Một số trường có giá trị không hợp lệ.",
-                         "Invalid data", "Some fields have invalid values."),
-    "invalid_credentials": ("Sai thông tin đăng nhập", "Số thẻ đảng viên/số điện thoại hoặc mật khẩu không đúng.",
-                            "Invalid credentials", "The card number/phone or the password is wrong."),
-    "unauthorized": ("Chưa đăng nhập", "Cần đăng nhập để thực hiện thao tác này.",
-                     "Not signed in", "You need to sign in to do this."),
-    "invalid_token": ("Mã truy cập không hợp lệ", "Mã truy cập không hợp lệ hoặc không đúng loại.",
-                      "Invalid token", "The token is invalid or of the wrong type."),
-    "token_expired": ("Mã truy cập đã hết hạn", "Mã truy cập đã hết hạn, hãy làm mới hoặc đăng nhập lại.",
-                      "Token expired", "The token has expired; refresh it or sign in again."),
-    "token_revoked": ("Phiên đăng nhập đã kết thúc", "Phiên đăng nhập này đã bị thu hồi, hãy đăng nhập lại.",
-                      "Session ended", "This session was revoked; sign in again."),
-    "token_reused": ("Mã làm mới đã được dùng", "Mã làm mới này đã được dùng trước đó; phiên đăng nhập đã bị thu hồi để bảo vệ tài khoản.",
-                     "Refresh token reused", "This refresh token was already used; the session was revoked to protect the account."),
-    "weak_password": ("Mật khẩu quá yếu", "Mật khẩu mới cần ít nhất {min_length} ký tự.",
-                      "Password too weak", "The new password needs at least {min_length} characters."),
-    "forbidden": ("Không có quyền", "Bạn không có quyền thực hiện thao tác này.",
-                  "Forbidden", "You are not allowed to do this."),
-    "not_found": ("Không tìm thấy", "Không tìm thấy tài nguyên được yêu cầu.",
-                  "Not found", "The requested resource was not found."),
-    "method_not_allowed": ("Phương thức không được hỗ trợ", "Đường dẫn này không hỗ trợ phương thức {method}.",
-                           "Method not allowed", "This path does not support the {method} method."),
-    "not_acceptable": ("Không đáp ứng được định dạng", "Không thể trả lời theo định dạng được yêu cầu.",
-                       "Not acceptable", "The requested format cannot be produced."),
-    "unsupported_media_type": ("Kiểu nội dung không được hỗ trợ", "Hãy gửi nội dung dạng application/json.",
-                               "Unsupported media type", "Send the body as application/json."),
-    "conflict": ("Xung đột dữ liệu", "Yêu cầu xung đột với trạng thái hiện tại.",
-                 "Conflict", "The request conflicts with the current state."),
-    "stale_version": ("Phiên bản đã cũ", "Văn bản đã có phiên bản mới hơn ({current_version}).",
-                      "Stale version", "The document has a newer version ({current_version})."),
-    "payload_too_large": ("Dữ liệu quá lớn", "Nội dung gửi lên vượt quá giới hạn {limit} byte.",
-                          "Payload too large", "The request body exceeds the {limit}-byte limit."),
-    "document_not_out": ("Văn bản chưa được phát hành", "Văn bản này chưa đến thời điểm phát hành, đảng viên chưa đọc được.",
-                         "Document not out yet", "This document is not published yet; members cannot read it."),
-    "cannot_remove_self": ("Không thể tự xóa mình", "Quản trị viên không thể tự xóa chính mình khỏi tổ chức; hãy nhờ một quản trị viên khác.",
-                           "Cannot remove yourself", "An admin cannot remove themselves; ask another admin."),
-    "last_admin": ("Quản trị viên cuối cùng", "Đây là quản trị viên duy nhất còn lại của {unit}; hãy phân quyền quản trị cho người khác trước.",
-                   "Last admin", "This is the only admin left over {unit}; grant the admin role to someone else first."),
-    "meeting_closed": ("Buổi sinh hoạt đã kết thúc", "Buổi sinh hoạt này đã được kết thúc, không thể thay đổi.",
-                       "Meeting closed", "This meeting was closed and cannot change."),
-    "meeting_cancelled": ("Buổi sinh hoạt đã bị hủy", "Buổi sinh hoạt này đã bị hủy.",
-                          "Meeting cancelled", "This meeting was cancelled."),
-    "meeting_started": ("Buổi sinh hoạt đã bắt đầu", "Không thể trả lời tham dự sau khi buổi sinh hoạt đã bắt đầu.",
-                        "Meeting started", "You cannot answer once the meeting has started."),
-    "meeting_not_open": ("Chưa đến giờ điểm danh", "Chỉ điểm danh được từ 30 phút trước giờ bắt đầu đến khi buổi sinh hoạt kết thúc.",
-                         "Check-in not open", "Check-in opens 30 minutes before the start and ends with the meeting."),
-    "invalid_code": ("Mã điểm danh không đúng", "Mã điểm danh không đúng hoặc đã hết hạn; hãy nhập mã đang hiển thị tại buổi sinh hoạt.",
-                     "Wrong check-in code", "The check-in code is wrong or expired; type the code shown at the meeting."),
-    "question_limit": ("Đã gửi đủ số câu hỏi trong ngày", "Mỗi đảng viên gửi tối đa {limit} câu hỏi trong 24 giờ; hãy gửi lại sau.",
-                       "Daily question limit reached", "Each member may send {limit} questions in 24 hours; try again later."),
-    "reminder_too_soon": ("Đã nhắc trong 24 giờ qua",
-                          "Đơn vị này đã được nhắc về văn bản này trong 24 giờ qua; có thể nhắc lại từ {retry_at}.",
-                          "Already reminded in the last 24 hours",
-                          "This unit was reminded about this document in the last 24 hours; it can be reminded again from {retry_at}."),
-    "rate_limited": ("Quá nhiều yêu cầu", "Bạn đã gửi quá nhiều yêu cầu, hãy thử lại sau {retry_after} giây.",
-                     "Too many requests", "Too many requests; try again in {retry_after} seconds."),
-    "service_unavailable": ("Dịch vụ tạm thời gián đoạn", "Cơ sở dữ liệu tạm thời không truy cập được, hãy thử lại sau.",
-                            "Service unavailable", "The database is temporarily unreachable; try again later."),
-    "audience_out_of_scope": ("Ngoài phạm vi phát hành", "Đơn vị {unit} nằm ngoài phạm vi bạn được phát hành văn bản.",
-                              "Outside your publishing scope", "The unit {unit} is outside the scope you may publish to."),
-    "document_withdrawn": ("Văn bản đã bị thu hồi", "Văn bản này đã bị thu hồi.",
-                           "Document withdrawn", "This document has been withdrawn."),
-    "ack_not_required": ("Văn bản không cần xác nhận", "Văn bản này không yêu cầu xác nhận đã đọc.",
-                         "No acknowledgement needed", "This document does not ask for an acknowledgement."),
-    "internal_error": ("Lỗi hệ thống", "Đã xảy ra lỗi không mong muốn. Mã yêu cầu: {request_id}.",
-                       "Internal error", "An unexpected error occurred. Request id: {request_id}."),
-    # Attachments (content/attachments.py, api/attachments.py)
-    "unsupported_file_type": ("Loại tệp không được hỗ trợ",
-                              ("Chỉ nhận tệp PDF, DOCX hoặc ảnh (PNG, JPEG, WEBP, GIF), và phần mở rộng của tên tệp "
-                               "phải khớp với nội dung tệp."),
-                              "Unsupported file type",
-                              ("Only PDF, DOCX or image files (PNG, JPEG, WEBP, GIF) are accepted, and the file "
-                               "name's extension must match the file's content.")),
-    "attachment_locked": ("Không thể gỡ tệp đính kèm",
-                          "Chỉ gỡ được tệp đính kèm khi văn bản còn là bản nháp hoặc đang chờ phát hành.",
-                          "Attachment locked",
-                          "Attachments can only be removed while the document is a draft or scheduled."),
-    # Quizzes and acknowledgement rules (content/quizzes.py, content/ackgate.py)
-    "quiz_required": ("Cần đạt bài kiểm tra", "Văn bản này chỉ được xác nhận sau khi bạn làm đạt bài kiểm tra của phiên bản hiện hành.",
-                      "Quiz required", "This document can only be acknowledged after you pass its quiz on the current version."),
-    "read_too_fast": ("Đọc quá nhanh", "Cần đọc văn bản ít nhất {min_read_seconds} giây kể từ lần mở đầu tiên trước khi xác nhận.",
-                      "Read too fast", "Read the document for at least {min_read_seconds} seconds after first opening it before acknowledging."),
-    "quiz_not_open": ("Bài thi chưa mở", "Bài thi chưa đến thời gian mở.",
-                      "Quiz not open yet", "The quiz is not open yet."),
-    "quiz_closed": ("Bài thi đã đóng", "Đã hết thời gian bắt đầu làm bài thi này.",
-                    "Quiz closed", "The time to start this quiz is over."),
-    "no_attempts_left": ("Hết lượt làm bài", "Bạn đã dùng hết {max_attempts} lượt làm bài.",
-                         "No attempts left", "You have used all {max_attempts} attempts."),
-    "attempt_late": ("Nộp bài quá hạn", "Bài làm được nộp sau thời gian cho phép; câu trả lời được lưu nhưng không chấm.",
-                     "Attempt submitted too late", "The answers arrived after the time allowed; they are kept but not graded."),
-    "attempt_token_mismatch": ("Mã bài làm không đúng", "Mã bài làm không khớp với lượt làm bài này.",
-                               "Attempt token mismatch", "The attempt token does not match this attempt."),
-    "quiz_has_no_questions": ("Bài kiểm tra chưa có câu hỏi", "Bài kiểm tra này chưa có câu hỏi nào.",
-                              "Quiz has no questions", "This quiz has no questions yet."),
-    "range_not_satisfiable": ("Khoảng dữ liệu không hợp lệ",
-                              "Khoảng byte được yêu cầu không nằm trong tệp ({size} byte).",
-                              "Range not satisfiable", "The requested byte range is not within the file ({size} bytes)."),
+# code: (English title, English detail). The Vietnamese texts are in the gettext catalogue
+# handbook/translations/vi/LC_MESSAGES/messages.po (msgctxt = code, msgid = the English text).
+PROBLEMS: dict[str, tuple[str, str]] = {
+    "bad_request": ("Bad request",
+                   "The server could not understand this request."),
+    "malformed_json": ("Malformed JSON",
+                      "The request body is not valid JSON."),
+    "json_too_complex": ("JSON too complex",
+                        "The JSON body is nested deeper than {max_depth} levels or holds more than {max_items} values."),
+    "validation_error": ("Invalid data",
+                        "Some fields have invalid values."),
+    "invalid_credentials": ("Invalid credentials",
+                           "The card number/phone or the password is wrong."),
+    "unauthorized": ("Not signed in",
+                    "You need to sign in to do this."),
+    "invalid_token": ("Invalid token",
+                     "The token is invalid or of the wrong type."),
+    "token_expired": ("Token expired",
+                     "The token has expired; refresh it or sign in again."),
+    "token_revoked": ("Session ended",
+                     "This session was revoked; sign in again."),
+    "token_reused": ("Refresh token reused",
+                    "This refresh token was already used; the session was revoked to protect the account."),
+    "weak_password": ("Password too weak",
+                     "The new password needs at least {min_length} characters."),
+    "forbidden": ("Forbidden",
+                 "You are not allowed to do this."),
+    "not_found": ("Not found",
+                 "The requested resource was not found."),
+    "method_not_allowed": ("Method not allowed",
+                          "This path does not support the {method} method."),
+    "not_acceptable": ("Not acceptable",
+                      "The requested format cannot be produced."),
+    "unsupported_media_type": ("Unsupported media type",
+                              "Send the body as application/json."),
+    "conflict": ("Conflict",
+                "The request conflicts with the current state."),
+    "stale_version": ("Stale version",
+                     "The document has a newer version ({current_version})."),
+    "payload_too_large": ("Payload too large",
+                         "The request body exceeds the {limit}-byte limit."),
+    "document_not_out": ("Document not out yet",
+                        "This document is not published yet; members cannot read it."),
+    "cannot_remove_self": ("Cannot remove yourself",
+                          "An admin cannot remove themselves; ask another admin."),
+    "cannot_revoke_self": ("Cannot take back your own role",
+                          "An admin cannot take back their own admin role; ask another admin."),
+    "last_admin": ("Last admin",
+                  "This is the only admin left over {unit}; grant the admin role to someone else first."),
+    "meeting_closed": ("Meeting closed",
+                      "This meeting was closed and cannot change."),
+    "meeting_cancelled": ("Meeting cancelled",
+                         "This meeting was cancelled."),
+    "meeting_started": ("Meeting started",
+                       "You cannot answer once the meeting has started."),
+    "meeting_not_open": ("Check-in not open",
+                        "Check-in opens 30 minutes before the start and ends with the meeting."),
+    "invalid_code": ("Wrong check-in code",
+                    "The check-in code is wrong or expired; type the code shown at the meeting."),
+    "question_limit": ("Daily question limit reached",
+                      "Each member may send {limit} questions in 24 hours; try again later."),
+    "reminder_too_soon": ("Already reminded in the last 24 hours",
+                         "This unit was reminded about this document in the last 24 hours; it can be reminded again from {retry_at}."),
+    "rate_limited": ("Too many requests",
+                    "Too many requests; try again in {retry_after} seconds."),
+    "service_unavailable": ("Service unavailable",
+                           "The database is temporarily unreachable; try again later."),
+    "audience_out_of_scope": ("Outside your publishing scope",
+                             "The unit {unit} is outside the scope you may publish to."),
+    "document_withdrawn": ("Document withdrawn",
+                          "This document has been withdrawn."),
+    "ack_not_required": ("No acknowledgement needed",
+                        "This document does not ask for an acknowledgement."),
+    "internal_error": ("Internal error",
+                      "An unexpected error occurred. Request id: {request_id}."),
+    "unsupported_file_type": ("Unsupported file type",
+                             "Only PDF, DOCX or image files (PNG, JPEG, WEBP, GIF) are accepted, and the file name's extension must match the file's content."),
+    "attachment_locked": ("Attachment locked",
+                         "Attachments can only be removed while the document is a draft or scheduled."),
+    "quiz_required": ("Quiz required",
+                     "This document can only be acknowledged after you pass its quiz on the current version."),
+    "read_too_fast": ("Read too fast",
+                     "Read the document for at least {min_read_seconds} seconds after first opening it before acknowledging."),
+    "quiz_not_open": ("Quiz not open yet",
+                     "The quiz is not open yet."),
+    "quiz_closed": ("Quiz closed",
+                   "The time to start this quiz is over."),
+    "no_attempts_left": ("No attempts left",
+                        "You have used all {max_attempts} attempts."),
+    "attempt_late": ("Attempt submitted too late",
+                    "The answers arrived after the time allowed; they are kept but not graded."),
+    "attempt_token_mismatch": ("Attempt token mismatch",
+                              "The attempt token does not match this attempt."),
+    "quiz_has_no_questions": ("Quiz has no questions",
+                             "This quiz has no questions yet."),
+    "range_not_satisfiable": ("Range not satisfiable",
+                             "The requested byte range is not within the file ({size} bytes)."),
 }
 
 # Marshmallow / webargs messages (and our own validation words) in Vietnamese.
@@ -245,9 +244,37 @@ def language() -> str:
     return request.accept_languages.best_match(LANGUAGES, default="vi") or "vi"
 
 
+TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+
+
+def compile_po(path: Path, lang: str) -> NullTranslations:
+    """A .po catalogue compiled in memory (babel's reader and writer): no build step, no .mo file."""
+    if not path.exists():
+        return NullTranslations()
+    with path.open("rb") as f:
+        catalogue = read_po(f, locale=lang)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalogue, use_fuzzy=False)
+    buffer.seek(0)
+    return Translations(buffer)
+
+
+@cache
+def catalogue(lang: str) -> NullTranslations:
+    """The domain's own catalogue (problem texts) for `lang`; English is the msgids themselves."""
+    return compile_po(TRANSLATIONS / lang / "LC_MESSAGES" / "messages.po", lang)
+
+
 def problem_text(code: str, params: dict) -> tuple[str, str]:
-    vi_title, vi_detail, en_title, en_detail = PROBLEMS.get(code, PROBLEMS["bad_request"])
-    title, detail = (en_title, en_detail) if language() == "en" else (vi_title, vi_detail)
+    if code not in PROBLEMS:
+        code = "bad_request"
+    en_title, en_detail = PROBLEMS[code]
+    lang = language()
+    if lang == "en":
+        title, detail = en_title, en_detail
+    else:
+        translations = catalogue(lang)
+        title, detail = translations.pgettext(code, en_title), translations.pgettext(code, en_detail)
     try:
         return title, detail.format(**params)
     except (KeyError, IndexError):

@@ -15,7 +15,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from flask import current_app
@@ -33,6 +33,7 @@ MEMBER_COLUMNS = ("card_number", "full_name", "phone", "org_unit_code", "roles",
 MEMBER_REQUIRED = ("card_number", "full_name", "org_unit_code")
 BATCH_SIZE = 2000
 MAX_ERRORS = 10000  # beyond this the report is cut (the file is clearly the wrong one)
+PROGRESS_EVERY = 1000  # rows between two calls of an import's `progress` callback (background jobs)
 
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,63}$")
 CARD_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.\-/]{0,31}$")
@@ -313,13 +314,17 @@ class _UnitRow:
     parent_code: str
 
 
-def import_org_units(path: str, *, actor_id: int | None = None) -> ImportReport:
+def import_org_units(path: str, *, actor_id: int | None = None,
+                     progress: Callable[[int], None] | None = None) -> ImportReport:
+    """`progress(rows read)` is called every PROGRESS_EVERY rows (a background job shows it)."""
     started = time.perf_counter()
     report = ImportReport("org_units")
     rows: dict[str, _UnitRow] = {}
     invalid_codes: set[str] = set()  # codes of rows that were bad themselves: no extra noise for children
     try:
         for line, row in read_table(path, ORG_UNIT_COLUMNS, ORG_UNIT_COLUMNS, report):
+            if progress is not None and report.rows % PROGRESS_EVERY == 0:
+                progress(report.rows)
             unit = _validate_unit_row(report, line, row)
             if unit is None:
                 invalid_codes.add(row.get("code", ""))
@@ -500,16 +505,19 @@ class _UnitIndex:
         self.code_of = {uid: code for code, (uid, _) in self.by_code.items()}
 
 
-def import_members(path: str, *, actor_id: int | None = None) -> ImportReport:
-    return _MemberImport(actor_id).run(path)
+def import_members(path: str, *, actor_id: int | None = None,
+                   progress: Callable[[int], None] | None = None) -> ImportReport:
+    """`progress(rows read)` is called every PROGRESS_EVERY rows (a background job shows it)."""
+    return _MemberImport(actor_id, progress).run(path)
 
 
 class _MemberImport:
     """One members file: validate every row, write batches while the file is clean, commit or roll back."""
 
-    def __init__(self, actor_id: int | None):
+    def __init__(self, actor_id: int | None, progress: Callable[[int], None] | None = None):
         self.report = ImportReport("members")
         self.actor_id = actor_id
+        self.progress = progress
         self.units = _UnitIndex()
         self.min_password = current_app.config["PASSWORD_MIN_LENGTH"]
         self.seen_cards: dict[str, int] = {}             # card -> line
@@ -528,6 +536,8 @@ class _MemberImport:
         batch: list[_MemberRow] = []
         try:
             for line, row in read_table(path, MEMBER_COLUMNS, MEMBER_REQUIRED, report):
+                if self.progress is not None and report.rows % PROGRESS_EVERY == 0:
+                    self.progress(report.rows)
                 member = self.validate(line, row)
                 if member is not None:
                     batch.append(member)

@@ -84,9 +84,10 @@ def run_due(at: datetime | None = None, *, inline: bool = True,
             if not tallies:
                 break
         lines += [_describe(n) for n in sorted(touched)]
-    from content import adoption
+    from content import adoption, timeline
 
     adoption.refresh_if_stale(now)   # housekeeping, like the pruning below: no line of its own
+    timeline.take_due(now)           # yesterday's progress per unit, once per document (the real clock)
     pruned = prune_devices()
     if pruned:
         lines.append(f"forgot {pruned} devices not seen for {DEVICE_MAX_IDLE.days} days")

@@ -408,6 +408,12 @@ ROWS: list[Row] = [
     # admin manages it and may look at its (all-new) progress.
     Row("GET", "/api/v1/documents/<int:document_id>/progress", "/api/v1/documents/{scheduled}/progress",
         E(401, 403, 404, 404, 404, 404, 200), variant="scheduled, not yet out"),
+    # Acknowledgements over time: the progress's own access (it reads the same unit and document).
+    Row("GET", "/api/v1/documents/<int:document_id>/progress/daily", "/api/v1/documents/{doc}/progress/daily",
+        E(401, 403, 200, 200, 404, 404, 200), variant="own scope"),
+    Row("GET", "/api/v1/documents/<int:document_id>/progress/daily", "/api/v1/documents/{doc}/progress/daily",
+        E(401, 403, 200, 403, 403, 403, 200), variant="org_unit=this branch",
+        request=query(lambda w: {"org_unit": w.ids["this_branch"]})),
     Row("GET", "/api/v1/documents/<int:document_id>/members", "/api/v1/documents/{doc}/members",
         E(401, 403, 200, 200, 404, 404, 200), variant="own scope", check=check_member_list),
     Row("GET", "/api/v1/documents/<int:document_id>/members", "/api/v1/documents/{doc}/members",
@@ -577,6 +583,15 @@ ROWS: list[Row] = [
     Row("POST", "/api/v1/admin/members/<int:member_id>/removal", "/api/v1/admin/members/{target}/removal",
         E(401, 403, 403, 403, 403, 403, 204), request=body({"reason": "Chuyển sinh hoạt đảng ra ngoài thành phố"})),
 
+    Row("GET", "/api/v1/admin/members/<int:member_id>/roles", "/api/v1/admin/members/{target}/roles",
+        E(401, 403, 403, 403, 403, 403, 200)),
+    Row("POST", "/api/v1/admin/members/<int:member_id>/roles", "/api/v1/admin/members/{target}/roles",
+        E(401, 403, 403, 403, 403, 403, 201), request=body(lambda w, c: {"role": "committee",
+                                                                        "org_unit": w.ids["this_branch"]})),
+    Row("DELETE", "/api/v1/admin/members/<int:member_id>/roles", "/api/v1/admin/members/{target}/roles",
+        E(401, 403, 403, 403, 403, 403, 204),
+        request=query(lambda w: {"role": "committee", "org_unit": w.ids["this_branch"]})),
+
     # --- the console (pages; same domain calls, so the same 403/404 as the API's rows above) ---
     # Anonymous visitors are sent to the sign-in page (303); a signed-in caller's POST that worked answers
     # 303 back to a page; a refused one is an HTML page with the API's status and writes nothing.
@@ -604,6 +619,12 @@ ROWS: list[Row] = [
     console("GET", "/documents/<int:document_id>/follow", "/documents/{doc}/follow?unit={this_branch}",
             E(303, 403, 200, 403, 403, 403, 200), variant="unit=this branch"),
     console("GET", "/documents/<int:document_id>/follow", "/documents/{scheduled}/follow",
+            E(303, 403, 404, 404, 404, 404, 200), variant="scheduled, not yet out"),
+    console("GET", "/documents/<int:document_id>/timeline", "/documents/{doc}/timeline",
+            E(303, 403, 200, 200, 404, 404, 200), variant="own scope"),
+    console("GET", "/documents/<int:document_id>/timeline", "/documents/{doc}/timeline?unit={this_branch}",
+            E(303, 403, 200, 403, 403, 403, 200), variant="unit=this branch"),
+    console("GET", "/documents/<int:document_id>/timeline", "/documents/{scheduled}/timeline",
             E(303, 403, 404, 404, 404, 404, 200), variant="scheduled, not yet out"),
     console("POST", "/documents/<int:document_id>/follow", "/documents/{doc}/follow",
             E(303, 403, 303, 303, 403, 403, 303),
@@ -652,6 +673,13 @@ ROWS: list[Row] = [
                 "file": (io.BytesIO("card_number,full_name,org_unit_code\nBD1-DV09,Lê Thị Mai,HN.BD.DB.1\n"
                                     .encode()), "dang-vien.csv")}}),
     console("GET", "/members/<int:member_id>", "/members/{target}", E(303, 403, 403, 403, 403, 403, 200)),
+    console("POST", "/members/<int:member_id>/roles", "/members/{target}/roles",
+            E(303, 403, 403, 403, 403, 403, 303),
+            request=page(lambda w, c: {"role": "committee", "org_unit": w.ids["this_branch"]})),
+    console("POST", "/members/<int:member_id>/roles/revoke", "/members/{target}/roles/revoke",
+            E(303, 403, 403, 403, 403, 403, 303),
+            request=page(lambda w, c: {"role": "committee", "org_unit": w.ids["this_branch"]})),
+    console("GET", "/imports/<int:job_id>", "/imports/1", E(303, 403, 403, 403, 403, 403, 404)),
     console("POST", "/members/<int:member_id>/removal", "/members/{target}/removal",
             E(303, 403, 403, 403, 403, 403, 303), request=page({"reason": "Chuyển sinh hoạt đảng ra ngoài thành phố"})),
     # Branch meetings, as /api/v1/meetings: runners run them, the invited answer and check in, followers

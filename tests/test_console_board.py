@@ -169,3 +169,40 @@ def test_editing_a_draft_in_place_and_new_versions_of_a_published_document(app, 
     assert '<p class="error" id="title-error">Trường này là bắt buộc.</p>' in bad
     assert table_counts() == before
     assert_page(browser(app, "P2").get(f"/board/documents/{doc}/edit"), 404)
+
+
+def test_a_draft_carries_tags_and_an_audience_narrowed_to_roles(app, board, tree):
+    client = browser(app, "P1")
+    form = assert_page(client.get("/board/new"))
+    assert 'name="tags"' in form and 'name="audience_roles" value="secretary"' in form
+    response = post(client, "/board/new", {**draft_form(tags="kỷ luật,  Xây dựng Đảng , ,kỷ luật"),
+                                           "audience": [tree["ba_dinh"].id], "audience_roles": ["secretary", "committee"]})
+    assert response.status_code == 303
+    doc = db.session.scalar(select(Document))
+    assert doc.tags == ["kỷ luật", "Xây dựng Đảng"]                # as the API stores them: NFC, no duplicate
+    assert sorted(doc.audience_roles) == ["committee", "secretary"]
+    # Only the branch secretaries are in the audience once it is out.
+    from content import documents
+    documents.publish_document(board["P1"], doc.id)
+    assert_page(browser(app, "M1").get(f"/read/{doc.id}"), 404)
+    assert_page(browser(app, "S1").get(f"/read/{doc.id}"))
+    # The tags are edited with the rest of the text.
+    edit = assert_page(client.get(f"/board/documents/{doc.id}/edit"))
+    assert 'value="kỷ luật, Xây dựng Đảng"' in edit
+    assert post(client, f"/board/documents/{doc.id}/edit", {"title": doc.title, "tags": "kỷ cương"}).status_code == 303
+    db.session.expire_all()
+    assert db.session.get(Document, doc.id).tags == ["kỷ cương"]
+
+
+@pytest.mark.parametrize(("overrides", "field", "message"), [
+    ({"tags": ",".join(f"n{i}" for i in range(31))}, "tags", "Tối đa 30 nhãn."),
+    ({"tags": "x" * 65}, "tags", "Mỗi nhãn tối đa 64 ký tự: xxxxxxxxxxxxxxxxxxxx…"),
+    ({"audience_roles": ["secretary", "king"]}, "audience_roles", "Chỉ đánh dấu các lựa chọn có trong danh sách."),
+])
+def test_bad_tags_or_roles_are_shown_next_to_their_field_and_nothing_is_written(app, board, tree, overrides, field,
+                                                                                message):
+    client = browser(app, "P1")
+    before = table_counts()
+    text = assert_page(post(client, "/board/new", {**draft_form(), "audience": [tree["b1"].id], **overrides}), 422)
+    assert f'<p class="error" id="{field}-error">{message}</p>' in text
+    assert table_counts() == before

@@ -214,3 +214,88 @@ def test_the_board_publishes_a_directive_with_an_attachment_and_a_member_acknowl
     member_page.get_by_role("button", name="Tôi đã đọc và nắm nội dung văn bản").click()
     assert "Đã xác nhận lúc" in member_page.inner_text("main")
     shot(member_page, backend, "09-member-acknowledged-new-directive-360")
+
+
+def _history(doc: int, people) -> None:
+    """The directive out for three days, each night's progress taken as run_due takes it."""
+    from datetime import datetime, time, timedelta
+
+    from sqlalchemy import update
+
+    from content import acknowledgements, timeline
+    from content.models import Document
+    from handbook.extensions import db
+    from handbook.timeutil import local_zone
+
+    today = datetime.now(local_zone()).date()
+    night = lambda days_ago: datetime.combine(today - timedelta(days=days_ago), time(0, 20), tzinfo=local_zone())  # noqa: E731
+    db.session.execute(update(Document).where(Document.id == doc).values(
+        published_at=night(3) - timedelta(hours=10)))
+    db.session.commit()
+    timeline.take_due(night(2))
+    acknowledgements.acknowledge(people["M1"], doc, 1)
+    timeline.take_due(night(1))
+    acknowledgements.acknowledge(people["M4"], doc, 1)
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["360", "1366"])
+def test_the_committee_follows_acknowledgements_over_time(browser_page, server, world, backend, tree, viewport):
+    people, doc = world
+    _history(doc, people)
+    page = browser_page(viewport)
+    sign_in(page, server, "C1")
+    page.get_by_role("link", name="Chỉ thị về tăng cường").click()
+    assert page.locator("svg.timeline").count() == 1           # on the committee's progress page
+    width = viewport["width"]
+    shot(page, backend, f"10-committee-progress-{width}")
+    page.get_by_role("link", name="Từng ngày").click()
+    shot(page, backend, f"10-committee-timeline-{width}")
+    check_basics(page)
+    assert page.locator("h1").inner_text() == "Tiến độ xác nhận theo ngày"
+    assert page.locator("svg.timeline rect.day").count() == 3   # two nights and today, live
+    assert page.locator("svg.timeline rect.live").count() == 1
+    assert page.locator("svg.timeline line.deadline").count() == 1
+    rows = page.locator("table tbody tr").all_inner_texts()
+    assert rows[0].startswith(page.locator("svg.timeline rect.live title").text_content()[:10])   # newest first
+    assert rows[0].split("\t")[1] == "28,6"                      # 2 of 7 today
+    assert page.evaluate("document.documentElement.scrollWidth") <= width   # no sideways scrolling
+
+
+def test_the_admin_imports_a_large_file_in_the_background_and_sees_its_bad_rows(
+        browser_page, server, world, backend, app, tmp_path, monkeypatch):
+    monkeypatch.setitem(app.config, "CONSOLE_IMPORT_MAX_BYTES", 1000)
+    rows = [f"HN-B{n:05d},Nguyễn Văn Nhập {n},,HN.BD.DB.1,,\n" for n in range(3000)]
+    rows[9] = "HN-BBAD,Trần Sai,09xx,HN.BD.DB.1,,\n"
+    path = tmp_path / "dang-vien-ha-noi.csv"
+    path.write_text("card_number,full_name,phone,org_unit_code,roles,password\n" + "".join(rows), encoding="utf-8")
+    page = browser_page(PHONE)
+    sign_in(page, server, "A1")
+    page.goto(server + "/imports")
+    check_basics(page)
+    page.locator("#kind-members").check()
+    page.locator("#file").set_input_files(str(path))
+    page.get_by_role("button", name="Nhập", exact=True).click()
+    assert "/imports/" in page.url
+    check_basics(page)
+    # No script: the page reloads itself (meta refresh) until the job has run.
+    page.wait_for_selector("text=1 dòng sai: chưa nhập gì.", timeout=60_000)
+    shot(page, backend, "11-admin-import-job-360")
+    assert "<td>11</td><td>phone</td>" in page.content().replace("\n", "")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
+def test_the_admin_grants_a_role_over_a_unit_found_by_name_and_takes_it_back(browser_page, server, world, backend):
+    people, _ = world
+    page = browser_page(DESKTOP)
+    sign_in(page, server, "A1")
+    page.goto(f"{server}/members/{people['M1'].id}")
+    check_basics(page)
+    page.get_by_label("Tìm đơn vị theo tên hoặc mã").fill("to dan pho so 1")
+    page.get_by_role("button", name="Tìm", exact=True).click()
+    page.get_by_label("Vai trò cần phân").select_option("secretary")
+    page.get_by_label("Chi bộ Tổ dân phố số 1").check()
+    page.get_by_role("button", name="Phân quyền").click()
+    assert "Đã phân quyền." in page.inner_text("main") and "Bí thư" in page.inner_text("table")
+    shot(page, backend, "12-admin-member-roles-1366")
+    page.get_by_role("button", name="Thu hồi vai trò Bí thư tại Chi bộ Tổ dân phố số 1").click()
+    assert "Đã thu hồi vai trò." in page.inner_text("main")

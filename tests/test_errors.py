@@ -182,3 +182,34 @@ def test_a_bad_body_does_not_reset_the_throttle(client):
 
 def test_problems_vary_by_language(client):
     assert "Accept-Language" in client.get("/api/v1/nothing-here").headers["Vary"]
+
+
+def test_every_problem_type_has_both_languages_in_the_gettext_catalogue():
+    """PROBLEMS holds the English; handbook/translations/vi/LC_MESSAGES/messages.po the Vietnamese, one
+    entry per (code, text) with the same `{placeholders}`; nothing in the catalogue that no code uses."""
+    import re
+
+    from babel.messages.pofile import read_po
+
+    from handbook.i18n import PROBLEMS, TRANSLATIONS
+
+    with (TRANSLATIONS / "vi" / "LC_MESSAGES" / "messages.po").open("rb") as f:
+        entries = {(m.context, m.id): m for m in read_po(f, locale="vi") if m.id}
+    placeholders = re.compile(r"\{(\w+)\}")
+    wanted = set()
+    for code, texts in PROBLEMS.items():
+        assert len(texts) == 2 and all(texts), code
+        for english in texts:
+            wanted.add((code, english))
+            message = entries.get((code, english))
+            assert message is not None and message.string and not message.fuzzy, f"no Vietnamese for {code}: {english}"
+            assert message.string != english, (code, english)
+            assert set(placeholders.findall(message.string)) == set(placeholders.findall(english)), code
+    assert set(entries) - wanted == set(), "stale entries in the catalogue"
+
+
+def test_the_console_s_gettext_has_the_problem_texts_too():
+    from console.i18n import load_catalogue
+
+    assert load_catalogue("vi").pgettext("not_found", "Not found") == "Không tìm thấy"
+    assert load_catalogue("vi").gettext("Sign in") == "Đăng nhập"

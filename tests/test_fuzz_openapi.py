@@ -459,6 +459,7 @@ MIN_2XX_SHARE = 0.05
 PUBLIC = {"POST /api/v1/auth/login", "GET /healthz", "GET /readyz", "GET /metrics"}
 # What a branch secretary may do and a plain member may not (the member gets 403).
 FOLLOW_UP = {"GET /api/v1/documents/{document_id}/progress", "GET /api/v1/documents/{document_id}/members",
+             "GET /api/v1/documents/{document_id}/progress/daily",
              "POST /api/v1/documents/{document_id}/acknowledgements",
              "DELETE /api/v1/documents/{document_id}/acknowledgements/{member_id}",
              "POST /api/v1/documents/{document_id}/exemptions",
@@ -579,7 +580,7 @@ def test_an_impossible_audience_unit_is_422_not_500(api):
 @pytest.mark.parametrize("query", ["org_unit=99999999999", "org_unit=0"])
 def test_an_impossible_unit_in_a_query_is_422(api, query):
     doc = api.publish("city")
-    for what in ("progress", "members"):
+    for what in ("progress", "members", "progress/daily"):
         r = api.client.get(f"{API}/documents/{doc}/{what}?{query}", headers=api.auth("BT"))
         assert_problem(r, 422, "validation_error")
     r = api.client.get(f"{API}/admin/audit?actor=99999999999", headers=api.auth("BT"))
