@@ -30,3 +30,13 @@ def children_chart(children: list[dict], link: Callable[[dict], str]) -> dict:
                      "acknowledged": child["acknowledged"], "exempt": child["exempt"], "opened": child["opened"],
                      "unit_id": child["org_unit"]["id"]})
     return {"bars": bars, "height": max(1, len(bars)) * ROW_HEIGHT * 2, "row": ROW_HEIGHT}
+
+
+def share_bars(children: list[dict], value: Callable[[dict], float | None], link: Callable[[dict], str],
+               title: str) -> dict:
+    """A bar per child unit, lowest share first: `value(child)` in percent (None: nothing to show)."""
+    rows = [c for c in children if value(c) is not None]
+    rows.sort(key=lambda c: (value(c), c["org_unit"]["name"]))
+    bars = [{"name": c["org_unit"]["name"], "href": link(c), "percent": round(value(c), 1),
+             "width": max(0.0, min(100.0, value(c))), "y": i * ROW_HEIGHT * 2} for i, c in enumerate(rows)]
+    return {"bars": bars, "height": max(1, len(bars)) * ROW_HEIGHT * 2, "row": ROW_HEIGHT, "title": title}

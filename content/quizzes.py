@@ -237,6 +237,18 @@ def set_ack_rules(actor: Member, document_id: int, min_read_seconds: int | None)
     return answer
 
 
+def managed_quizzes(actor: Member, document_id: int) -> dict:
+    """The quizzes of a document its managers see (the console's list; the API reads them one by one):
+    each quiz's settings and bank size, and the document's acknowledgement rules."""
+    doc = managed_document(actor, document_id)
+    quizzes = list(db.session.scalars(select(Quiz).where(Quiz.document_id == doc.id).order_by(Quiz.id)))
+    sizes = dict(db.session.execute(select(QuizQuestion.quiz_id, func.count()).where(
+        QuizQuestion.quiz_id.in_([q.id for q in quizzes]), QuizQuestion.retired.is_(False))
+        .group_by(QuizQuestion.quiz_id)).all()) if quizzes else {}
+    return {"document": doc, "ack_rules": ack_rules(doc),
+            "items": [{**_settings(q), "bank_size": sizes.get(q.id, 0)} for q in quizzes]}
+
+
 def ack_rules(doc: Document) -> dict:
     return {"document_id": doc.id, "min_read_seconds": doc.min_read_seconds, "quiz_id": doc.ack_quiz_id}
 
