@@ -449,12 +449,6 @@ def minutes_for(viewer: Member, meeting_id: int, minutes_id: int) -> MeetingMinu
     return minutes
 
 
-def _minutes(meeting: Meeting) -> list[dict]:
-    return [{"id": m.id, "filename": m.filename, "content_type": m.content_type, "size": m.size}
-            for m in db.session.scalars(select(MeetingMinutes).where(MeetingMinutes.meeting_id == meeting.id)
-                                        .order_by(MeetingMinutes.id))]
-
-
 # --- the close ----------------------------------------------------------------------------------------
 
 def close(actor: Member, meeting_id: int) -> dict:
@@ -516,34 +510,79 @@ def _close_result(meeting: Meeting) -> dict:
 
 # --- reading ------------------------------------------------------------------------------------------
 
-def _counts(meeting: Meeting) -> dict:
-    if meeting.status == "closed":
-        invited = meeting.invited
-    else:
-        invited = db.session.scalar(select(func.count()).select_from(Member).join(
-            OrgUnit, OrgUnit.id == Member.org_unit_id).where(invited_condition(meeting)))
-    p = MeetingParticipant
-    row = db.session.execute(select(
-        func.count().filter(p.rsvp == "attending"), func.count().filter(p.rsvp == "absent"),
-        func.count().filter(p.attendance == "present"), func.count().filter(p.attendance == "excused"),
-        func.count().filter(p.attendance == "unexcused")).where(p.meeting_id == meeting.id)).one()
-    return {"invited": invited, "attending": row[0], "absent": row[1], "present": row[2], "excused": row[3],
-            "unexcused": row[4]}
-
-
 def view(viewer: Member, meeting: Meeting) -> dict:
-    unit = _unit(meeting)
-    docs = {d.id: d for d in db.session.scalars(select(Document).where(
-        Document.id.in_([a.document_id for a in meeting.agenda if a.document_id])))}
-    mine = db.session.get(MeetingParticipant, (meeting.id, viewer.id))
-    return {"id": meeting.id, "org_unit": unit.brief(), "title": meeting.title, "kind": meeting.kind,
+    return views(viewer, [meeting])[0]
+
+
+def _invited_counts(open_meetings: list[Meeting], units: dict[int, OrgUnit]) -> dict[int, int]:
+    """How many are invited now to each meeting not yet closed: two statements whatever their number
+    (active members per unit for the regular ones; per unit of the thematic ones' subtrees, summed)."""
+    out: dict[int, int] = {}
+    plain = {m.org_unit_id for m in open_meetings if m.kind != "thematic"}
+    thematic = {units[m.org_unit_id].path for m in open_meetings if m.kind == "thematic"}
+    per_unit = dict(db.session.execute(select(Member.org_unit_id, func.count()).where(
+        Member.active.is_(True), Member.org_unit_id.in_(plain)).group_by(Member.org_unit_id)).all()) if plain else {}
+    per_path = db.session.execute(select(OrgUnit.path, func.count()).join(Member, Member.org_unit_id == OrgUnit.id)
+                                  .where(Member.active.is_(True), or_(*[in_subtree(OrgUnit.path, p) for p in thematic]))
+                                  .group_by(OrgUnit.path)).all() if thematic else []
+    for m in open_meetings:
+        if m.kind == "thematic":
+            root = units[m.org_unit_id].path
+            out[m.id] = sum(n for path, n in per_path if path.startswith(root))
+        else:
+            out[m.id] = per_unit.get(m.org_unit_id, 0)
+    return out
+
+
+def views(viewer: Member, meetings: list[Meeting]) -> list[dict]:
+    """What GET /meetings/{id} answers, for a list of meetings in a constant number of statements (units,
+    agenda documents, the viewer's rows, answer counts, invited counts, minutes), whatever its length."""
+    if not meetings:
+        return []
+    ids = [m.id for m in meetings]
+    units = {u.id: u for u in db.session.scalars(select(OrgUnit).where(
+        OrgUnit.id.in_({m.org_unit_id for m in meetings})))}
+    doc_ids = {a.document_id for m in meetings for a in m.agenda if a.document_id}
+    docs = {d.id: d for d in db.session.scalars(select(Document).where(Document.id.in_(doc_ids)))} if doc_ids else {}
+    mine = {p.meeting_id: p for p in db.session.scalars(select(MeetingParticipant).where(
+        MeetingParticipant.meeting_id.in_(ids), MeetingParticipant.member_id == viewer.id))}
+    p = MeetingParticipant
+    answers = {r[0]: r[1:] for r in db.session.execute(select(
+        p.meeting_id, func.count().filter(p.rsvp == "attending"), func.count().filter(p.rsvp == "absent"),
+        func.count().filter(p.attendance == "present"), func.count().filter(p.attendance == "excused"),
+        func.count().filter(p.attendance == "unexcused")).where(p.meeting_id.in_(ids)).group_by(p.meeting_id))}
+    invited_now = _invited_counts([m for m in meetings if m.status != "closed"], units)
+    minutes: dict[int, list[dict]] = {i: [] for i in ids}
+    for row in db.session.scalars(select(MeetingMinutes).where(MeetingMinutes.meeting_id.in_(ids))
+                                  .order_by(MeetingMinutes.id)):
+        minutes[row.meeting_id].append({"id": row.id, "filename": row.filename, "content_type": row.content_type,
+                                        "size": row.size})
+    viewer_unit = viewer.org_unit
+    out = []
+    for meeting in meetings:
+        unit = units[meeting.org_unit_id]
+        row = mine.get(meeting.id)
+        counts = answers.get(meeting.id, (0, 0, 0, 0, 0))
+        if meeting.status == "closed":
+            invited = row is not None
+        else:     # is_invited's condition, on the viewer already loaded
+            invited = row is not None or (viewer.active and (
+                viewer_unit.path.startswith(unit.path) if meeting.kind == "thematic"
+                else viewer.org_unit_id == unit.id))
+        roles = THEMATIC_RUN_ROLES if meeting.kind == "thematic" else RUN_ROLES
+        out.append({
+            "id": meeting.id, "org_unit": unit.brief(), "title": meeting.title, "kind": meeting.kind,
             "status": status_of(meeting), "starts_at": meeting.starts_at, "ends_at": meeting.ends_at,
             "place": meeting.place, "online_url": meeting.online_url, "note": meeting.note,
             "cancel_reason": meeting.cancel_reason,
             "agenda": [{"title": a.title, "document": _doc_brief(docs.get(a.document_id))} for a in meeting.agenda],
-            "counts": _counts(meeting), "minutes": _minutes(meeting),
-            "my": {"rsvp": mine.rsvp if mine else None, "attendance": mine.attendance if mine else None},
-            "invited": mine is not None or is_invited(viewer, meeting), "can_run": may_run(viewer, meeting)}
+            "counts": {"invited": meeting.invited if meeting.status == "closed" else invited_now[meeting.id],
+                       "attending": counts[0], "absent": counts[1], "present": counts[2], "excused": counts[3],
+                       "unexcused": counts[4]},
+            "minutes": minutes[meeting.id],
+            "my": {"rsvp": row.rsvp if row else None, "attendance": row.attendance if row else None},
+            "invited": bool(invited), "can_run": has_role_over(viewer, unit, roles)})
+    return out
 
 
 def _doc_brief(doc: Document | None) -> dict | None:
@@ -586,7 +625,7 @@ def _page(viewer: Member, stmt, limit: int, cursor: str | None, *, ascending: bo
     order = (Meeting.starts_at, Meeting.id) if ascending else (Meeting.starts_at.desc(), Meeting.id.desc())
     rows, next_cursor = page(list(db.session.scalars(stmt.order_by(*order).limit(limit + 1))), limit,
                              key=lambda m: (as_utc(m.starts_at), m.id))
-    return {"items": [view(viewer, m) for m in rows], "next_cursor": next_cursor}
+    return {"items": views(viewer, rows), "next_cursor": next_cursor}
 
 
 def mine(member: Member, *, upcoming: bool = True, limit: int = 20, cursor: str | None = None) -> dict:
@@ -641,12 +680,12 @@ def stats(viewer: Member, org_unit_id: int, month: str) -> dict:
         .join(OrgUnit, OrgUnit.id == Meeting.org_unit_id)
         .where(in_subtree(OrgUnit.path, unit.path), Meeting.status == "closed",
                Meeting.starts_at >= start, Meeting.starts_at < end)).all()
-    depth = unit.path.strip("/").count("/") + 1
+    child_index = unit.depth + 1          # a unit's path: /root/…/unit/child/…, the root at depth 0
     paths = {u.id: u.path for u in units}
 
     def child_of(unit_id: int) -> int | None:
         parts = paths[unit_id].strip("/").split("/")
-        return int(parts[depth]) if len(parts) > depth else None
+        return int(parts[child_index]) if len(parts) > child_index else None
 
     regular = {m.org_unit_id for m in held if m.kind == "regular"}
     figures: dict[int | None, dict] = {}
