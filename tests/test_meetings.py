@@ -477,7 +477,12 @@ def test_the_monthly_roll_up_equals_a_recount(api, tree):
     assert (children["HN.DD"]["branches"], children["HN.DD"]["branches_with_regular_meeting"]) == (1, 1)
     assert [c["org_unit"]["code"] for c in stats["children"]] == ["HN.BD", "HN.DD"]   # lowest share first
     # October is over: b2 never held its regular meeting in it.
-    assert [b["code"] for b in stats["overdue_branches"]] == ["HN.BD.DB.2"]
+    assert [b["code"] for b in stats["overdue_branches"]] == ["HN.BD.DB.2"] and stats["overdue_count"] == 1
+    # A branch's own figures count the branch and its meetings once.
+    own = api.client.get(f"{API}/org-units/{tree['b1'].id}/meetings/stats", query_string={"month": "2026-10"},
+                         headers=api.auth("S1")).json
+    assert (own["branches"], own["branches_with_regular_meeting"], own["meetings"], own["children"]) == (1, 1, 2, [])
+    assert own["attendance_rate"] == round(4 / 8, 4) and own["overdue_count"] == 0
     september = api.client.get(f"{API}/org-units/{tree['city'].id}/meetings/stats",
                                query_string={"month": "2026-09"}, headers=api.auth("BT")).json
     assert (september["branches_with_regular_meeting"], september["meetings"]) == (1, 1)
