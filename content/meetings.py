@@ -666,8 +666,10 @@ def _holds_members(u):
     """SQL form of handbook.orgunits.holds_members on an aliased OrgUnit: a branch, or a grassroots unit
     with no unit under it (chi bộ cơ sở)."""
     below = aliased(OrgUnit)
-    return or_(u.kind == UnitKind.BRANCH.value,
-               and_(u.kind == UnitKind.GRASSROOTS.value, ~exists().where(below.parent_id == u.id)))
+    # An AND NOT EXISTS (not an OR around it): the database can run it as an anti-join, or probe the
+    # parent_id index for the few rows a LIMIT needs, instead of hashing every unit's parent first.
+    return and_(u.kind.in_((UnitKind.BRANCH.value, UnitKind.GRASSROOTS.value)),
+                ~exists().where(below.parent_id == u.id, u.kind == UnitKind.GRASSROOTS.value))
 
 
 def _child_key(u, root: OrgUnit):
@@ -696,20 +698,26 @@ def stats(viewer: Member, org_unit_id: int, month: str, *, overdue_limit: int | 
     regular_units = select(Meeting.org_unit_id).where(closed_in_month, Meeting.kind == "regular")
     u = aliased(OrgUnit)
     holds = _holds_members(u)
-    with_regular = and_(holds, u.id.in_(regular_units))
     subtree = in_subtree(u.path, unit.path)
     key = _child_key(u, unit).label("child")
+    # Member-holding units per child, and those of them with a regular meeting: hash joins to the units
+    # that have units under them and to the month's regular meetings (no sub-select per unit).
+    parents = select(OrgUnit.parent_id).where(OrgUnit.parent_id.is_not(None)).distinct().subquery()
+    regular = regular_units.distinct().subquery()
     units_rows = db.session.execute(
-        select(key, func.count(case((holds, 1))), func.count(case((with_regular, 1))))
-        .where(subtree, u.path > unit.path).group_by(key)).all()
+        select(key, func.count(), func.count(regular.c.org_unit_id)).select_from(u)
+        .outerjoin(parents, parents.c.parent_id == u.id).outerjoin(regular, regular.c.org_unit_id == u.id)
+        .where(subtree, u.path > unit.path, u.kind.in_((UnitKind.BRANCH.value, UnitKind.GRASSROOTS.value)),
+               or_(u.kind == UnitKind.BRANCH.value, parents.c.parent_id.is_(None)))
+        .group_by(key)).all()
     meeting_rows = db.session.execute(
         select(key, func.count(), func.sum(Meeting.invited), func.sum(Meeting.present))
         .select_from(Meeting).join(u, u.id == Meeting.org_unit_id)
         .where(subtree, u.path > unit.path, closed_in_month).group_by(key)).all()
     # The unit itself: it may hold members (a branch) and hold meetings (a thematic one of a grassroots unit).
-    own = aliased(OrgUnit)
-    own_holds, own_regular = db.session.execute(
-        select(_holds_members(own), own.id.in_(regular_units)).where(own.id == unit.id)).one()
+    own_holds = holds_members(unit.kind, has_children(unit.id))
+    own_regular = own_holds and db.session.scalar(select(exists().where(
+        Meeting.org_unit_id == unit.id, Meeting.kind == "regular", closed_in_month)))
     own_held = db.session.execute(select(func.count(), func.sum(Meeting.invited), func.sum(Meeting.present))
                                   .where(Meeting.org_unit_id == unit.id, closed_in_month)).one()
     branches = {int(r[0]): (int(r[1] or 0), int(r[2] or 0)) for r in units_rows}
