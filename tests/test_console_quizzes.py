@@ -235,6 +235,9 @@ def test_results_roll_up_with_a_chart_drill_down_and_exports_within_scope(app, t
     take(browser(app, "M1"), quiz)
     take(browser(app, "M4"), quiz, pick=lambda keys: [])
     committee = browser(app, "C1")
+    assert "Vũ Thị Giang" not in (rules := assert_page(browser(app, "M1").get(f"/quizzes/{quiz}")))
+    assert f'href="/quizzes/{quiz}/results"' not in rules             # a member has no results link
+    assert f'href="/quizzes/{quiz}/results"' in assert_page(browser(app, "S1").get(f"/quizzes/{quiz}"))
     page = assert_page(committee.get(f"/quizzes/{quiz}/results"))
     assert "<svg" in page
     assert re.search(r"2 trên \d+ đảng viên đã làm; 1 đạt", page), page[:4000]
