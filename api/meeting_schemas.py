@@ -201,7 +201,9 @@ class MeetingStatsSchema(MeetingStatsPartSchema):
     children = ma.fields.List(ma.fields.Nested(MeetingStatsPartSchema),
                               metadata={"description": "Lowest share of branches with their regular meeting first"})
     overdue_branches = ma.fields.List(ma.fields.Nested(OverdueBranchSchema),
-                                      metadata={"description": "No regular meeting by day 25 (from that day on)"})
+                                      metadata={"description": "No regular meeting by day 25 (from that day on): "
+                                                               "the first 200 by position in the tree"})
+    overdue_count = ma.fields.Integer(metadata={"description": "How many branches are overdue in all"})
 
 
 # --- questions -------------------------------------------------------------------------------------

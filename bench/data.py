@@ -115,6 +115,8 @@ def add_receipts(conn: psycopg.Connection, members: int) -> int:
     conn.execute("SET maintenance_work_mem = '512MB'")
     conn.execute("SET synchronous_commit = off")
     with conn.transaction():
+        # The demo's own receipts (its readers, its quiz passers who acknowledged) stay; no pair twice.
+        conn.execute("CREATE TEMP TABLE demo_receipts ON COMMIT DROP AS SELECT document_id, member_id FROM receipts")
         conn.execute("ALTER TABLE receipts DROP CONSTRAINT pk_receipts")
         conn.execute("DROP INDEX ix_receipts_member_id_document_id")
         conn.execute(f"""
@@ -129,10 +131,9 @@ def add_receipts(conn: psycopg.Connection, members: int) -> int:
                   FROM ({_AUDIENCE}) aud
                   JOIN org_units u ON u.path >= aud.lo AND u.path < aud.hi
                   JOIN members m ON m.org_unit_id = u.id AND m.active
-                  WHERE random() < %s) s
-            -- the demo's own activity (quiz passes acknowledge 24-CT/TU) already holds a few receipts
-            WHERE NOT EXISTS (SELECT 1 FROM receipts r WHERE r.document_id = s.document_id
-                              AND r.member_id = s.member_id)""", (share,))
+                  WHERE random() < %s AND NOT EXISTS (SELECT 1 FROM demo_receipts o
+                                                      WHERE o.document_id = aud.document_id AND o.member_id = m.id)
+                  ) s""", (share,))
         conn.execute("ALTER TABLE receipts ADD CONSTRAINT pk_receipts PRIMARY KEY (document_id, member_id)")
         conn.execute("CREATE INDEX ix_receipts_member_id_document_id ON receipts (member_id, document_id)")
     return conn.execute("SELECT count(*) FROM receipts").fetchone()[0]
@@ -143,6 +144,55 @@ def add_devices(conn: psycopg.Connection) -> int:
     cur = conn.execute("INSERT INTO devices (member_id, fid, platform, app_version, locale, created_at, last_seen_at)"
                        " SELECT id, 'fid-' || id, 'android', '1.0.0', 'vi', now(), now() FROM members"
                        " WHERE active ON CONFLICT DO NOTHING")
+    return cur.rowcount
+
+
+# --- quiz results (issue 17) -----------------------------------------------------------------------
+
+QUIZ_TAKERS = 0.3           # share of members with a result in the city-wide quiz
+QUIZ_TAKERS_MAX = 150_000   # and at most this many rows (the builder stays bounded)
+
+
+def city_quiz(conn: psycopg.Connection) -> int | None:
+    """The demo's city-wide quiz (on Chỉ thị 24-CT/TU, required to acknowledge)."""
+    row = conn.execute("SELECT id FROM quizzes WHERE required_for_ack ORDER BY id LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
+def add_quiz_results(conn: psycopg.Connection) -> int:
+    """Best results of QUIZ_TAKERS of the members in the city-wide quiz (scores in steps of 10 %, passed
+    at 80 %, 1-3 attempts, 1-9 minutes): the rows `quiz_unit_stats` is recounted from (`handbook
+    recount-quizzes`). The attempts themselves (evidence) are not generated: no figure reads them."""
+    quiz = city_quiz(conn)
+    if quiz is None:
+        return 0
+    conn.execute("SELECT setseed(0.17)")
+    cur = conn.execute("""
+        INSERT INTO quiz_results (quiz_id, member_id, attempts, best_score, best_duration, passed, passed_version,
+                                  last_submitted_at)
+        SELECT %s, s.id, 1 + (s.id %% 3), s.score, 60 + (s.id %% 480), s.score >= 8000,
+               CASE WHEN s.score >= 8000 THEN 1 END, now() - (s.id %% 20) * interval '1 day'
+        FROM (SELECT id, (floor(random() * 11) * 1000)::int AS score FROM members
+              WHERE active AND random() < %s LIMIT %s) s
+        ON CONFLICT DO NOTHING""", (quiz, QUIZ_TAKERS, QUIZ_TAKERS_MAX))
+    return cur.rowcount
+
+
+def add_quiz_question_stats(conn: psycopg.Connection) -> int:
+    """Per (question, unit) of the city-wide quiz: answered by the unit's takers, fully right by a share
+    that differs by question (so there are hardest questions). Run after `recount-quizzes`."""
+    quiz = city_quiz(conn)
+    if quiz is None:
+        return 0
+    cur = conn.execute("""
+        INSERT INTO quiz_question_stats (quiz_id, question_id, org_unit_id, l1_id, l2_id, l3_id, answered, correct)
+        SELECT s.quiz_id, q.id, s.org_unit_id, s.l1_id, s.l2_id, s.l3_id, s.took,
+               floor(s.took * (0.35 + 0.6 * ((q.id %% 7) / 7.0)))::int
+        FROM quiz_unit_stats s JOIN quiz_questions q ON q.quiz_id = s.quiz_id AND NOT q.retired
+        WHERE s.quiz_id = %s
+        ON CONFLICT (quiz_id, question_id, org_unit_id)
+        DO UPDATE SET answered = quiz_question_stats.answered + excluded.answered,
+                      correct = quiz_question_stats.correct + excluded.correct""", (quiz,))
     return cur.rowcount
 
 

@@ -20,7 +20,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from console import admin, board, i18n, meetings, session, views  # noqa: F401  (they add pages to views.bp)
+    from console import admin, board, i18n, meetings, quizzes, session, views  # noqa: F401  (they add pages to views.bp)
 
     # Cookie and CSRF settings: config.py (CONSOLE_SESSION_HOURS, SESSION_COOKIE_*, WTF_CSRF_*).
     app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True   # smaller pages

@@ -68,3 +68,13 @@ def over_time_chart(series: dict) -> dict | None:
             "grid": grid, "deadline_x": deadline_x, "start": start, "end": end,
             "end_x": g["left"] + plot_w, "label_y": g["top"] + plot_h + 14,
             "latest": columns[-1] if columns else None}
+
+
+def share_bars(children: list[dict], value: Callable[[dict], float | None], link: Callable[[dict], str],
+               title: str) -> dict:
+    """A bar per child unit, lowest share first: `value(child)` in percent (None: nothing to show)."""
+    rows = [c for c in children if value(c) is not None]
+    rows.sort(key=lambda c: (value(c), c["org_unit"]["name"]))
+    bars = [{"name": c["org_unit"]["name"], "href": link(c), "percent": round(value(c), 1),
+             "width": max(0.0, min(100.0, value(c))), "y": i * ROW_HEIGHT * 2} for i, c in enumerate(rows)]
+    return {"bars": bars, "height": max(1, len(bars)) * ROW_HEIGHT * 2, "row": ROW_HEIGHT, "title": title}

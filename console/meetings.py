@@ -9,6 +9,7 @@ from datetime import datetime, time, timedelta
 from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from console import charts
 from console.session import login_required
 from console.views import SANDBOX, _field_errors, _id_arg, bp
 from content import adoption, attachments, followup, meetings
@@ -233,15 +234,6 @@ def _month() -> str:
     return utcnow().astimezone(local_zone()).strftime("%Y-%m")
 
 
-def _share_bars(children: list[dict], value, link, title: str) -> dict:
-    """A bar per child unit, lowest first: `value(child)` in percent (None: nothing to show)."""
-    rows = [c for c in children if value(c) is not None]
-    rows.sort(key=lambda c: (value(c), c["org_unit"]["name"]))
-    bars = [{"name": c["org_unit"]["name"], "href": link(c), "percent": round(value(c), 1),
-             "width": max(0.0, min(100.0, value(c))), "y": i * 56} for i, c in enumerate(rows)]
-    return {"bars": bars, "height": max(1, len(bars)) * 56, "row": 28, "title": title}
-
-
 @bp.route("/units/meetings")
 @login_required
 def meeting_stats_page(member):
@@ -251,7 +243,7 @@ def meeting_stats_page(member):
     if fmt in ("csv", "xlsx"):
         return download(meetings.stats_export(figures, fmt), fmt,
                         f"sinh-hoat-{figures['org_unit']['code']}-{month}.{fmt}")
-    chart = _share_bars(figures["children"], lambda c: 100 * c["branches_with_regular_meeting"] / c["branches"]
+    chart = charts.share_bars(figures["children"], lambda c: 100 * c["branches_with_regular_meeting"] / c["branches"]
                         if c["branches"] else None,
                         lambda c: url_for("console.meeting_stats_page", unit=c["org_unit"]["id"], month=month),
                         _("Branches that held their regular meeting, by unit"))
@@ -266,7 +258,7 @@ def adoption_page(member):
     fmt = request.args.get("format")
     if fmt in ("csv", "xlsx"):
         return download(adoption.export(figures, fmt), fmt, f"su-dung-{figures['org_unit']['code']}.{fmt}")
-    chart = _share_bars(figures["children"], lambda c: None if c["with_device_share"] is None
+    chart = charts.share_bars(figures["children"], lambda c: None if c["with_device_share"] is None
                         else 100 * c["with_device_share"],
                         lambda c: url_for("console.adoption_page", unit=c["org_unit"]["id"]),
                         _("Members with the app on a phone, by unit"))

@@ -470,11 +470,19 @@ def feed_page(member):
 @login_required
 def read(member, document_id):
     """One document: its sanitised body and attachments. Reading it here counts as opening it."""
+    return _read_page(member, document_id)
+
+
+def _read_page(member, document_id: int, gate: ProblemError | None = None, status: int = 200):
+    from content import quizzes
+
     doc = feed.detail(member, document_id)
     if doc["my"]["opened_at"] is None:
         acknowledgements.open_document(member, document_id)
         doc = feed.detail(member, document_id)
-    return render_template("console/read.html", doc=doc)
+    items, _next, rules = quizzes.document_quizzes(member, document_id, limit=10)
+    return render_template("console/read.html", doc=doc, quizzes=items, rules=rules,
+                           gate=gate and {"code": gate.code, **gate.extra}), status
 
 
 @bp.route("/read/<int:document_id>/acknowledge", methods=["POST"])
@@ -486,6 +494,8 @@ def acknowledge(member, document_id):
     try:
         acknowledgements.acknowledge(member, document_id, form.version.data, platform="web")
     except ProblemError as e:
+        if e.code in ("quiz_required", "read_too_fast"):     # issue 17: said next to the button
+            return _read_page(member, document_id, gate=e, status=409)
         if e.code != "stale_version":
             raise
         flash(_("The document has changed since you opened it. Read the new version, then confirm."), "warning")

@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import case, delete, exists, func, insert, select
 
 from content.models import AdoptionCounter
-from content.progress import _child_column, _scope_condition, levels
+from content.progress import child_column, scope_condition, levels
 from handbook.auth import AuthSession
 from handbook.extensions import db
 from handbook.members import Member
@@ -81,10 +81,10 @@ def adoption(viewer: Member, org_unit_id: int) -> dict:
     if not has_role_over(viewer, unit, FOLLOW_UP_ROLES):
         raise forbidden()
     model = AdoptionCounter
-    child = _child_column(model, unit.depth)
+    child = child_column(model, unit.depth)
     stmt = select(child, func.sum(model.members), func.sum(model.signed_in), func.sum(model.with_device),
                   func.sum(model.active_30d)).group_by(child)
-    scope = _scope_condition(model, unit)
+    scope = scope_condition(model, unit)
     if scope is not None:
         stmt = stmt.where(scope)
     rows = db.session.execute(stmt).all()

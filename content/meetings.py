@@ -31,7 +31,8 @@ import secrets
 from datetime import date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, case, exists, func, or_, select, update
+from sqlalchemy.orm import aliased
 
 from content.access import went_out
 from content.acknowledgements import brief_at_meeting
@@ -449,12 +450,6 @@ def minutes_for(viewer: Member, meeting_id: int, minutes_id: int) -> MeetingMinu
     return minutes
 
 
-def _minutes(meeting: Meeting) -> list[dict]:
-    return [{"id": m.id, "filename": m.filename, "content_type": m.content_type, "size": m.size}
-            for m in db.session.scalars(select(MeetingMinutes).where(MeetingMinutes.meeting_id == meeting.id)
-                                        .order_by(MeetingMinutes.id))]
-
-
 # --- the close ----------------------------------------------------------------------------------------
 
 def close(actor: Member, meeting_id: int) -> dict:
@@ -516,34 +511,79 @@ def _close_result(meeting: Meeting) -> dict:
 
 # --- reading ------------------------------------------------------------------------------------------
 
-def _counts(meeting: Meeting) -> dict:
-    if meeting.status == "closed":
-        invited = meeting.invited
-    else:
-        invited = db.session.scalar(select(func.count()).select_from(Member).join(
-            OrgUnit, OrgUnit.id == Member.org_unit_id).where(invited_condition(meeting)))
-    p = MeetingParticipant
-    row = db.session.execute(select(
-        func.count().filter(p.rsvp == "attending"), func.count().filter(p.rsvp == "absent"),
-        func.count().filter(p.attendance == "present"), func.count().filter(p.attendance == "excused"),
-        func.count().filter(p.attendance == "unexcused")).where(p.meeting_id == meeting.id)).one()
-    return {"invited": invited, "attending": row[0], "absent": row[1], "present": row[2], "excused": row[3],
-            "unexcused": row[4]}
-
-
 def view(viewer: Member, meeting: Meeting) -> dict:
-    unit = _unit(meeting)
-    docs = {d.id: d for d in db.session.scalars(select(Document).where(
-        Document.id.in_([a.document_id for a in meeting.agenda if a.document_id])))}
-    mine = db.session.get(MeetingParticipant, (meeting.id, viewer.id))
-    return {"id": meeting.id, "org_unit": unit.brief(), "title": meeting.title, "kind": meeting.kind,
+    return views(viewer, [meeting])[0]
+
+
+def _invited_counts(open_meetings: list[Meeting], units: dict[int, OrgUnit]) -> dict[int, int]:
+    """How many are invited now to each meeting not yet closed: two statements whatever their number
+    (active members per unit for the regular ones; per unit of the thematic ones' subtrees, summed)."""
+    out: dict[int, int] = {}
+    plain = {m.org_unit_id for m in open_meetings if m.kind != "thematic"}
+    thematic = {units[m.org_unit_id].path for m in open_meetings if m.kind == "thematic"}
+    per_unit = dict(db.session.execute(select(Member.org_unit_id, func.count()).where(
+        Member.active.is_(True), Member.org_unit_id.in_(plain)).group_by(Member.org_unit_id)).all()) if plain else {}
+    per_path = db.session.execute(select(OrgUnit.path, func.count()).join(Member, Member.org_unit_id == OrgUnit.id)
+                                  .where(Member.active.is_(True), or_(*[in_subtree(OrgUnit.path, p) for p in thematic]))
+                                  .group_by(OrgUnit.path)).all() if thematic else []
+    for m in open_meetings:
+        if m.kind == "thematic":
+            root = units[m.org_unit_id].path
+            out[m.id] = sum(n for path, n in per_path if path.startswith(root))
+        else:
+            out[m.id] = per_unit.get(m.org_unit_id, 0)
+    return out
+
+
+def views(viewer: Member, meetings: list[Meeting]) -> list[dict]:
+    """What GET /meetings/{id} answers, for a list of meetings in a constant number of statements (units,
+    agenda documents, the viewer's rows, answer counts, invited counts, minutes), whatever its length."""
+    if not meetings:
+        return []
+    ids = [m.id for m in meetings]
+    units = {u.id: u for u in db.session.scalars(select(OrgUnit).where(
+        OrgUnit.id.in_({m.org_unit_id for m in meetings})))}
+    doc_ids = {a.document_id for m in meetings for a in m.agenda if a.document_id}
+    docs = {d.id: d for d in db.session.scalars(select(Document).where(Document.id.in_(doc_ids)))} if doc_ids else {}
+    mine = {p.meeting_id: p for p in db.session.scalars(select(MeetingParticipant).where(
+        MeetingParticipant.meeting_id.in_(ids), MeetingParticipant.member_id == viewer.id))}
+    p = MeetingParticipant
+    answers = {r[0]: r[1:] for r in db.session.execute(select(
+        p.meeting_id, func.count().filter(p.rsvp == "attending"), func.count().filter(p.rsvp == "absent"),
+        func.count().filter(p.attendance == "present"), func.count().filter(p.attendance == "excused"),
+        func.count().filter(p.attendance == "unexcused")).where(p.meeting_id.in_(ids)).group_by(p.meeting_id))}
+    invited_now = _invited_counts([m for m in meetings if m.status != "closed"], units)
+    minutes: dict[int, list[dict]] = {i: [] for i in ids}
+    for row in db.session.scalars(select(MeetingMinutes).where(MeetingMinutes.meeting_id.in_(ids))
+                                  .order_by(MeetingMinutes.id)):
+        minutes[row.meeting_id].append({"id": row.id, "filename": row.filename, "content_type": row.content_type,
+                                        "size": row.size})
+    viewer_unit = viewer.org_unit
+    out = []
+    for meeting in meetings:
+        unit = units[meeting.org_unit_id]
+        row = mine.get(meeting.id)
+        counts = answers.get(meeting.id, (0, 0, 0, 0, 0))
+        if meeting.status == "closed":
+            invited = row is not None
+        else:     # is_invited's condition, on the viewer already loaded
+            invited = row is not None or (viewer.active and (
+                viewer_unit.path.startswith(unit.path) if meeting.kind == "thematic"
+                else viewer.org_unit_id == unit.id))
+        roles = THEMATIC_RUN_ROLES if meeting.kind == "thematic" else RUN_ROLES
+        out.append({
+            "id": meeting.id, "org_unit": unit.brief(), "title": meeting.title, "kind": meeting.kind,
             "status": status_of(meeting), "starts_at": meeting.starts_at, "ends_at": meeting.ends_at,
             "place": meeting.place, "online_url": meeting.online_url, "note": meeting.note,
             "cancel_reason": meeting.cancel_reason,
             "agenda": [{"title": a.title, "document": _doc_brief(docs.get(a.document_id))} for a in meeting.agenda],
-            "counts": _counts(meeting), "minutes": _minutes(meeting),
-            "my": {"rsvp": mine.rsvp if mine else None, "attendance": mine.attendance if mine else None},
-            "invited": mine is not None or is_invited(viewer, meeting), "can_run": may_run(viewer, meeting)}
+            "counts": {"invited": meeting.invited if meeting.status == "closed" else invited_now[meeting.id],
+                       "attending": counts[0], "absent": counts[1], "present": counts[2], "excused": counts[3],
+                       "unexcused": counts[4]},
+            "minutes": minutes[meeting.id],
+            "my": {"rsvp": row.rsvp if row else None, "attendance": row.attendance if row else None},
+            "invited": bool(invited), "can_run": has_role_over(viewer, unit, roles)})
+    return out
 
 
 def _doc_brief(doc: Document | None) -> dict | None:
@@ -586,7 +626,7 @@ def _page(viewer: Member, stmt, limit: int, cursor: str | None, *, ascending: bo
     order = (Meeting.starts_at, Meeting.id) if ascending else (Meeting.starts_at.desc(), Meeting.id.desc())
     rows, next_cursor = page(list(db.session.scalars(stmt.order_by(*order).limit(limit + 1))), limit,
                              key=lambda m: (as_utc(m.starts_at), m.id))
-    return {"items": [view(viewer, m) for m in rows], "next_cursor": next_cursor}
+    return {"items": views(viewer, rows), "next_cursor": next_cursor}
 
 
 def mine(member: Member, *, upcoming: bool = True, limit: int = 20, cursor: str | None = None) -> dict:
@@ -619,71 +659,98 @@ def _month_bounds(month: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-def stats(viewer: Member, org_unit_id: int, month: str) -> dict:
+OVERDUE_LISTED = 200      # overdue branches listed by name (all are counted in `overdue_count`)
+
+
+def _holds_members(u):
+    """SQL form of handbook.orgunits.holds_members on an aliased OrgUnit: a branch, or a grassroots unit
+    with no unit under it (chi bộ cơ sở)."""
+    below = aliased(OrgUnit)
+    # An AND NOT EXISTS (not an OR around it): the database can run it as an anti-join, or probe the
+    # parent_id index for the few rows a LIMIT needs, instead of hashing every unit's parent first.
+    return and_(u.kind.in_((UnitKind.BRANCH.value, UnitKind.GRASSROOTS.value)),
+                ~exists().where(below.parent_id == u.id, u.kind == UnitKind.GRASSROOTS.value))
+
+
+def _child_key(u, root: OrgUnit):
+    """SQL: the id (as text) of the child of `root` whose subtree holds unit `u` (for u below root): the
+    path component after the root's path ('/1/7/12/' under '/1/' → '7'). One pass over the subtree's
+    units, grouped in the database: no row per unit reaches Python."""
+    rest = func.substr(u.path, len(root.path) + 1)
+    slash = func.strpos(rest, "/") if db.session.get_bind().dialect.name == "postgresql" else func.instr(rest, "/")
+    return func.substr(rest, 1, slash - 1)
+
+
+def stats(viewer: Member, org_unit_id: int, month: str, *, overdue_limit: int | None = OVERDUE_LISTED) -> dict:
     """GET /org-units/{id}/meetings/stats?month=: per unit and its children, the member-holding units
     (branches), those that held their regular meeting (closed) in the month, the meetings closed, and the
-    attendance rate (present / invited at the close). One pass over the subtree's units and the month's
-    closed meetings: O(units), whatever the number of members. Overdue: branches without a regular
-    meeting by day 25 of the month (listed once that day has come)."""
+    attendance rate (present / invited at the close). Grouped by child in the database: a handful of
+    statements, O(units) work in the database and O(children) rows out, whatever the number of meetings
+    or members. Overdue: branches without a regular meeting by day 25 of the month (from that day on):
+    all counted, the first `overdue_limit` by path listed."""
     unit = db.session.get(OrgUnit, org_unit_id)
     if unit is None:
         raise not_found()
     if not has_role_over(viewer, unit, FOLLOW_UP_ROLES):
         raise forbidden()
     start, end = _month_bounds(month)
-    parents = set(db.session.scalars(select(OrgUnit.parent_id).where(
-        in_subtree(OrgUnit.path, unit.path), OrgUnit.parent_id.is_not(None))))
-    units = db.session.execute(select(OrgUnit.id, OrgUnit.code, OrgUnit.name, OrgUnit.kind, OrgUnit.path)
-                               .where(in_subtree(OrgUnit.path, unit.path))).all()
-    branches = {u.id: u for u in units if holds_members(u.kind, u.id in parents)}
-    held = db.session.execute(
-        select(Meeting.org_unit_id, Meeting.kind, Meeting.invited, Meeting.present)
-        .join(OrgUnit, OrgUnit.id == Meeting.org_unit_id)
-        .where(in_subtree(OrgUnit.path, unit.path), Meeting.status == "closed",
-               Meeting.starts_at >= start, Meeting.starts_at < end)).all()
-    depth = unit.path.strip("/").count("/") + 1
-    paths = {u.id: u.path for u in units}
+    closed_in_month = and_(Meeting.status == "closed", Meeting.starts_at >= start, Meeting.starts_at < end)
+    regular_units = select(Meeting.org_unit_id).where(closed_in_month, Meeting.kind == "regular")
+    u = aliased(OrgUnit)
+    holds = _holds_members(u)
+    subtree = in_subtree(u.path, unit.path)
+    key = _child_key(u, unit).label("child")
+    # Member-holding units per child, and those of them with a regular meeting: hash joins to the units
+    # that have units under them and to the month's regular meetings (no sub-select per unit).
+    parents = select(OrgUnit.parent_id).where(OrgUnit.parent_id.is_not(None)).distinct().subquery()
+    regular = regular_units.distinct().subquery()
+    units_rows = db.session.execute(
+        select(key, func.count(), func.count(regular.c.org_unit_id)).select_from(u)
+        .outerjoin(parents, parents.c.parent_id == u.id).outerjoin(regular, regular.c.org_unit_id == u.id)
+        .where(subtree, u.path > unit.path, u.kind.in_((UnitKind.BRANCH.value, UnitKind.GRASSROOTS.value)),
+               or_(u.kind == UnitKind.BRANCH.value, parents.c.parent_id.is_(None)))
+        .group_by(key)).all()
+    meeting_rows = db.session.execute(
+        select(key, func.count(), func.sum(Meeting.invited), func.sum(Meeting.present))
+        .select_from(Meeting).join(u, u.id == Meeting.org_unit_id)
+        .where(subtree, u.path > unit.path, closed_in_month).group_by(key)).all()
+    # The unit itself: it may hold members (a branch) and hold meetings (a thematic one of a grassroots unit).
+    own_holds = holds_members(unit.kind, has_children(unit.id))
+    own_regular = own_holds and db.session.scalar(select(exists().where(
+        Meeting.org_unit_id == unit.id, Meeting.kind == "regular", closed_in_month)))
+    own_held = db.session.execute(select(func.count(), func.sum(Meeting.invited), func.sum(Meeting.present))
+                                  .where(Meeting.org_unit_id == unit.id, closed_in_month)).one()
+    branches = {int(r[0]): (int(r[1] or 0), int(r[2] or 0)) for r in units_rows}
+    held = {int(r[0]): r[1:] for r in meeting_rows}
 
-    def child_of(unit_id: int) -> int | None:
-        parts = paths[unit_id].strip("/").split("/")
-        return int(parts[depth]) if len(parts) > depth else None
+    def shaped(brief: dict, n_branches: int, n_regular: int, meetings_: tuple) -> dict:
+        count, invited, present = (int(v or 0) for v in meetings_)
+        return {"org_unit": brief, "branches": n_branches, "branches_with_regular_meeting": n_regular,
+                "meetings": count, "attendance_rate": round(present / invited, 4) if invited else None}
 
-    regular = {m.org_unit_id for m in held if m.kind == "regular"}
-    figures: dict[int | None, dict] = {}
-
-    def bucket(key):
-        return figures.setdefault(key, {"branches": 0, "branches_with_regular_meeting": 0, "meetings": 0,
-                                        "invited": 0, "present": 0})
-
-    for branch_id in branches:
-        for key in (None, child_of(branch_id)):
-            b = bucket(key)
-            b["branches"] += 1
-            b["branches_with_regular_meeting"] += branch_id in regular
-    for m in held:
-        for key in (None, child_of(m.org_unit_id)):
-            b = bucket(key)
-            b["meetings"] += 1
-            b["invited"] += m.invited
-            b["present"] += m.present
-    names = {u.id: u for u in units}
-
-    def shaped(key, b) -> dict:
-        rate = round(b["present"] / b["invited"], 4) if b["invited"] else None
-        u = names[key] if key is not None else None
-        return {"org_unit": ({"id": u.id, "code": u.code, "name": u.name, "kind": u.kind} if u else unit.brief()),
-                "branches": b["branches"], "branches_with_regular_meeting": b["branches_with_regular_meeting"],
-                "meetings": b["meetings"], "attendance_rate": rate}
-
-    total = shaped(None, bucket(None))
-    children = sorted((shaped(k, b) for k, b in figures.items() if k is not None),
-                      key=lambda c: (c["branches_with_regular_meeting"] / c["branches"] if c["branches"] else 1,
-                                     c["org_unit"]["code"]))
+    ids = {c for c, (n, _) in branches.items() if n} | set(held)
+    units = {c.id: c for c in db.session.scalars(select(OrgUnit).where(OrgUnit.id.in_(ids)))} if ids else {}
+    children = [shaped(units[c].brief(), *branches.get(c, (0, 0)), held.get(c, (0, 0, 0))) for c in units]
+    children.sort(key=lambda c: (c["branches_with_regular_meeting"] / c["branches"] if c["branches"] else 1,
+                                 c["org_unit"]["code"]))
+    sums = [sum(int(r[i] or 0) for r in [*held.values(), own_held]) for i in range(3)]
+    total = shaped(unit.brief(), sum(n for n, _ in branches.values()) + int(bool(own_holds)),
+                   sum(r for _, r in branches.values()) + int(bool(own_holds and own_regular)), tuple(sums))
     today = utcnow().astimezone(local_zone()).date()
     due = date(start.year, start.month, REGULAR_BY_DAY)
-    overdue = [{"id": b.id, "code": b.code, "name": b.name} for b in sorted(branches.values(), key=lambda b: b.path)
-               if b.id not in regular] if today >= due else []
-    return {**total, "month": month, "children": children, "overdue_branches": overdue}
+    overdue, overdue_count = [], 0
+    if today >= due:
+        overdue_count = total["branches"] - total["branches_with_regular_meeting"]
+        if overdue_count:
+            held_regular = exists().where(Meeting.org_unit_id == u.id, Meeting.kind == "regular", closed_in_month)
+            # NOT EXISTS (an anti-join probing meetings' unit index for the few rows the LIMIT reads), not
+            # NOT IN (which hashes every regular meeting of the month first).
+            stmt = select(u.id, u.code, u.name).where(subtree, holds, ~held_regular).order_by(u.path)
+            if overdue_limit is not None:
+                stmt = stmt.limit(overdue_limit)
+            overdue = [{"id": r.id, "code": r.code, "name": r.name} for r in db.session.execute(stmt)]
+    return {**total, "month": month, "children": children, "overdue_branches": overdue,
+            "overdue_count": overdue_count}
 
 
 STATS_HEADER = ["Mã đơn vị", "Đơn vị", "Số chi bộ", "Chi bộ đã sinh hoạt thường kỳ", "Số buổi sinh hoạt",

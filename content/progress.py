@@ -273,11 +273,13 @@ def count_joined(joined: dict[int, int], docs: list[Document]) -> set[int]:
 
 # --- reading ---------------------------------------------------------------------------------------
 
-def _child_column(model, depth: int):
+def child_column(model, depth: int):
+    """The column of a counter table (`levels()`) holding, for a unit at `depth`, its child's id."""
     return getattr(model, LEVEL_COLUMNS[depth]) if depth < len(LEVEL_COLUMNS) else model.org_unit_id
 
 
-def _scope_condition(model, unit: OrgUnit):
+def scope_condition(model, unit: OrgUnit):
+    """SQL condition on a counter table: the row's unit lies in `unit`'s subtree (None at the root)."""
     if unit.depth == 0:
         return None
     if unit.depth <= len(LEVEL_COLUMNS):
@@ -294,11 +296,11 @@ def _figures(total, opened, acknowledged, exempt, overdue: bool) -> dict:
 
 def _breakdown(model, doc: Document, unit: OrgUnit, overdue: bool, children: bool = True) -> dict:
     """Totals for `unit`'s subtree and by its children: one GROUP BY over the rows of `model`."""
-    child = _child_column(model, unit.depth)
+    child = child_column(model, unit.depth)
     stmt = (select(child, func.sum(model.total), func.sum(model.opened), func.sum(model.acknowledged),
                    func.sum(model.exempt))
             .where(model.document_id == doc.id).group_by(child))
-    scope = _scope_condition(model, unit)
+    scope = scope_condition(model, unit)
     if scope is not None:
         stmt = stmt.where(scope)
     rows = db.session.execute(stmt).all()

@@ -56,7 +56,7 @@ from sqlalchemy.orm import lazyload
 from content import followup
 from content.access import managed_document, readable_document, reaches
 from content.models import Document, ProgressCounter, Status
-from content.progress import _child_column, _scope_condition, audience_members, levels
+from content.progress import child_column, scope_condition, audience_members, levels
 from content.quiz_models import (MULTIPLE, SINGLE, Quiz, QuizAttempt, QuizQuestion, QuizQuestionStat,
                                  QuizResult, QuizUnitStat)
 from handbook import audit
@@ -235,6 +235,18 @@ def set_ack_rules(actor: Member, document_id: int, min_read_seconds: int | None)
     answer = ack_rules(doc)
     db.session.commit()
     return answer
+
+
+def managed_quizzes(actor: Member, document_id: int) -> dict:
+    """The quizzes of a document its managers see (the console's list; the API reads them one by one):
+    each quiz's settings and bank size, and the document's acknowledgement rules."""
+    doc = managed_document(actor, document_id)
+    quizzes = list(db.session.scalars(select(Quiz).where(Quiz.document_id == doc.id).order_by(Quiz.id)))
+    sizes = dict(db.session.execute(select(QuizQuestion.quiz_id, func.count()).where(
+        QuizQuestion.quiz_id.in_([q.id for q in quizzes]), QuizQuestion.retired.is_(False))
+        .group_by(QuizQuestion.quiz_id)).all()) if quizzes else {}
+    return {"document": doc, "ack_rules": ack_rules(doc),
+            "items": [{**_settings(q), "bank_size": sizes.get(q.id, 0)} for q in quizzes]}
 
 
 def ack_rules(doc: Document) -> dict:
@@ -628,9 +640,9 @@ def _followed_quiz(viewer: Member, quiz_id: int, org_unit: int | None, roles=Non
 
 def _sums(model, columns, quiz_or_doc_filter, unit: OrgUnit) -> dict:
     """{child unit id: sums} for `unit`'s subtree, and the subtree's totals under key None."""
-    child = _child_column(model, unit.depth)
+    child = child_column(model, unit.depth)
     stmt = select(child, *[func.sum(c) for c in columns]).where(quiz_or_doc_filter).group_by(child)
-    scope = _scope_condition(model, unit)
+    scope = scope_condition(model, unit)
     if scope is not None:
         stmt = stmt.where(scope)
     rows = db.session.execute(stmt).all()
@@ -666,7 +678,7 @@ def _hardest(quiz: Quiz, unit: OrgUnit, limit: int = 5) -> list[dict]:
     stmt = (select(QuizQuestionStat.question_id, func.sum(QuizQuestionStat.answered),
                    func.sum(QuizQuestionStat.correct))
             .where(QuizQuestionStat.quiz_id == quiz.id).group_by(QuizQuestionStat.question_id))
-    scope = _scope_condition(QuizQuestionStat, unit)
+    scope = scope_condition(QuizQuestionStat, unit)
     if scope is not None:
         stmt = stmt.where(scope)
     rows = [(qid, int(a or 0), int(c or 0)) for qid, a, c in db.session.execute(stmt) if a]

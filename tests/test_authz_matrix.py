@@ -325,6 +325,11 @@ def check_series_list(w: World, caller: str, response) -> None:
 
 OUT_OF_SCOPE = "audience_out_of_scope"
 KEEPS, SIGNS_OUT = "keeps", "signs out"
+QUIZ_FORM = {"action": "save", "title": "Kiểm tra nhanh", "pass_mark": "60", "count": "1", "q0_kind": "multiple",
+             "q0_text": "Chỉ thị yêu cầu gì?", "q0_points": "1", "q0_width": "3", "q0_o0": "Kỷ luật", "q0_c0": "y",
+             "q0_o1": "Kỷ cương", "q0_c1": "y", "q0_o2": "Không gì cả"}
+
+
 ROWS: list[Row] = [
     # Row(method, rule, concrete path, E(anonymous, member, secretary_this, secretary_other, committee_other,
     #                                    publisher_other, admin), ...)
@@ -713,6 +718,33 @@ ROWS: list[Row] = [
     console("GET", "/units/adoption", "/units/adoption", E(303, 403, 200, 200, 200, 200, 200)),
     console("GET", "/units/adoption", "/units/adoption?unit={this_branch}", E(303, 403, 200, 403, 403, 403, 200),
             variant="unit=this branch"),
+    # Quizzes (issue 17), as /api/v1's quiz rows: managers of the document author them; its audience
+    # takes them (an attempt is its member's own); follow-up roles read results; organisers the ranking.
+    console("GET", "/board/documents/<int:document_id>/quizzes", "/board/documents/{doc}/quizzes",
+            E(303, 404, 404, 404, 404, 404, 200)),
+    console("GET", "/board/documents/<int:document_id>/quizzes/new", "/board/documents/{doc}/quizzes/new",
+            E(303, 404, 404, 404, 404, 404, 200)),
+    console("POST", "/board/documents/<int:document_id>/quizzes/new", "/board/documents/{doc}/quizzes/new",
+            E(303, 404, 404, 404, 404, 404, 303), after=KEEPS, request=page(QUIZ_FORM)),
+    console("GET", "/board/quizzes/<int:quiz_id>", "/board/quizzes/{quiz}", E(303, 404, 404, 404, 404, 404, 200)),
+    console("POST", "/board/quizzes/<int:quiz_id>", "/board/quizzes/{quiz}", E(303, 404, 404, 404, 404, 404, 303),
+            request=page({**QUIZ_FORM, "pass_mark": "70"})),
+    console("POST", "/board/documents/<int:document_id>/ack-rules", "/board/documents/{doc}/ack-rules",
+            E(303, 404, 404, 404, 404, 404, 303), request=page({"min_read_seconds": "30"})),
+    console("GET", "/quizzes/<int:quiz_id>", "/quizzes/{quiz}", E(303, 200, 200, 200, 404, 404, 404)),
+    console("POST", "/quizzes/<int:quiz_id>/attempts", "/quizzes/{quiz}/attempts", E(303, 303, 303, 303, 404, 404, 404),
+            after=KEEPS),
+    console("GET", "/attempts/<int:attempt_id>", "/attempts/{attempt}", E(303, 200, 404, 404, 404, 404, 404)),
+    console("POST", "/attempts/<int:attempt_id>", "/attempts/{open_attempt}", E(303, 303, 404, 404, 404, 404, 404),
+            request=page(lambda w, c: {"token": w.ids["open_attempt_token"]})),
+    console("GET", "/quizzes/<int:quiz_id>/results", "/quizzes/{quiz}/results", E(303, 403, 200, 200, 404, 404, 200)),
+    console("GET", "/quizzes/<int:quiz_id>/results", "/quizzes/{quiz}/results?unit={this_branch}",
+            E(303, 403, 200, 403, 403, 403, 200), variant="unit=this branch"),
+    console("GET", "/quizzes/<int:quiz_id>/results", "/quizzes/{quiz}/results?unit={this_branch}&format=csv",
+            E(303, 403, 200, 403, 403, 403, 200), variant="unit=this branch, csv"),
+    console("GET", "/quizzes/<int:quiz_id>/ranking", "/quizzes/{contest}/ranking", E(303, 403, 403, 403, 404, 404, 200)),
+    console("GET", "/series/<int:series_id>", "/series/{series}", E(303, 200, 200, 200, 404, 404, 404)),
+    console("GET", "/series/<int:series_id>/members", "/series/{series}/members", E(303, 403, 200, 200, 404, 404, 200)),
     # The board: publishers within their scope and admins, as /api/v1/admin/documents.
     console("GET", "/board", "/board", E(303, 403, 403, 403, 403, 200, 200)),
     console("GET", "/board/new", "/board/new", E(303, 403, 403, 403, 403, 200, 200)),

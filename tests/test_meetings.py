@@ -477,7 +477,12 @@ def test_the_monthly_roll_up_equals_a_recount(api, tree):
     assert (children["HN.DD"]["branches"], children["HN.DD"]["branches_with_regular_meeting"]) == (1, 1)
     assert [c["org_unit"]["code"] for c in stats["children"]] == ["HN.BD", "HN.DD"]   # lowest share first
     # October is over: b2 never held its regular meeting in it.
-    assert [b["code"] for b in stats["overdue_branches"]] == ["HN.BD.DB.2"]
+    assert [b["code"] for b in stats["overdue_branches"]] == ["HN.BD.DB.2"] and stats["overdue_count"] == 1
+    # A branch's own figures count the branch and its meetings once.
+    own = api.client.get(f"{API}/org-units/{tree['b1'].id}/meetings/stats", query_string={"month": "2026-10"},
+                         headers=api.auth("S1")).json
+    assert (own["branches"], own["branches_with_regular_meeting"], own["meetings"], own["children"]) == (1, 1, 2, [])
+    assert own["attendance_rate"] == round(4 / 8, 4) and own["overdue_count"] == 0
     september = api.client.get(f"{API}/org-units/{tree['city'].id}/meetings/stats",
                                query_string={"month": "2026-09"}, headers=api.auth("BT")).json
     assert (september["branches_with_regular_meeting"], september["meetings"]) == (1, 1)
@@ -628,3 +633,55 @@ def test_the_minutes_are_uploaded_by_a_runner_once_open_and_read_by_whoever_sees
     other = schedule(api, "b2", "S2")
     assert api.client.get(f"{API}/meetings/{other['id']}/attachments/{created.json['id']}",
                           headers=api.auth("S2")).status_code == 404
+
+
+# --- reading lists without a statement per meeting -----------------------------------------------------
+
+def _statements(run) -> int:
+    from sqlalchemy import event
+
+    seen = []
+
+    def count(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        run()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    return len(seen)
+
+
+def test_meeting_lists_cost_the_same_statements_whatever_their_length(world):
+    """/me/meetings and a unit's list read each meeting's unit, agenda documents, the viewer's row, answer
+    and invited counts and minutes in one statement each for the whole page (no N+1)."""
+    api = world
+    doc = api.publish("ba_dinh")
+
+    def a_few(n: int) -> None:
+        for i in range(n):
+            kind = ("regular", "thematic", "extraordinary")[i % 3]
+            m = schedule(api, kind=kind, hours=48 + i, agenda=[{"title": "Chỉ thị", "document_id": doc}])
+            api.client.put(f"{API}/meetings/{m['id']}/rsvp", json={"response": "attending"}, headers=api.auth("M1"))
+        past = schedule(api, hours=30 + n)
+        start(past["id"])
+        assert close(api, past["id"]).status_code == 200
+
+    def lists():
+        for path, card in (("/me/meetings", "M1"), ("/me/meetings?upcoming=false", "M1"),
+                           (f"/org-units/{api.tree['b1'].id}/meetings", "S1")):
+            response = api.client.get(API + path, headers=api.auth(card))
+            assert response.status_code == 200, response.get_data(as_text=True)
+            sizes.append(len(response.json["items"]))
+
+    sizes: list[int] = []
+    api.auth("M1"), api.auth("S1")
+    a_few(3)
+    few = _statements(lists)
+    assert sizes == [3, 1, 4]
+    a_few(6)
+    sizes.clear()
+    many = _statements(lists)
+    assert sizes == [9, 2, 11]
+    assert many == few, (few, many)
