@@ -129,7 +129,10 @@ def add_receipts(conn: psycopg.Connection, members: int) -> int:
                   FROM ({_AUDIENCE}) aud
                   JOIN org_units u ON u.path >= aud.lo AND u.path < aud.hi
                   JOIN members m ON m.org_unit_id = u.id AND m.active
-                  WHERE random() < %s) s""", (share,))
+                  WHERE random() < %s) s
+            -- the demo's own receipts (quizzes, meetings) stay; the drawn ones fill in around them
+            WHERE NOT EXISTS (SELECT 1 FROM receipts r WHERE r.document_id = s.document_id
+                                                        AND r.member_id = s.member_id)""", (share,))
         conn.execute("ALTER TABLE receipts ADD CONSTRAINT pk_receipts PRIMARY KEY (document_id, member_id)")
         conn.execute("CREATE INDEX ix_receipts_member_id_document_id ON receipts (member_id, document_id)")
     return conn.execute("SELECT count(*) FROM receipts").fetchone()[0]
