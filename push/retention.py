@@ -65,30 +65,32 @@ def _over(cutoff: datetime):
 
 
 class _Budget:
+    """How many more batches may be deleted (None: no bound). Looking for rows costs nothing of it."""
+
     def __init__(self, batches: int | None) -> None:
         self.left = batches
 
-    def take(self) -> bool:
-        if self.left is None:
-            return True
-        if self.left <= 0:
-            return False
-        self.left -= 1
-        return True
+    def exhausted(self) -> bool:
+        return self.left is not None and self.left <= 0
+
+    def spend(self) -> None:
+        if self.left is not None:
+            self.left -= 1
 
 
-def _drain(result: Pruned, budget: _Budget, name: str, pick, table, key) -> bool:
-    """Delete `pick` (a SELECT of up to one batch of primary keys) again and again; False when the budget
-    ran out before the rows did."""
+def _drain(result: Pruned, budget: _Budget, name: str, pick, delete_of) -> bool:
+    """Delete the rows `pick` (a SELECT of up to one batch of primary keys) chooses, one transaction a
+    batch, until it chooses none (True) or the budget is spent while rows are left (False)."""
     while True:
-        if not budget.take():
-            return False
         ids = list(db.session.scalars(pick))
+        db.session.rollback()   # (no transaction left open between batches)
         if not ids:
-            db.session.rollback()
             return True
-        db.session.execute(delete(table).where(key.in_(ids)).execution_options(synchronize_session=False))
+        if budget.exhausted():
+            return False
+        db.session.execute(delete_of(ids).execution_options(synchronize_session=False))
         db.session.commit()
+        budget.spend()
         setattr(result, name, getattr(result, name) + len(ids))
         result.batches += 1
 
@@ -103,30 +105,20 @@ def prune(now: datetime | None = None, *, max_batches: int | None = None, batch:
     inbox_cutoff = now - _days("INBOX_RETENTION_DAYS", 180)
     finished = list(db.session.scalars(select(Notification.id).where(_over(delivery_cutoff)).order_by(Notification.id)))
     for notification_id in finished:
-        # Deliveries by primary key (notification, device), a batch at a time.
-        pick = (select(Delivery.device_id).where(Delivery.notification_id == notification_id)
-                .order_by(Delivery.device_id).limit(size))
-        while True:
-            if not budget.take():
-                result.done = False
-                return result
-            device_ids = list(db.session.scalars(pick))
-            if not device_ids:
-                db.session.rollback()
-                break
-            db.session.execute(delete(Delivery).where(Delivery.notification_id == notification_id,
-                                                      Delivery.device_id.in_(device_ids)))
-            db.session.commit()
-            result.deliveries += len(device_ids)
-            result.batches += 1
-        if not _drain(result, budget, "chunks", select(PushChunk.id).where(PushChunk.notification_id == notification_id)
-                      .order_by(PushChunk.id).limit(size), PushChunk, PushChunk.id):
+        # Deliveries by primary key (notification, device), then the chunks, a batch at a time.
+        deliveries = (select(Delivery.device_id).where(Delivery.notification_id == notification_id)
+                      .order_by(Delivery.device_id).limit(size))
+        chunks = select(PushChunk.id).where(PushChunk.notification_id == notification_id).order_by(PushChunk.id).limit(size)
+        if not (_drain(result, budget, "deliveries", deliveries,
+                       lambda ids, n=notification_id: delete(Delivery).where(Delivery.notification_id == n,
+                                                                              Delivery.device_id.in_(ids)))
+                and _drain(result, budget, "chunks", chunks, lambda ids: delete(PushChunk).where(PushChunk.id.in_(ids)))):
             result.done = False
             return result
     over = select(Notification.id).where(_over(inbox_cutoff)).scalar_subquery()
     items = (select(InboxItem.id).where(InboxItem.notification_id.in_(over), InboxItem.created_at < inbox_cutoff)
              .order_by(InboxItem.id).limit(size))
-    if not _drain(result, budget, "inbox_items", items, InboxItem, InboxItem.id):
+    if not _drain(result, budget, "inbox_items", items, lambda ids: delete(InboxItem).where(InboxItem.id.in_(ids))):
         result.done = False
         return result
     if not prune_sessions(now, result, budget, size):
@@ -143,13 +135,14 @@ def prune_sessions(now: datetime, result: Pruned, budget: _Budget, size: int) ->
                timedelta(days=ACTIVE_DAYS))
     horizon = now - keep
     tokens = (select(RefreshToken.jti).where(RefreshToken.expires_at < horizon).order_by(RefreshToken.jti).limit(size))
-    if not _drain(result, budget, "refresh_tokens", tokens, RefreshToken, RefreshToken.jti):
+    if not _drain(result, budget, "refresh_tokens", tokens,
+                  lambda ids: delete(RefreshToken).where(RefreshToken.jti.in_(ids))):
         return False
     live = exists().where(RefreshToken.session_id == AuthSession.id)
     ended = or_(AuthSession.revoked_at < horizon,
                 func.coalesce(AuthSession.refreshed_at, AuthSession.created_at) < horizon)
     sessions = select(AuthSession.id).where(~live, ended).order_by(AuthSession.id).limit(size)
-    return _drain(result, budget, "sessions", sessions, AuthSession, AuthSession.id)
+    return _drain(result, budget, "sessions", sessions, lambda ids: delete(AuthSession).where(AuthSession.id.in_(ids)))
 
 
 def prune_due(now: datetime | None = None) -> Pruned:
