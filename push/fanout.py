@@ -40,7 +40,7 @@ from handbook.members import Member, Role, RoleGrant
 from handbook.orgunits import OrgUnit, in_subtree
 from handbook.timeutil import local_zone, utcnow
 from push.fcm import FAILED, INVALID, RETRY, SENT, get_backend
-from push.messages import Target, build
+from push.messages import Target, build_many
 from push.models import (MEETING_KINDS, ChunkState, Delivery, DeliveryState, Device, InboxItem, Notification,
                          NotificationKind, NotificationState, PushBatch, PushChunk)
 from push.ratelimit import RateLimiter
@@ -434,8 +434,8 @@ def send_chunk(chunk_id: int, backend=None) -> dict | None:
             log.warning("push: chunk %s was taken over (lease lapsed); leaving it to its new worker", chunk.id)
             db.session.rollback()
             return tally
-        messages = [build(notification, doc, Target(r.device_id, r.fid, r.token, r.platform, r.locale), zone,
-                          sent_at, channel_id=channel, data=r.data) for r in rows]
+        messages = build_many(notification, doc, [(Target(r.device_id, r.fid, r.token, r.platform, r.locale), r.data)
+                                                  for r in rows], zone, sent_at, channel_id=channel)
         # Write-ahead: one row naming the batch's devices, committed before FCM is called. A crash from here
         # to the outcomes' commit leaves it open: its devices are in doubt, and sent again by the next runner.
         in_doubt = sum(1 for r in rows if r.state == DeliveryState.SENDING.value)

@@ -165,11 +165,8 @@ class DirectSender:
 
     async def send(self, messages: list[messaging.Message]) -> list[Outcome]:
         auth = f"Authorization: Bearer {self._token()}\r\n".encode("latin-1")
-        encode = self._service.encode_message
-        dumps = json.dumps
         requests_ = []
-        for message in messages:
-            body = dumps({"message": encode(message)}, separators=(",", ":"), ensure_ascii=False).encode()
+        for body in _bodies(self._service.encode_message, messages):
             requests_.append(b"%s%sContent-Length: %d\r\n\r\n%s" % (self._head, auth, len(body), body))
         outcomes: list[Outcome | None] = [None] * len(requests_)
         pending = iter(range(len(requests_)))
@@ -234,6 +231,32 @@ class DirectSender:
     async def close(self) -> None:
         while self._idle:
             _close(self._idle.pop())
+
+
+def _bodies(encode, messages: list[messaging.Message]) -> list[bytes]:
+    """The request bodies, `{"message": …}` as firebase-admin encodes each message. Messages that share
+    their parts (the same data, notification, android, apns, webpush and fcm_options objects, as
+    push.messages.build_many makes them) and differ only in their fid/token are encoded once: the first
+    one whole, by firebase-admin; the others are that encoding with their own target put in."""
+    dumps = json.dumps
+    templates: dict[tuple, str] = {}
+    out = []
+    for m in messages:
+        key = (id(m.data), id(m.notification), id(m.android), id(m.webpush), id(m.apns), id(m.fcm_options))
+        target = ("fid", m.fid) if m.fid is not None else ("token", m.token)
+        rest = templates.get(key)
+        plain = (m.topic is None and m.condition is None and (m.fid is None or m.token is None)
+                 and isinstance(target[1], str) and target[1])
+        if rest is None or not plain:
+            encoded = encode(m)   # firebase-admin validates and encodes every part (and raises as it does)
+            if plain and rest is None:
+                parts = {k: v for k, v in encoded.items() if k not in ("fid", "token")}
+                templates[key] = dumps(parts, separators=(",", ":"), ensure_ascii=False)[1:]
+            out.append(dumps({"message": encoded}, separators=(",", ":"), ensure_ascii=False).encode())
+            continue
+        head = '{"message":{"%s":%s' % (target[0], dumps(target[1], ensure_ascii=False))
+        out.append((head + ("}}" if rest == "}" else "," + rest + "}")).encode())
+    return out
 
 
 def _close(connection) -> None:
