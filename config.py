@@ -129,7 +129,14 @@ class Config:
     FCM_RATE_PER_MINUTE = _env_int("FCM_RATE_PER_MINUTE", 600000)
     GOOGLE_APPLICATION_CREDENTIALS = _env("GOOGLE_APPLICATION_CREDENTIALS")
     FCM_TIMEOUT_SECONDS = _env_int("FCM_TIMEOUT_SECONDS", 30)
-    FCM_TRANSPORT = _env("FCM_TRANSPORT", "threads")  # threads (send_each) | async (send_each_async, httpx)
+    FCM_TRANSPORT = _env("FCM_TRANSPORT", "direct")  # direct | threads (send_each) | async (send_each_async)
+    FCM_CONNECTIONS = _env_int("FCM_CONNECTIONS", 64)  # requests in flight per worker process (direct, async)
+    # Retention (push/retention.py): what is older goes, in batches, from run-due and `handbook push prune`.
+    DELIVERY_RETENTION_DAYS = _env_int("DELIVERY_RETENTION_DAYS", 30)   # after a notification finished
+    INBOX_RETENTION_DAYS = _env_int("INBOX_RETENTION_DAYS", 180)
+    SESSION_RETENTION_DAYS = _env_int("SESSION_RETENTION_DAYS", 90)     # after a session ended
+    RETENTION_BATCH = _env_int("RETENTION_BATCH", 5000)                 # rows per transaction
+    RETENTION_BATCHES_PER_RUN = _env_int("RETENTION_BATCHES_PER_RUN", 10)
     PUSH_ANDROID_CHANNEL = _env("PUSH_ANDROID_CHANNEL", "directives")
     # Celery broker; defaults to REDIS_URL. With neither, the embedded worker thread sends (push/embedded.py).
     CELERY_BROKER_URL = _env("CELERY_BROKER_URL")

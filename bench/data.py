@@ -115,10 +115,10 @@ def add_receipts(conn: psycopg.Connection, members: int) -> int:
     conn.execute("SET maintenance_work_mem = '512MB'")
     conn.execute("SET synchronous_commit = off")
     with conn.transaction():
-        # The demo's own receipts (its readers, its quiz passers who acknowledged) stay; no pair twice.
-        conn.execute("CREATE TEMP TABLE demo_receipts ON COMMIT DROP AS SELECT document_id, member_id FROM receipts")
         conn.execute("ALTER TABLE receipts DROP CONSTRAINT pk_receipts")
         conn.execute("DROP INDEX ix_receipts_member_id_document_id")
+        conn.execute("CREATE TEMP TABLE demo_receipts ON COMMIT DROP AS SELECT * FROM receipts")
+        conn.execute("DELETE FROM receipts")
         conn.execute(f"""
             INSERT INTO receipts (document_id, member_id, opened_at, acknowledged_at, acknowledged_version,
                                   method, recorded_by, recorded_at, platform)
@@ -131,9 +131,11 @@ def add_receipts(conn: psycopg.Connection, members: int) -> int:
                   FROM ({_AUDIENCE}) aud
                   JOIN org_units u ON u.path >= aud.lo AND u.path < aud.hi
                   JOIN members m ON m.org_unit_id = u.id AND m.active
-                  WHERE random() < %s AND NOT EXISTS (SELECT 1 FROM demo_receipts o
-                                                      WHERE o.document_id = aud.document_id AND o.member_id = m.id)
-                  ) s""", (share,))
+                  WHERE random() < %s) s""", (share,))
+        # The demo's own receipts (quizzes, meetings) stay: a drawn one for the same pair goes.
+        conn.execute("""DELETE FROM receipts r USING demo_receipts d
+                        WHERE r.document_id = d.document_id AND r.member_id = d.member_id""")
+        conn.execute("INSERT INTO receipts SELECT * FROM demo_receipts")
         conn.execute("ALTER TABLE receipts ADD CONSTRAINT pk_receipts PRIMARY KEY (document_id, member_id)")
         conn.execute("CREATE INDEX ix_receipts_member_id_document_id ON receipts (member_id, document_id)")
     return conn.execute("SELECT count(*) FROM receipts").fetchone()[0]

@@ -524,19 +524,56 @@ def fig_fanout(settings: Settings, env: dict, scratch: Path) -> dict | None:
         return {"fanout": run(ctx)}
 
 
+def _database_work(database_url: str) -> tuple[int, int]:
+    """PostgreSQL's counters for the database: (buffer blocks touched, rows returned or fetched)."""
+    with data.connect(database_url) as conn:
+        return conn.execute("SELECT blks_hit + blks_read, tup_returned + tup_fetched FROM pg_stat_database "
+                            "WHERE datname = current_database()").fetchone()
+
+
+# An idle backend publishes its last statistics within 10 s (PostgreSQL 15): read them after that.
+STATS_SETTLE_SECONDS = 11
+
+
+def _per_request(database_url: str, before: tuple[int, int], requests: int) -> dict:
+    time.sleep(STATS_SETTLE_SECONDS)
+    blocks, rows = (a - b for a, b in zip(_database_work(database_url), before, strict=True))
+    requests = max(requests, 1)
+    return {"kb_touched": round(blocks * 8 / requests, 1), "rows_touched": round(rows / requests, 1)}
+
+
 def scaling_point(settings: Settings, servers: Servers, scratch: Path) -> dict:
     """Feed and city-progress latency at this size, one request per worker at a time (service time, not
-    queueing), beside the obvious SQL for the city."""
+    queueing), beside the obvious SQL for the city; and the cost of one request of each: milliseconds,
+    and what PostgreSQL touched for it (buffer KB, rows; its counters over the run, per request)."""
     lines = [("GET", "/api/v1/documents", t) for t in _member_tokens(servers)]
     _probe(servers.api, lines[0])
+    time.sleep(STATS_SETTLE_SECONDS)
+    before = _database_work(settings.database_url)
     with step(f"scaling, {settings.members:,} members: feed", settings.seconds + 60):
         feed = wrk(servers.api, write_requests(scratch / f"scaling-feed-{settings.members}.txt", lines),
                    threads=LATENCY_CONNECTIONS, connections=LATENCY_CONNECTIONS, seconds=settings.seconds)
+    feed_work = _per_request(settings.database_url, before, feed["requests"])
+    document = servers.cast.city_documents[0]
+    path = f"/api/v1/documents/{document}/progress?org_unit={servers.cast.root_id}"
+    before = _database_work(settings.database_url)
+    with step(f"scaling, {settings.members:,} members: city progress", settings.seconds + 60):
+        progress = wrk(servers.api, write_requests(scratch / f"scaling-progress-{settings.members}.txt",
+                                                   [("GET", path, servers.tokens[servers.cast.admin_card])]),
+                       threads=LATENCY_CONNECTIONS, connections=LATENCY_CONNECTIONS, seconds=settings.seconds)
+    progress_work = _per_request(settings.database_url, before, progress["requests"])
     city = _follow_up(settings, servers, scratch, f"scaling_{settings.members}_progress_city",
                       f"/progress?org_unit={servers.cast.root_id}", servers.cast.root_id)
+    log(f"  scaling {settings.members:,}: feed {feed['median_ms']:.1f} ms, {feed_work['kb_touched']} KB, "
+        f"{feed_work['rows_touched']} rows a request; city progress {progress['median_ms']:.1f} ms, "
+        f"{progress_work['kb_touched']} KB, {progress_work['rows_touched']} rows a request")
     return {"members": settings.members, "feed_median_ms": feed["median_ms"], "feed_p99_ms": feed["p99_ms"],
             "progress_city_p95_ms": city["p95_ms"], "progress_city_median_ms": city["median_ms"],
-            "progress_city_baseline_ms": city["baseline_ms"]}
+            "progress_city_baseline_ms": city["baseline_ms"],
+            "feed_ms_per_request": feed["median_ms"], "feed_kb_touched": feed_work["kb_touched"],
+            "feed_rows_touched": feed_work["rows_touched"],
+            "progress_ms_per_request": progress["median_ms"], "progress_kb_touched": progress_work["kb_touched"],
+            "progress_rows_touched": progress_work["rows_touched"]}
 
 
 def fig_scaling(settings: Settings, procs: Processes, scratch: Path, main_point: dict) -> dict:
@@ -678,9 +715,13 @@ def markdown(results: dict) -> str:
             rows.append((f"fanout.{key}", _fmt(value), "" if baseline is None else _fmt(baseline),
                          _ratio(value, baseline) if numeric else ""))
     for point in (results.get("scaling") or {}).get("points", []):
+        per_op = ""
+        if "feed_kb_touched" in point:   # the cost of one request: what PostgreSQL touched for it
+            per_op = (f"; a feed request touches {point['feed_kb_touched']:,.0f} KB / {point['feed_rows_touched']:,.0f} rows, "
+                      f"a city progress {point['progress_kb_touched']:,.0f} KB / {point['progress_rows_touched']:,.0f} rows")
         rows.append((f"scaling {point['members']:,}",
                      f"city progress p95 {point['progress_city_p95_ms']:.1f} ms, feed median "
-                     f"{point['feed_median_ms']:.1f} / p99 {point['feed_p99_ms']:.1f} ms",
+                     f"{point['feed_median_ms']:.1f} / p99 {point['feed_p99_ms']:.1f} ms{per_op}",
                      f"p95 {point['progress_city_baseline_ms']:.1f} ms (SQL COUNT, city)",
                      _ratio(point["progress_city_p95_ms"], point["progress_city_baseline_ms"])))
     for key, error in results.get("errors", {}).items():
@@ -771,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter wrk runs (5 s) for a fast check")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--scaling", default=None,
-                        help="comma-separated further sizes for the scaling figure (default: 10000,100000; "
+                        help="comma-separated further sizes for the scaling figure (default: 10000,100000,1000000; "
                              "with --quick: 5000); 'none' for no scaling figure")
     parser.add_argument("--only", default=None,
                         help="comma-separated figure groups to run (reading, follow_up, meetings_adoption, "
@@ -779,7 +820,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse-database", action="store_true",
                         help="measure on the bench database an earlier run of the same size built (no rebuild)")
     args = parser.parse_args(argv)
-    scaling = args.scaling or ("5000" if args.quick else "10000,100000")
+    scaling = args.scaling or ("5000" if args.quick else "10000,100000,1000000")
     settings = Settings(args.members, args.quick, args.out,
                         os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DATABASE_URL,
                         seconds=5 if args.quick else 10, sql_seconds=2 if args.quick else 5,

@@ -154,5 +154,15 @@ def run_due_command(at):
         click.echo("Nothing due.")
 
 
+@push_cli.command("prune")
+@click.option("--batch", type=click.IntRange(1, 100000), default=None,
+              help="Rows deleted per transaction (default RETENTION_BATCH).")
+def prune_command(batch):
+    """Delete deliveries, inbox items and sessions past retention, in short batches. Safe to run twice."""
+    from push.retention import prune
+
+    click.echo(prune(batch=batch).describe().capitalize() + ".")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(handbook_cli)

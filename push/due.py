@@ -91,4 +91,9 @@ def run_due(at: datetime | None = None, *, inline: bool = True,
     pruned = prune_devices()
     if pruned:
         lines.append(f"forgot {pruned} devices not seen for {DEVICE_MAX_IDLE.days} days")
+    from push.retention import prune_due
+
+    retained = prune_due()   # a bounded share each tick (push/retention.py); measured from the real clock
+    if retained.total():
+        lines.append(retained.describe())
     return lines

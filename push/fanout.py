@@ -4,15 +4,19 @@
    order, 5,000 at a time (one INSERT … SELECT each, never the whole audience in memory), and cuts them
    into chunks of `CHUNK_MEMBERS` members. Each chunk is handed to `enqueue` as soon as it is committed,
    so sending starts while planning goes on.
-2. `send_chunk(chunk)` claims the chunk under a lease, creates one `Delivery` per (notification, device)
-   (INSERT … ON CONFLICT DO NOTHING: idempotent), then sends in batches of ≤ 500: it marks the batch
-   `sending` and commits *before* calling FCM (write-ahead), takes the batch from the shared rate cap,
-   sends, and records every outcome. Sent rows are never sent again; transient errors get `retry` with
-   exponential backoff, jitter and FCM's `Retry-After`; dead fids/tokens delete the device.
-3. A chunk whose worker died (lease expired) is taken over by the next `sweep`. Rows it left `sending`
-   are *in doubt*: FCM may or may not have them. They are sent again (a push may be lost otherwise) with
-   the same collapse key, tag and notification id, so the phone replaces rather than adds; `resent`
-   counts them. Only a batch that was in flight at the moment of the crash can be in doubt.
+2. `send_chunk(chunk)` claims the chunk under a lease, then sends in batches of ≤ 500 devices: the
+   chunk's recipients' devices that have no delivery yet (first sends), or due retries. Before calling
+   FCM it commits one write-ahead row for the batch (`PushBatch`, naming its devices), takes the batch
+   from the shared rate cap, sends, and then, in one transaction, writes every device's outcome as its
+   `Delivery` (one statement on PostgreSQL) and deletes the batch row. A device with a delivery is never
+   a first send again; transient errors get `retry` with exponential backoff, jitter and FCM's
+   `Retry-After`; dead fids/tokens delete the device. About one row written per device (its delivery)
+   instead of three (queued, sending, outcome): docs/performance.md.
+3. A chunk whose worker died (lease expired) is taken over by the next `sweep`. A batch row it left
+   open is *in doubt*: FCM may or may not have its devices. They are sent again first (a push may be
+   lost otherwise) with the same collapse key, tag and notification id, so the phone replaces rather
+   than adds; `resent` counts them. Only a batch that was in flight at the moment of the crash can be in
+   doubt. (Deliveries left `sending` by a worker from before migration 0010 are in doubt the same way.)
 4. When every chunk is done, the notification is `done` with its counters.
 
 The functions are synchronous and commit their own work; `push.tasks` runs them on Celery, and
@@ -23,21 +27,22 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import and_, delete, exists, func, insert, literal, or_, select, text, true, update
 
 from content.models import Document, Receipt
 from content.progress import acknowledged_condition, audience_members, extended_condition
-from handbook.extensions import db, upsert
+from handbook.extensions import db, one_of, upsert
 from handbook.members import Member, Role, RoleGrant
 from handbook.orgunits import OrgUnit, in_subtree
 from handbook.timeutil import local_zone, utcnow
 from push.fcm import FAILED, INVALID, RETRY, SENT, get_backend
-from push.messages import Target, build
+from push.messages import Target, build_many
 from push.models import (MEETING_KINDS, ChunkState, Delivery, DeliveryState, Device, InboxItem, Notification,
-                         NotificationKind, NotificationState, PushChunk)
+                         NotificationKind, NotificationState, PushBatch, PushChunk)
 from push.ratelimit import RateLimiter
 
 log = logging.getLogger("handbook.push")
@@ -295,14 +300,24 @@ def _bump(notification_id: int, **counts: int) -> None:
                            .execution_options(synchronize_session=False))
 
 
-def _create_deliveries(notification: Notification, doc: Document, chunk: PushChunk, now: datetime) -> None:
-    """One `queued` delivery per device of the chunk's recipients (idempotent), and `skipped` for those
-    who no longer need a reminder (acknowledged, briefed or exempted since the reminder was planned)."""
+def _skip_settled(notification: Notification, doc: Document, chunk: PushChunk, now: datetime) -> None:
+    """Reminder kinds: whoever acknowledged, was briefed or exempted (or, but for a re-acknowledgement, got
+    an extension) since planning needs no push: a `skipped` delivery for each of their devices not sent to
+    yet, and their retries are dropped."""
+    settled_member = _acted(doc, Device.member_id)
+    settled = _acted(doc, Delivery.member_id)
+    if notification.kind != NotificationKind.REACK.value:   # a new version is news even when extended
+        settled_member = or_(settled_member, _extended(doc, Device.member_id))
+        settled = or_(settled, _extended(doc, Delivery.member_id))
+    # (the devices of a batch left in doubt are its own: it is sent again as it was)
+    in_doubt = [d for devices in db.session.scalars(select(PushBatch.devices).where(PushBatch.chunk_id == chunk.id))
+                for d, _ in devices]
     devices = (select(literal(notification.id), Device.id, literal(chunk.id), Device.member_id,
-                      literal(DeliveryState.QUEUED.value), literal(0), literal(0), literal(now))
+                      literal(DeliveryState.SKIPPED.value), literal(0), literal(0), literal(now))
                .join(InboxItem, and_(InboxItem.member_id == Device.member_id,
                                      InboxItem.notification_id == notification.id))
-               .where(InboxItem.member_id.between(chunk.first_member_id, chunk.last_member_id)))
+               .where(InboxItem.member_id.between(chunk.first_member_id, chunk.last_member_id), settled_member,
+                      Device.id.not_in(in_doubt) if in_doubt else true()))
     # (RETURNING, because psycopg reports no rowcount for INSERT … SELECT … ON CONFLICT)
     created = db.session.execute(
         upsert(Delivery).from_select(["notification_id", "device_id", "chunk_id", "member_id", "state", "attempts",
@@ -310,23 +325,32 @@ def _create_deliveries(notification: Notification, doc: Document, chunk: PushChu
         .on_conflict_do_nothing(index_elements=["notification_id", "device_id"])
         .returning(Delivery.device_id)).all()
     _bump(notification.id, devices=len(created))
-    if notification.kind in ASKS_PENDING:
-        settled = _acted(doc, Delivery.member_id)
-        if notification.kind != NotificationKind.REACK.value:   # a new version is news even when extended
-            settled = or_(settled, _extended(doc, Delivery.member_id))
-        db.session.execute(
-            update(Delivery).where(Delivery.chunk_id == chunk.id, Delivery.notification_id == notification.id,
-                                   Delivery.state.in_([DeliveryState.QUEUED.value, DeliveryState.RETRY.value]),
-                                   settled)
-            .values(state=DeliveryState.SKIPPED.value, updated_at=now).execution_options(synchronize_session=False))
+    db.session.execute(
+        update(Delivery).where(Delivery.chunk_id == chunk.id, Delivery.notification_id == notification.id,
+                               Delivery.state.in_([DeliveryState.QUEUED.value, DeliveryState.RETRY.value]), settled)
+        .values(state=DeliveryState.SKIPPED.value, updated_at=now).execution_options(synchronize_session=False))
     db.session.commit()
 
 
-def _next_batch(notification_id: int, chunk_id: int, attempt: int, now: datetime, size: int) -> list:
-    """Rows to send now: queued, due retries, and rows a dead worker left `sending` (in doubt)."""
+_TARGET = (Device.fid, Device.token, Device.platform, Device.locale, InboxItem.data)
+
+
+def _fresh(notification_id: int, chunk: PushChunk, size: int) -> list:
+    """Devices of the chunk's recipients that have no delivery yet, in device-id order: first sends."""
     return list(db.session.execute(
-        select(Delivery.device_id, Delivery.member_id, Delivery.state, Delivery.attempts, Device.fid, Device.token,
-               Device.platform, Device.locale, InboxItem.data)
+        select(Device.id.label("device_id"), Device.member_id, literal(DeliveryState.QUEUED.value).label("state"),
+               literal(0).label("attempts"), *_TARGET)
+        .join(InboxItem, and_(InboxItem.member_id == Device.member_id, InboxItem.notification_id == notification_id))
+        .where(InboxItem.member_id.between(chunk.first_member_id, chunk.last_member_id),
+               ~exists().where(Delivery.notification_id == notification_id, Delivery.device_id == Device.id))
+        .order_by(Device.id).limit(size)))
+
+
+def _due(notification_id: int, chunk_id: int, attempt: int, now: datetime, size: int) -> list:
+    """Deliveries to send again now: due retries (and, from before 0012_push_batches, rows created
+    `queued`, or left `sending` by a dead worker: in doubt)."""
+    return list(db.session.execute(
+        select(Delivery.device_id, Delivery.member_id, Delivery.state, Delivery.attempts, *_TARGET)
         # A phone that moved to another member since is no longer this recipient's: it counts as gone.
         .outerjoin(Device, and_(Device.id == Delivery.device_id, Device.member_id == Delivery.member_id))
         .join(InboxItem, and_(InboxItem.notification_id == Delivery.notification_id,
@@ -338,11 +362,31 @@ def _next_batch(notification_id: int, chunk_id: int, attempt: int, now: datetime
         .order_by(Delivery.device_id).limit(size)))
 
 
-def _set(notification_id: int, device_ids: list[int], **values) -> None:
-    if device_ids:
-        db.session.execute(update(Delivery).where(Delivery.notification_id == notification_id,
-                                                  Delivery.device_id.in_(device_ids))
-                           .values(**values).execution_options(synchronize_session=False))
+def _in_doubt(notification_id: int, chunk_id: int, attempt: int) -> tuple[PushBatch | None, list, list]:
+    """The oldest batch of the chunk that a dead worker left open (it may or may not have reached FCM):
+    the batch, its devices still there (with their targets), and those gone since (deleted, or moved to
+    another member)."""
+    batch = db.session.scalar(select(PushBatch).where(PushBatch.chunk_id == chunk_id, PushBatch.claim < attempt)
+                              .order_by(PushBatch.id).limit(1))
+    if batch is None:
+        return None, [], []
+    owners = {device_id: member_id for device_id, member_id in batch.devices}
+    found = {r.device_id: r for r in db.session.execute(
+        select(Device.id.label("device_id"), Device.member_id, literal(DeliveryState.SENDING.value).label("state"),
+               func.coalesce(Delivery.attempts, 0).label("attempts"), *_TARGET)
+        .join(InboxItem, and_(InboxItem.member_id == Device.member_id, InboxItem.notification_id == notification_id))
+        .outerjoin(Delivery, and_(Delivery.notification_id == notification_id, Delivery.device_id == Device.id))
+        .where(one_of(Device.id, list(owners))))}
+    rows = [found[d] for d in sorted(owners) if d in found and found[d].member_id == owners[d]]
+    gone = [_Gone(d, owners[d]) for d in sorted(owners) if d not in found or found[d].member_id != owners[d]]
+    return batch, rows, gone
+
+
+@dataclass(frozen=True)
+class _Gone:
+    device_id: int
+    member_id: int
+    attempts: int = 0
 
 
 def send_chunk(chunk_id: int, backend=None) -> dict | None:
@@ -359,75 +403,132 @@ def send_chunk(chunk_id: int, backend=None) -> dict | None:
     if notification.state == NotificationState.CANCELLED.value:
         _set_chunk_done(chunk, notification, now, cancelled=True)
         return tally
-    _create_deliveries(notification, doc, chunk, now)
+    if notification.kind in ASKS_PENDING:
+        _skip_settled(notification, doc, chunk, now)
     backend = backend or get_backend(current_app.config)
     zone = local_zone()
     channel = _setting("PUSH_ANDROID_CHANNEL", "directives")
     max_attempts = _setting("PUSH_MAX_ATTEMPTS", 8)
     size = batch_size()
-    while rows := _next_batch(notification.id, chunk.id, attempt, utcnow(), size):
-        gone = [r.device_id for r in rows if r.fid is None and r.token is None]  # deleted or moved since
-        _set(notification.id, gone, state=DeliveryState.SKIPPED.value, updated_at=utcnow())
-        tally["skipped"] += len(gone)
-        rows = [r for r in rows if r.fid is not None or r.token is not None]
-        if not rows:
+    while True:
+        batch, rows, gone = _in_doubt(notification.id, chunk.id, attempt)
+        first_sends = False
+        if batch is None:
+            rows = _due(notification.id, chunk.id, attempt, utcnow(), size)
+            if not rows:
+                rows, first_sends = _fresh(notification.id, chunk, size), True
+            if not rows:
+                break
+            gone = [r for r in rows if r.fid is None and r.token is None]  # deleted or moved since
+            rows = [r for r in rows if r.fid is not None or r.token is not None]
+        if not rows:   # nothing left to send in this batch: its devices are all gone
+            _write_outcomes(notification, chunk, attempt, [], [], 0, max_attempts, gone, utcnow())
+            if batch is not None:
+                db.session.delete(batch)
             db.session.commit()
+            tally["skipped"] += len(gone)
             continue
-        in_doubt = sum(1 for r in rows if r.state == DeliveryState.SENDING.value)
         limiter().acquire(len(rows))
         sent_at = utcnow()
         if not _renew(chunk.id, attempt, sent_at):
             log.warning("push: chunk %s was taken over (lease lapsed); leaving it to its new worker", chunk.id)
             db.session.rollback()
             return tally
-        messages = [build(notification, doc, Target(r.device_id, r.fid, r.token, r.platform, r.locale), zone,
-                          sent_at, channel_id=channel, data=r.data) for r in rows]
-        # Write-ahead: from here a crash leaves these rows `sending` (in doubt), never `queued`.
-        _set(notification.id, [r.device_id for r in rows], state=DeliveryState.SENDING.value, claim=attempt,
-             attempts=Delivery.attempts + 1, updated_at=sent_at)
+        messages = build_many(notification, doc, [(Target(r.device_id, r.fid, r.token, r.platform, r.locale), r.data)
+                                                  for r in rows], zone, sent_at, channel_id=channel)
+        # Write-ahead: one row naming the batch's devices, committed before FCM is called. A crash from here
+        # to the outcomes' commit leaves it open: its devices are in doubt, and sent again by the next runner.
+        in_doubt = sum(1 for r in rows if r.state == DeliveryState.SENDING.value)
+        if batch is not None:
+            batch.claim, batch.tries = attempt, batch.tries + 1
+        else:
+            batch = PushBatch(notification_id=notification.id, chunk_id=chunk.id, claim=attempt, tries=1,
+                              retry=not first_sends, size=len(rows),
+                              devices=[[r.device_id, r.member_id] for r in rows], created_at=sent_at)
+            db.session.add(batch)
+            if first_sends:
+                _bump(notification.id, devices=len(rows))
         _bump(notification.id, resent=in_doubt)
         db.session.commit()
         tally["resent"] += in_doubt
         outcomes = backend.send(messages)
-        _record(notification, rows, outcomes, tally, max_attempts)
+        _write_outcomes(notification, chunk, attempt, rows, outcomes, batch.tries, max_attempts, gone, utcnow(),
+                        tally)
+        db.session.delete(batch)
+        db.session.commit()
+        tally["skipped"] += len(gone)
     _finish_chunk(chunk, notification, utcnow())
     return tally
 
 
-def _record(notification: Notification, rows: list, outcomes: list, tally: dict, max_attempts: int) -> None:
-    """Store every outcome of a batch (one executemany), delete dead registrations, bump the counters."""
-    now = utcnow()
+def _write_outcomes(notification: Notification, chunk: PushChunk, attempt: int, rows: list, outcomes: list,
+                    tries: int, max_attempts: int, gone: list, now: datetime, tally: dict | None = None) -> None:
+    """Store every outcome of a batch in one write (a delivery per device, created or updated), `skipped`
+    for the devices gone since, delete dead registrations, bump the counters. Not committed here."""
     states = {SENT: DeliveryState.SENT, RETRY: DeliveryState.RETRY, FAILED: DeliveryState.FAILED,
               INVALID: DeliveryState.INVALID}
     counts = dict.fromkeys(states, 0)
-    params, pause = [], 0.0
+    values, pause = [], 0.0
     for row, outcome in zip(rows, outcomes, strict=True):
-        status = FAILED if outcome.status == RETRY and row.attempts + 1 >= max_attempts else outcome.status
+        attempts = row.attempts + tries
+        status = FAILED if outcome.status == RETRY and attempts >= max_attempts else outcome.status
         counts[status] += 1
         retry_at = None
         if status == RETRY:
-            retry_at = now + timedelta(seconds=_backoff(row.attempts + 1, outcome.retry_after))
+            retry_at = now + timedelta(seconds=_backoff(attempts, outcome.retry_after))
             pause = max(pause, outcome.retry_after or 0.0)
-        params.append({"b_device": row.device_id, "b_state": states[status].value, "b_error": outcome.error,
-                       "b_message": outcome.message_id, "b_not_before": retry_at})
+        values.append((row.device_id, row.member_id, states[status].value, attempts, retry_at, outcome.error,
+                       outcome.message_id))
         if status == INVALID:
             # Only the registration FCM rejected: the phone may have sent a fresh token since.
             db.session.execute(delete(Device).where(Device.id == row.device_id,
                                                     func.coalesce(Device.fid, "") == (row.fid or ""),
                                                     func.coalesce(Device.token, "") == (row.token or "")))
-    table = Delivery.__table__
-    db.session.execute(
-        update(table).where(table.c.notification_id == notification.id, table.c.device_id == bindparam("b_device"))
-        .values(state=bindparam("b_state"), error=bindparam("b_error"), message_id=bindparam("b_message"),
-                not_before=bindparam("b_not_before"), updated_at=now), params)
+    values += [(g.device_id, g.member_id, DeliveryState.SKIPPED.value, g.attempts, None, None, None) for g in gone]
+    _upsert_deliveries(notification.id, chunk.id, attempt, values, now)
     _bump(notification.id, sent=counts[SENT], failed=counts[FAILED], invalid_tokens=counts[INVALID])
-    db.session.commit()
-    tally["sent"] += counts[SENT]
-    tally["failed"] += counts[FAILED]
-    tally["invalid"] += counts[INVALID]
-    tally["retry"] += counts[RETRY]
+    if tally is not None:
+        tally["sent"] += counts[SENT]
+        tally["failed"] += counts[FAILED]
+        tally["invalid"] += counts[INVALID]
+        tally["retry"] += counts[RETRY]
     if pause:
         limiter().pause(pause)  # FCM asked everyone to slow down, not just this chunk
+
+
+_UPSERT_PG = text("""
+    INSERT INTO deliveries (notification_id, device_id, chunk_id, member_id, state, attempts, claim, not_before,
+                            error, message_id, updated_at)
+    SELECT :n, t.device_id, :chunk, t.member_id, t.state, t.attempts, :claim, t.not_before, t.error, t.message_id, :now
+    FROM unnest(CAST(:devices AS integer[]), CAST(:members AS integer[]), CAST(:states AS varchar[]),
+                CAST(:attempts AS integer[]), CAST(:not_befores AS timestamptz[]), CAST(:errors AS varchar[]),
+                CAST(:message_ids AS varchar[])) AS t(device_id, member_id, state, attempts, not_before, error, message_id)
+    ON CONFLICT (notification_id, device_id) DO UPDATE SET
+        state = excluded.state, attempts = excluded.attempts, claim = excluded.claim, not_before = excluded.not_before,
+        error = excluded.error, message_id = excluded.message_id, updated_at = excluded.updated_at""")
+
+
+def _upsert_deliveries(notification_id: int, chunk_id: int, attempt: int, values: list[tuple], now: datetime) -> None:
+    """One delivery per (device, member, state, attempts, not_before, error, message_id): on PostgreSQL one
+    statement (arrays, unnest) whatever the batch size; elsewhere an executemany."""
+    if not values:
+        return
+    if db.session.get_bind().dialect.name == "postgresql":
+        columns = list(zip(*values, strict=True))
+        db.session.execute(_UPSERT_PG, {
+            "n": notification_id, "chunk": chunk_id, "claim": attempt, "now": now, "devices": list(columns[0]),
+            "members": list(columns[1]), "states": list(columns[2]), "attempts": list(columns[3]),
+            "not_befores": list(columns[4]), "errors": list(columns[5]), "message_ids": list(columns[6])})
+        return
+    statement = upsert(Delivery)
+    statement = statement.on_conflict_do_update(
+        index_elements=["notification_id", "device_id"],
+        set_={name: getattr(statement.excluded, name)
+              for name in ("state", "attempts", "claim", "not_before", "error", "message_id", "updated_at")})
+    db.session.execute(statement, [
+        {"notification_id": notification_id, "device_id": d, "chunk_id": chunk_id, "member_id": m, "state": st,
+         "attempts": a, "claim": attempt, "not_before": nb, "error": e, "message_id": mid, "updated_at": now}
+        for d, m, st, a, nb, e, mid in values])
 
 
 def _finish_chunk(chunk: PushChunk, notification: Notification, now: datetime) -> None:
@@ -449,6 +550,7 @@ def _set_chunk_done(chunk: PushChunk, notification: Notification, now: datetime,
             Delivery.chunk_id == chunk.id, Delivery.notification_id == notification.id,
             Delivery.state.in_([DeliveryState.QUEUED.value, DeliveryState.RETRY.value]))
             .values(state=DeliveryState.SKIPPED.value, updated_at=now).execution_options(synchronize_session=False))
+        db.session.execute(delete(PushBatch).where(PushBatch.chunk_id == chunk.id))
     db.session.execute(update(PushChunk).where(PushChunk.id == chunk.id)
                        .values(state=ChunkState.DONE.value, lease_until=None)
                        .execution_options(synchronize_session=False))

@@ -1,10 +1,15 @@
 """Sending pushes: one small interface, two backends.
 
-- `FcmBackend` sends through the real firebase-admin 7 library (FCM HTTP v1). `FCM_TRANSPORT=threads`
-  (default) uses `send_each` (requests, a thread per message of the batch, pooled connections);
-  `async` uses `send_each_async` (httpx). Measured against the fake on this 2-core machine, 4 batches
-  of 500: threads about 800 messages/s per process, async 170-440 (httpx's connection pool is the
-  bottleneck over HTTP/1.1; over FCM's HTTP/2 it may do better, so it stays selectable).
+- `FcmBackend` sends through the real firebase-admin 7 library (FCM HTTP v1). firebase-admin always
+  encodes the messages, holds the credential and builds the errors; `FCM_TRANSPORT` chooses what carries
+  the requests:
+  - `direct` (default): `DirectSender`, keep-alive HTTP/1.1 connections (`FCM_CONNECTIONS`, default 64)
+    on one asyncio loop per process, about 40 µs of CPU a message;
+  - `threads`: firebase-admin's `send_each` (requests, a thread per message of the batch), ~650 µs;
+  - `async`: firebase-admin's `send_each_async` (httpx, HTTP/2 where the server offers it), ~2,200 µs
+    against the HTTP/1.1 fake even with its pool tuned.
+  (Measured with `python -m bench.transports`, 10,000 messages, two processes, against the fake on this
+  2-core machine; docs/performance.md.)
   With `FCM_ENDPOINT` set it talks to that base URL instead of `https://fcm.googleapis.com` (the
   project's fake, `push.fakefcm`) with a local stand-in credential, so no Google credentials are
   needed. firebase-admin's own retries are turned off: `push.fanout` owns the retry policy (backoff with
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import firebase_admin
+import httpx
 import requests
 from firebase_admin import credentials, exceptions, messaging
 from firebase_admin import _http_client, _retry  # noqa: PLC2701 (see _configure_service)
@@ -110,6 +116,188 @@ class _LocalFirebaseCredential(credentials.Base):
 _app_names = itertools.count()
 
 
+class DirectSender:
+    """FCM HTTP v1 requests from firebase-admin's own parts, sent over keep-alive HTTP/1.1 connections on
+    one asyncio loop.
+
+    firebase-admin still encodes every message (`encode_message`), supplies the URL, headers and the
+    OAuth2 access token (its google-auth credential), and turns every error answer into its own
+    `FirebaseError` (`_handle_fcm_httpx_error`), so `classify` sees exactly what `send_each_async` would
+    give it. What it replaces is only the per-request machinery: `send_each` starts a thread per message
+    and runs each through requests, urllib3 and google-auth's AuthorizedSession (about 1.2 ms of CPU a
+    message here), `send_each_async` runs each through httpx. Here a message costs its JSON encoding,
+    one write and one read (docs/performance.md has the profile).
+
+    Up to `connections` requests are in flight at once, one per connection; an idle connection that the
+    server closed meanwhile is reopened and the request written again (nothing of it was answered).
+    """
+
+    def __init__(self, service, timeout: float, connections: int) -> None:
+        from urllib.parse import urlsplit
+
+        self._service = service
+        url = urlsplit(service._fcm_url)  # noqa: SLF001
+        self._url = service._fcm_url  # noqa: SLF001
+        self._host, self._tls = url.hostname, url.scheme == "https"
+        self._port = url.port or (443 if self._tls else 80)
+        host = url.netloc
+        headers = {"Host": host, "Content-Type": "application/json; charset=UTF-8",
+                   **service._fcm_headers}  # noqa: SLF001 (X-GOOG-API-FORMAT-VERSION, X-FIREBASE-CLIENT)
+        self._head = (f"POST {url.path} HTTP/1.1\r\n"
+                      + "".join(f"{k}: {v}\r\n" for k, v in headers.items())).encode("latin-1")
+        self._timeout = timeout
+        self._connections = max(1, connections)
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._ssl = None
+        if self._tls:
+            import ssl
+
+            self._ssl = ssl.create_default_context(cafile=os.environ.get("REQUESTS_CA_BUNDLE")
+                                                   or os.environ.get("SSL_CERT_FILE") or None)
+
+    def _token(self) -> str:
+        credential = self._service._credential  # noqa: SLF001
+        if not credential.valid:
+            import google.auth.transport.requests
+
+            credential.refresh(google.auth.transport.requests.Request())
+        return credential.token
+
+    async def send(self, messages: list[messaging.Message]) -> list[Outcome]:
+        auth = f"Authorization: Bearer {self._token()}\r\n".encode("latin-1")
+        requests_ = []
+        for body in _bodies(self._service.encode_message, messages):
+            requests_.append(b"%s%sContent-Length: %d\r\n\r\n%s" % (self._head, auth, len(body), body))
+        outcomes: list[Outcome | None] = [None] * len(requests_)
+        pending = iter(range(len(requests_)))
+
+        async def lane() -> None:
+            connection = None
+            for i in pending:  # the lanes share one iterator: each message is taken by one lane
+                outcomes[i], connection = await self._post(requests_[i], connection)
+            if connection is not None:
+                self._idle.append(connection)
+
+        await asyncio.gather(*(lane() for _ in range(min(self._connections, len(requests_)))))
+        return outcomes
+
+    async def _open(self):
+        return await asyncio.open_connection(self._host, self._port, ssl=self._ssl,
+                                             server_hostname=self._host if self._tls else None)
+
+    async def _post(self, request: bytes, connection) -> tuple[Outcome, object]:
+        reused = connection is not None or bool(self._idle)
+        if connection is None and self._idle:
+            connection = self._idle.pop()
+        try:
+            async with asyncio.timeout(self._timeout):
+                while True:
+                    try:
+                        if connection is None:
+                            connection = await self._open()
+                        reader, writer = connection
+                        writer.write(request)
+                        status, headers, body = await _read_response(reader)
+                        break
+                    except (ConnectionError, asyncio.IncompleteReadError) as error:
+                        _close(connection)
+                        connection = None
+                        nothing_read = not isinstance(error, asyncio.IncompleteReadError) or not error.partial
+                        if not (reused and nothing_read):
+                            raise
+                        reused = False  # a keep-alive connection closed by the server: once more, afresh
+        except TimeoutError:
+            _close(connection)
+            return self._error(httpx.ReadTimeout(f"no answer from FCM within {self._timeout} s")), None
+        except (OSError, asyncio.IncompleteReadError, ValueError) as error:
+            _close(connection)
+            return self._error(httpx.ConnectError(f"{type(error).__name__}: {error}")), None
+        if headers.get("connection", "").lower() == "close":
+            _close(connection)
+            connection = None
+        if 200 <= status < 300:
+            try:
+                return Outcome(SENT, message_id=json.loads(body)["name"]), connection
+            except (ValueError, KeyError, TypeError):
+                return Outcome(RETRY, error="UNKNOWN"), connection
+        response = httpx.Response(status, headers=list(headers.items()), content=body,
+                                  request=httpx.Request("POST", self._url))
+        return self._error(httpx.HTTPStatusError(f"FCM answered {status}", request=response.request,
+                                                 response=response)), connection
+
+    def _error(self, error: httpx.HTTPError) -> Outcome:
+        return classify(self._service._handle_fcm_httpx_error(error))  # noqa: SLF001
+
+    async def close(self) -> None:
+        while self._idle:
+            _close(self._idle.pop())
+
+
+def _bodies(encode, messages: list[messaging.Message]) -> list[bytes]:
+    """The request bodies, `{"message": …}` as firebase-admin encodes each message. Messages that share
+    their parts (the same data, notification, android, apns, webpush and fcm_options objects, as
+    push.messages.build_many makes them) and differ only in their fid/token are encoded once: the first
+    one whole, by firebase-admin; the others are that encoding with their own target put in."""
+    dumps = json.dumps
+    templates: dict[tuple, str] = {}
+    out = []
+    for m in messages:
+        key = (id(m.data), id(m.notification), id(m.android), id(m.webpush), id(m.apns), id(m.fcm_options))
+        target = ("fid", m.fid) if m.fid is not None else ("token", m.token)
+        rest = templates.get(key)
+        plain = (m.topic is None and m.condition is None and (m.fid is None or m.token is None)
+                 and isinstance(target[1], str) and target[1])
+        if rest is None or not plain:
+            encoded = encode(m)   # firebase-admin validates and encodes every part (and raises as it does)
+            if plain and rest is None:
+                parts = {k: v for k, v in encoded.items() if k not in ("fid", "token")}
+                templates[key] = dumps(parts, separators=(",", ":"), ensure_ascii=False)[1:]
+            out.append(dumps({"message": encoded}, separators=(",", ":"), ensure_ascii=False).encode())
+            continue
+        head = '{"message":{"%s":%s' % (target[0], dumps(target[1], ensure_ascii=False))
+        out.append((head + ("}}" if rest == "}" else "," + rest + "}")).encode())
+    return out
+
+
+def _close(connection) -> None:
+    if connection is not None:
+        connection[1].close()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response: status, headers (lower-case names), body (Content-Length or chunked)."""
+    while True:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head[:-4].decode("latin-1").split("\r\n")
+        version, status = lines[0].split(" ", 2)[:2]
+        status = int(status)
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if version == "HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive":
+            headers["connection"] = "close"
+        if status >= 200 or status < 100:
+            break  # (1xx: an interim answer; the real one follows)
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        parts = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
+                    pass
+                return status, headers, b"".join(parts)
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+    length = headers.get("content-length")
+    if length is not None:
+        return status, headers, await reader.readexactly(int(length))
+    if status in (204, 304):
+        return status, headers, b""
+    headers["connection"] = "close"  # the body runs to the end of the connection
+    return status, headers, await reader.read()
+
+
 class FcmBackend:
     name = "fcm"
 
@@ -127,16 +315,24 @@ class FcmBackend:
             options["projectId"] = project_id
         self.app = firebase_admin.initialize_app(credential, options, name=f"handbook-push-{next(_app_names)}")
         self._service = messaging._get_messaging_service(self.app)  # noqa: SLF001
-        _configure_service(self._service, endpoint, options["httpTimeout"])
-        self._async = config.get("FCM_TRANSPORT", "threads") == "async"
-        self._runner = asyncio.Runner() if self._async else None
+        connections = int(config.get("FCM_CONNECTIONS") or 64)
+        _configure_service(self._service, endpoint, options["httpTimeout"], connections)
+        self.transport = config.get("FCM_TRANSPORT") or "direct"
+        if self.transport not in ("direct", "threads", "async"):
+            raise ValueError(f"FCM_TRANSPORT must be 'direct', 'threads' or 'async', not {self.transport!r}")
+        self._direct = DirectSender(self._service, options["httpTimeout"], connections) \
+            if self.transport == "direct" else None
+        self._runner = asyncio.Runner() if self.transport != "threads" else None
         self._lock = threading.Lock()
 
     def send(self, messages: list[messaging.Message]) -> list[Outcome]:
         if not messages:
             return []
-        if self._async:
-            with self._lock:  # one event loop per backend, shared by the threads of a process
+        if self._direct is not None:
+            with self._lock:  # one event loop (and its connections) per backend, shared by a process's threads
+                return self._runner.run(self._direct.send(messages))
+        if self._runner is not None:
+            with self._lock:
                 batch = self._runner.run(messaging.send_each_async(messages, app=self.app))
         else:
             batch = messaging.send_each(messages, app=self.app)
@@ -144,7 +340,7 @@ class FcmBackend:
                 for r in batch.responses]
 
 
-def _configure_service(service, endpoint: str, timeout: float) -> None:
+def _configure_service(service, endpoint: str, timeout: float, connections: int = 64) -> None:
     """Point firebase-admin's messaging service at `endpoint` and take its retries away.
 
     firebase-admin 7.7 keeps the send URL in `_fcm_url` (built from the class constant FCM_URL) and
@@ -162,9 +358,17 @@ def _configure_service(service, endpoint: str, timeout: float) -> None:
     session.proxies.update(requests.utils.get_environ_proxies(base))
     session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or session.verify
     session.trust_env = False
-    service._async_client = _http_client.HttpxAsyncClient(  # noqa: SLF001
-        credential=service._credential, timeout=timeout,  # noqa: SLF001
-        retry_config=_retry.HttpxRetry(max_retries=0), http2=True)
+    client = _http_client.HttpxAsyncClient(credential=service._credential, timeout=timeout,  # noqa: SLF001
+                                           retry_config=_retry.HttpxRetry(max_retries=0), http2=True)
+    # Tuned: httpx keeps only 20 idle connections by default, so a batch of 500 concurrent requests over
+    # HTTP/1.1 (a local fake) opened and closed connections all the time; keep as many as are in flight.
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    client._async_client = httpx.AsyncClient(  # noqa: SLF001
+        http2=True, timeout=timeout, headers=client._headers,  # noqa: SLF001
+        auth=_http_client.GoogleAuthCredentialFlow(service._credential),  # noqa: SLF001
+        mounts={scheme: _retry.HttpxRetryTransport(retry=_retry.HttpxRetry(max_retries=0), limits=limits)
+                for scheme in ("http://", "https://")})
+    service._async_client = client  # noqa: SLF001
 
 
 class LogBackend:

@@ -15,7 +15,7 @@ from handbook.pagination import decode_cursor, page
 from handbook.permissions import ADMIN_ROLES, has_role_over, not_found
 from handbook.timeutil import local_zone, utcnow
 from push.messages import texts
-from push.models import Delivery, DeliveryState, InboxItem, Notification, NotificationKind
+from push.models import Delivery, DeliveryState, InboxItem, Notification, NotificationKind, PushBatch
 
 
 def unread_count(member: Member) -> int:
@@ -110,7 +110,9 @@ def _stats(notification: Notification) -> dict:
         Delivery.state.in_([DeliveryState.QUEUED.value, DeliveryState.SENDING.value, DeliveryState.RETRY.value,
                             DeliveryState.SKIPPED.value])).group_by(Delivery.state)).all())
     skipped = states.pop(DeliveryState.SKIPPED.value, 0)
-    in_progress = sum(states.values())
+    # Batches handed to FCM and not recorded yet (or left in doubt by a dead worker) count as in progress.
+    in_progress = sum(states.values()) + db.session.scalar(
+        select(func.coalesce(func.sum(PushBatch.size), 0)).where(PushBatch.notification_id == notification.id))
     return {"id": notification.id, "kind": notification.kind, "state": notification.state,
             "document_id": notification.document_id, "meeting_id": notification.meeting_id,
             "org_unit_id": notification.org_unit_id,

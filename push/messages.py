@@ -8,6 +8,8 @@ that ends at the deadline (FCM keeps a message at most 28 days).
 """
 from __future__ import annotations
 
+import copy
+import json
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -150,6 +152,27 @@ def build(notification, doc, target: Target, zone, now: datetime, *, channel_id:
     with warnings.catch_warnings():  # `token` is deprecated in firebase-admin 7; older apps still send one
         warnings.simplefilter("ignore", DeprecationWarning)
         return _message(target, payload, title, body, ttl, collapse, channel_id, expires)
+
+
+def build_many(notification, doc, targets: list[tuple[Target, dict | None]], zone, now: datetime, *,
+               channel_id: str) -> list[messaging.Message]:
+    """`build` for many devices: one message is built per (language, data) and the others are copies of
+    it that differ only in their fid/token, sharing its parts (so a transport may encode those once:
+    push.fcm.DirectSender)."""
+    templates: dict[tuple, messaging.Message] = {}
+    out = []
+    for target, data in targets:
+        key = (language_of(target.locale), json.dumps(data, sort_keys=True) if data else None)
+        template = templates.get(key)
+        if template is None:
+            template = templates[key] = build(notification, doc, target, zone, now, channel_id=channel_id, data=data)
+            out.append(template)
+            continue
+        message = copy.copy(template)
+        message.fid = target.fid if target.fid else None
+        message.token = target.token if not target.fid else None
+        out.append(message)
+    return out
 
 
 def _message(target, payload, title, body, ttl, collapse, channel_id, expires) -> messaging.Message:

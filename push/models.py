@@ -7,8 +7,12 @@
   inbox, because pushes get lost. The fan-out walks recipients through it in member-id order.
 - `PushChunk`: a member-id range of one notification's recipients, the unit of work of the fan-out
   (a Celery task each). Its lease lets a sweeper hand the chunk of a dead worker to another.
-- `Delivery`: one per (notification, device): the idempotency record. A device is sent to only from
-  the state `queued` or `retry`, so retried or repeated chunks never send a device twice.
+- `PushBatch`: the write-ahead record of one batch (≤ 500 devices) handed to FCM: committed before the
+  send, deleted in the same transaction that records the batch's outcomes. One left behind by a dead
+  worker names the devices that are in doubt.
+- `Delivery`: one per (notification, device): the idempotency record, written with the send's outcome.
+  A device is sent to only when it has no delivery yet (and is in no open batch), or from `retry`, so
+  retried or repeated chunks never send a device twice.
 """
 from __future__ import annotations
 
@@ -151,9 +155,27 @@ class PushChunk(db.Model):
     __table_args__ = (Index("ix_push_chunks_state_not_before", "state", "not_before"),)
 
 
+class PushBatch(db.Model):
+    """A batch in flight: the devices (`[[device id, member id], ...]`) a chunk's worker is sending.
+    `claim` is the chunk attempt that sends it; `tries` how many times it has been handed to FCM;
+    `retry` says its devices have deliveries already (retries) rather than none (first sends)."""
+
+    __tablename__ = "push_batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id", ondelete="CASCADE"))
+    chunk_id: Mapped[int] = mapped_column(ForeignKey("push_chunks.id", ondelete="CASCADE"), index=True)
+    claim: Mapped[int] = mapped_column(Integer)
+    tries: Mapped[int] = mapped_column(Integer, default=1)
+    retry: Mapped[bool] = mapped_column(Boolean, default=False)
+    size: Mapped[int] = mapped_column(Integer)
+    devices: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class DeliveryState(str, enum.Enum):
-    QUEUED = "queued"
-    SENDING = "sending"     # handed to FCM; a row left here by a dead worker is "in doubt"
+    QUEUED = "queued"       # (before 0012_push_batches: created before the send; still honoured)
+    SENDING = "sending"     # (before 0012_push_batches: the write-ahead state; a row left here is in doubt)
     SENT = "sent"
     RETRY = "retry"         # a transient error; sent again from `not_before`
     FAILED = "failed"       # gave up (attempts exhausted, or a configuration error)
