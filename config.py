@@ -39,11 +39,12 @@ class Config:
     JWT_SECRET_KEY = _env("JWT_SECRET_KEY")
 
     SQLALCHEMY_DATABASE_URI = normalise_database_url(_env("DATABASE_URL", "") or "")
-    # Pre-ping: a pooled connection that died (database restarted) is replaced, not handed to a request.
+    # A pooled connection that died (database restarted) is replaced, not handed to a request: checked on
+    # checkout without a round trip (handbook._alive), in place of SQLAlchemy's pool_pre_ping SELECT.
     # Connect timeout: a database host that takes the connection but never answers (frozen, half-open
     # network path) costs a request this many seconds and a 503, not a worker hung for good.
     DB_CONNECT_TIMEOUT = _env_int("DB_CONNECT_TIMEOUT", 5)
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True, "connect_args": {"connect_timeout": DB_CONNECT_TIMEOUT}}
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"connect_args": {"connect_timeout": DB_CONNECT_TIMEOUT}}
     REDIS_URL = _env("REDIS_URL")
     # A Redis that stops answering without closing its connections (frozen host, half-open network path)
     # costs each operation at most this many seconds: rate limits then carry on in process memory, the

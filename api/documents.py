@@ -1,9 +1,12 @@
 """Reading: the member's feed (with delta sync and search) and one document."""
 from __future__ import annotations
 
+import hashlib
+
 from flask_jwt_extended import current_user
 
 from api.common import Blueprint, auth_required
+from api.fastjson import dumper, json_response
 from api.schemas import DocumentDetailSchema, FeedArgs, FeedSchema
 from content import feed
 
@@ -11,8 +14,19 @@ PREFIX = "/documents"
 blp = Blueprint("documents", __name__, description="Đọc văn bản: bảng tin, đồng bộ, tìm kiếm")
 
 
+_dump_feed = dumper(FeedSchema)
+_dump_detail = dumper(DocumentDetailSchema)
+
+
+def _tagged(body: dict):
+    """The body as JSON (orjson), its ETag from its bytes; 304 when If-None-Match has it."""
+    response = json_response(body)
+    blp.set_etag(hashlib.blake2b(response.get_data(), digest_size=20).hexdigest())
+    return response
+
+
 @blp.route("", methods=["GET"])
-@auth_required()
+@auth_required(light=True, reader=True)
 @blp.etag
 @blp.arguments(FeedArgs, location="query")
 @blp.response(200, FeedSchema)
@@ -31,15 +45,15 @@ def list_documents(args):
         body["reset"] = True
     if result.watermark is not None:
         body["watermark"] = result.watermark
-    return body
+    return _tagged(_dump_feed(body))
 
 
 @blp.route("/<int:document_id>", methods=["GET"])
-@auth_required()
+@auth_required(light=True, reader=True)
 @blp.etag
 @blp.response(200, DocumentDetailSchema)
 @blp.alt_response(404, description="not_found: no such document in the caller's audience")
 @blp.alt_response(410, description="document_withdrawn: the document was withdrawn")
 def get_document(document_id):
     """One document with its sanitised body and attachments. ETag / If-None-Match → 304."""
-    return feed.detail(current_user, document_id)
+    return _tagged(_dump_detail(feed.detail(current_user, document_id)))

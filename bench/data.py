@@ -129,7 +129,10 @@ def add_receipts(conn: psycopg.Connection, members: int) -> int:
                   FROM ({_AUDIENCE}) aud
                   JOIN org_units u ON u.path >= aud.lo AND u.path < aud.hi
                   JOIN members m ON m.org_unit_id = u.id AND m.active
-                  WHERE random() < %s) s""", (share,))
+                  WHERE random() < %s) s
+            -- the demo's own activity has receipts already (the primary key is dropped meanwhile)
+            WHERE NOT EXISTS (SELECT 1 FROM receipts r WHERE r.document_id = s.document_id
+                                                         AND r.member_id = s.member_id)""", (share,))
         conn.execute("ALTER TABLE receipts ADD CONSTRAINT pk_receipts PRIMARY KEY (document_id, member_id)")
         conn.execute("CREATE INDEX ix_receipts_member_id_document_id ON receipts (member_id, document_id)")
     return conn.execute("SELECT count(*) FROM receipts").fetchone()[0]
@@ -202,6 +205,8 @@ def unacknowledged_pairs(conn: psycopg.Connection, member_ids: list[int], limit:
         JOIN documents d ON d.id = aud.document_id
         LEFT JOIN receipts r ON r.document_id = aud.document_id AND r.member_id = m.id
         WHERE m.id = ANY(%s) AND r.acknowledged_version IS NULL
+          -- the quiz and reading-time gates would refuse them (409): not acknowledgements
+          AND d.min_read_seconds IS NULL AND d.ack_quiz_id IS NULL
         ORDER BY md5(m.id::text || '-' || aud.document_id::text) LIMIT %s""", (member_ids, limit)).fetchall()
 
 

@@ -49,7 +49,7 @@ def in_audience(reader: Reader):
 
 def is_out(now: datetime | None = None):
     """SQL condition: the document is published, or scheduled and its time has come."""
-    return and_(Document.status.in_(OUT_STATUSES), Document.published_at <= (now or utcnow()))
+    return and_(Document.status.in_(OUT_STATUSES), Document.published_at <= (utcnow() if now is None else now))
 
 
 def was_out():

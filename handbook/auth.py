@@ -9,6 +9,7 @@ at once on every API instance, with PostgreSQL as the single source of truth.
 """
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,13 +18,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, has_request_context, request
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
-from sqlalchemy import ForeignKey, String, delete, func, or_, select, update
+from sqlalchemy import ForeignKey, String, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Mapped, joinedload, mapped_column
 
 from handbook import audit, throttle
 from handbook.errors import ProblemError
-from handbook.extensions import db, jwt
-from handbook.members import Member, find_by_login
+from handbook.extensions import db, jwt, reads
+from handbook.members import Member, RoleGrant, find_by_login
+from handbook.orgunits import OrgUnit
 from handbook.text import fold, normalise_phone
 from handbook.timeutil import UTCDateTime, utcnow
 
@@ -218,27 +220,130 @@ def prune_sessions(now: datetime | None = None) -> tuple[int, int]:
 # --- flask-jwt-extended hooks ----------------------------------------------------------------------
 
 PRINCIPAL_KEY = "handbook.principal"
+# Set on the request by `api.common.auth_required(light=True)`: the endpoint reads its caller as a
+# `Principal` (rows, no ORM), with `stamps` ("stamps") when it answers conditional GETs from them.
+LIGHT_KEY = "handbook.light"
 
 
-def load_principal(jwt_data: dict) -> Member | None:
-    """The member behind a token, if its session is still open and the member active (one query)."""
+@dataclass(frozen=True, slots=True)
+class UnitRef:
+    """An org unit as a read path needs it: what `OrgUnit.brief()` shows, and its place in the tree."""
+
+    id: int
+    code: str
+    name: str
+    kind: str
+    path: str
+    depth: int
+
+    def brief(self) -> dict:
+        return {"id": self.id, "code": self.code, "name": self.name, "kind": self.kind}
+
+    @property
+    def ancestor_ids(self) -> list[int]:
+        return [int(part) for part in self.path.strip("/").split("/")[:-1]]
+
+    def contains(self, other) -> bool:
+        return other.path.startswith(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRef:
+    role: str
+    org_unit: UnitRef
+
+
+@dataclass(slots=True)
+class Principal:
+    """The caller of a hot read or acknowledge path: the member's id, unit and roles, read with the session
+    check in one statement built once, as rows (no ORM object, no identity map). It answers what those
+    paths ask of a `Member` (`id`, `org_unit`, `org_unit_id`, `roles`); every other endpoint gets the
+    ORM `Member`. `stamps` (conditional GETs, `content.feed.validator`) when asked for."""
+
+    id: int
+    org_unit_id: int
+    org_unit: UnitRef
+    roles: tuple[GrantRef, ...]
+    session_id: str
+    stamps: tuple | None = None
+    active: bool = True
+
+
+def _unit_columns(table):
+    return (table.c.id, table.c.code, table.c.name, table.c.kind, table.c.path, table.c.depth)
+
+
+_UNIT_WIDTH = 6
+
+
+@functools.cache
+def _principal_statement(with_stamps: bool):
+    """Session open, member active, the member's unit and their role grants (with their units): one
+    statement, a row per grant (one with NULL grant columns for a member with none). Built once; the
+    stamps of conditional GETs (`content.feed.stamp_columns`) ride along as uncorrelated subqueries."""
+    sessions, members, grants = AuthSession.__table__, Member.__table__, RoleGrant.__table__
+    unit = OrgUnit.__table__.alias("unit")
+    grant_unit = OrgUnit.__table__.alias("grant_unit")
+    columns = [members.c.id, *_unit_columns(unit), grants.c.role, *_unit_columns(grant_unit)]
+    if with_stamps:
+        from content.feed import stamp_columns
+
+        columns += stamp_columns(bindparam("mid"), bindparam("now"))
+    return (
+        select(*columns)
+        .select_from(sessions.join(members, members.c.id == sessions.c.member_id)
+                     .join(unit, unit.c.id == members.c.org_unit_id)
+                     .outerjoin(grants, grants.c.member_id == members.c.id)
+                     .outerjoin(grant_unit, grant_unit.c.id == grants.c.org_unit_id))
+        .where(sessions.c.id == bindparam("sid"), members.c.id == bindparam("mid"),
+               sessions.c.revoked_at.is_(None), members.c.active.is_(True))
+    )
+
+
+def _light_principal(sid: str, member_id: int, with_stamps: bool) -> Principal | None:
+    params = {"sid": sid, "mid": member_id}
+    if with_stamps:
+        params["now"] = utcnow()
+    rows = reads().execute(_principal_statement(with_stamps), params).all()
+    if not rows:
+        return None
+    first = rows[0]
+    unit = UnitRef(*first[1:1 + _UNIT_WIDTH])
+    roles, units = [], {unit.id: unit}
+    base = 1 + _UNIT_WIDTH
+    for row in rows:
+        if row[base] is not None:
+            unit_id = row[base + 1]
+            grant_unit = units.get(unit_id) or units.setdefault(unit_id, UnitRef(*row[base + 1:base + 1 + _UNIT_WIDTH]))
+            roles.append(GrantRef(row[base], grant_unit))
+    stamps = tuple(first[base + 1 + _UNIT_WIDTH:]) + (params["now"],) if with_stamps else None
+    return Principal(first[0], unit.id, unit, tuple(roles), sid, stamps)
+
+
+def load_principal(jwt_data: dict) -> Member | Principal | None:
+    """The member behind a token, if its session is still open and the member active (one query): the
+    ORM `Member`, or on endpoints marked light (`LIGHT_KEY`) a `Principal`."""
     # Cached on the request itself (not `g`, whose app context may outlive one request).
-    cache = request.environ if has_request_context() else {}
-    cached = cache.get(PRINCIPAL_KEY)
+    environ = request.environ if has_request_context() else {}
+    cached = environ.get(PRINCIPAL_KEY)
     if cached is not None and cached[0] == jwt_data.get("jti"):
         return cached[1]
     member = None
     sid, sub = jwt_data.get("sid"), jwt_data.get("sub")
+    light = environ.get(LIGHT_KEY)
     if sid and sub and sub.isdigit():
-        # Roles joined in too (a member has few): the whole principal in one round trip.
-        member = db.session.scalars(
-            select(Member).join(AuthSession, AuthSession.member_id == Member.id)
-            .options(joinedload(Member.roles))
-            .where(AuthSession.id == sid, Member.id == int(sub), AuthSession.revoked_at.is_(None),
-                   Member.active.is_(True))
-        ).unique().one_or_none()
+        if light:
+            member = _light_principal(sid, int(sub), light == "stamps")
+        else:
+            # Roles joined in too (a member has few): the whole principal in one round trip.
+            member = db.session.scalars(
+                select(Member).join(AuthSession, AuthSession.member_id == Member.id)
+                .options(joinedload(Member.roles))
+                .where(AuthSession.id == sid, Member.id == int(sub), AuthSession.revoked_at.is_(None),
+                       Member.active.is_(True))
+            ).unique().one_or_none()
     # The id is kept apart: reading `member.id` after a commit would reload the expired member.
-    cache[PRINCIPAL_KEY] = (jwt_data.get("jti"), member, member.id if member is not None else None)
+    environ[PRINCIPAL_KEY] = (jwt_data.get("jti"), member, member.id if member is not None else None)
     return member
 
 
@@ -248,5 +353,5 @@ def _is_revoked(jwt_header, jwt_data) -> bool:
 
 
 @jwt.user_lookup_loader
-def _lookup(jwt_header, jwt_data) -> Member | None:
+def _lookup(jwt_header, jwt_data) -> Member | Principal | None:
     return load_principal(jwt_data)
