@@ -20,12 +20,13 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, and_, bindparam, case, exists, func, literal, or_, select, true
+from sqlalchemy import String, and_, bindparam, case, cast, exists, func, literal, or_, select, true
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import defer, lazyload
 
 from content import search
-from content.access import Reader, in_audience, is_out, readable, was_out
-from content.models import Attachment, Document, DocumentAudience, Receipt, Series, Status
+from content.access import Reader, in_audience_param, is_out, readable, reader_params, was_out
+from content.models import Attachment, ContentRevision, Document, Receipt, Series, Status
 from content.progress import acknowledged_condition, classify, extended_condition
 from handbook.errors import ProblemError
 from handbook.permissions import not_found
@@ -127,6 +128,45 @@ def _last_transfer(member_id: int) -> datetime | None:
                              .where(MemberTransfer.member_id == member_id))
 
 
+# --- the conditional GET's stamps ----------------------------------------------------------------------
+
+def stamp_columns(member_id, now, dialect: str) -> list:
+    """What the feed and a document show a member changes only when one of these does, besides the
+    member's own unit and roles (read beside them, `handbook.auth.Principal`) and the local date (an
+    extension runs to the end of a local day):
+
+    - `content_revision`: moved by every committed change of documents, audience, attachments, series;
+    - a digest of the member's receipts (what `my` shows and what decides their state);
+    - the latest scheduled publication whose time has come (it appears with no write at that moment);
+    - the latest deadline passed (pending turns overdue with no write either).
+
+    Scalar subqueries on `member_id` and `now` (bound parameters), O(the member's receipts) plus two
+    index probes; built into the principal's statement once."""
+    documents, receipts, revision = Document.__table__, Receipt.__table__, ContentRevision.__table__
+
+    def text_of(column):
+        return func.coalesce(cast(column, String), "")
+
+    row = (cast(receipts.c.document_id, String) + "," + text_of(receipts.c.opened_at) + ","
+           + text_of(receipts.c.acknowledged_at) + "," + text_of(receipts.c.acknowledged_version) + ","
+           + text_of(receipts.c.exempted_at) + "," + text_of(receipts.c.extended_until))
+    mine = receipts.c.member_id == member_id
+    if dialect == "postgresql":
+        digest = select(func.md5(func.string_agg(row, aggregate_order_by(literal(";"), receipts.c.document_id))))
+        digest = digest.where(mine)
+    else:
+        ordered = select(row.label("row")).where(mine).order_by(receipts.c.document_id).subquery()
+        digest = select(func.group_concat(ordered.c.row, ";"))
+    return [
+        select(revision.c.revision).where(revision.c.id == 1).scalar_subquery().label("s_revision"),
+        digest.scalar_subquery().label("s_receipts"),
+        select(func.max(documents.c.published_at))
+        .where(documents.c.status == Status.SCHEDULED.value, documents.c.published_at <= now)
+        .scalar_subquery().label("s_scheduled"),
+        select(func.max(documents.c.deadline)).where(documents.c.deadline < now).scalar_subquery().label("s_deadline"),
+    ]
+
+
 # --- the feed's statements: Core, built once per shape, executed with parameters; rows, not objects ----
 
 _DOCUMENT_COLUMNS = ("id", "kind", "number", "title", "summary", "issuing_body", "issued_on", "published_at",
@@ -163,17 +203,8 @@ def _rows_select(*extra, series: bool = False):
             .select_from(joined))
 
 
-def _audience_param():
-    """`in_audience`, with the reader's units (`:units`) and roles mask (`:mask`) as parameters."""
-    return and_(
-        exists().where(DocumentAudience.document_id == Document.id,
-                       DocumentAudience.org_unit_id.in_(bindparam("units", expanding=True))),
-        or_(Document.roles_mask == 0, Document.roles_mask.op("&")(bindparam("mask", type_=Integer)) != 0),
-    )
-
-
 def _readable_param():
-    return and_(is_out(bindparam("now")), _audience_param())
+    return and_(is_out(bindparam("now")), in_audience_param())
 
 
 @functools.cache
@@ -195,7 +226,7 @@ def _sync_statement(kind: bool, state: str | None, cursor: bool, since: bool, to
     visible = _readable_param()
     if tombstones:
         # Withdrawn documents that the reader could have seen, as tombstones.
-        visible = or_(visible, and_(_audience_param(), was_out()))
+        visible = or_(visible, and_(in_audience_param(), was_out()))
     stmt = _rows_select().where(visible, Document.sync_at <= bindparam("now"))
     if kind:
         stmt = stmt.where(Document.kind == bindparam("kind"))
@@ -210,7 +241,7 @@ def _sync_statement(kind: bool, state: str | None, cursor: bool, since: bool, to
 
 
 def _params(reader: Reader, now: datetime, limit: int, **extra) -> dict:
-    return {"member_id": reader.member_id, "units": list(reader.unit_ids), "mask": reader.roles_mask, "now": now,
+    return {"member_id": reader.member_id, **reader_params(reader), "now": now,
             "today": now.astimezone(local_zone()).date(), "limit": limit + 1, **extra}
 
 
@@ -291,7 +322,7 @@ def _detail_statement():
     return (_rows_select(Document.__table__.c.body_html, series.c.title.label("series_title"),
                          has_attachments.label("has_attachments"), series=True)
             .where(Document.id == bindparam("document_id"), or_(is_out(bindparam("now")), was_out()),
-                   _audience_param()))
+                   in_audience_param()))
 
 
 @functools.cache

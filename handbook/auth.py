@@ -277,7 +277,7 @@ _UNIT_WIDTH = 6
 
 
 @functools.cache
-def _principal_statement(with_stamps: bool):
+def _principal_statement(with_stamps: bool, dialect: str):
     """Session open, member active, the member's unit and their role grants (with their units): one
     statement, a row per grant (one with NULL grant columns for a member with none). Built once; the
     stamps of conditional GETs (`content.feed.stamp_columns`) ride along as uncorrelated subqueries."""
@@ -288,7 +288,7 @@ def _principal_statement(with_stamps: bool):
     if with_stamps:
         from content.feed import stamp_columns
 
-        columns += stamp_columns(bindparam("mid"), bindparam("now"))
+        columns += stamp_columns(bindparam("mid"), bindparam("now"), dialect)
     return (
         select(*columns)
         .select_from(sessions.join(members, members.c.id == sessions.c.member_id)
@@ -304,7 +304,8 @@ def _light_principal(sid: str, member_id: int, with_stamps: bool) -> Principal |
     params = {"sid": sid, "mid": member_id}
     if with_stamps:
         params["now"] = utcnow()
-    rows = reads().execute(_principal_statement(with_stamps), params).all()
+    conn = reads()
+    rows = conn.execute(_principal_statement(with_stamps, conn.dialect.name), params).all()
     if not rows:
         return None
     first = rows[0]
