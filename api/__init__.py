@@ -23,6 +23,9 @@ def init_app(app: Flask) -> None:
     document_rules(api.spec.components.schemas)
     app.register_blueprint(docs.bp)   # /docs: Swagger UI from the pinned package, not a CDN
     app.teardown_request(close_reader)
+    from flask_compress import Compress
+
+    Compress(app)   # JSON ≥ COMPRESS_MIN_SIZE, brotli or gzip (config.py)
 
     @app.after_request
     def _no_content_has_no_type(response: Response) -> Response:

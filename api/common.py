@@ -5,7 +5,7 @@ import copy
 import functools
 import json
 
-from flask import Response, abort, request
+from flask import Response, abort, current_app, request
 from flask_jwt_extended import current_user, get_jwt, verify_jwt_in_request
 from flask_smorest import Blueprint as _SmorestBlueprint
 from marshmallow import RAISE
@@ -65,11 +65,19 @@ class Blueprint(_SmorestBlueprint):
         return super().alt_response(status_code, response, schema=schema, content_type=content_type, **kwargs)
 
     def _check_not_modified(self, etag):
-        """flask-smorest raises a bare 304; RFC 9110 wants the ETag on it too."""
-        if request.method in self.METHODS_CHECKING_NOT_MODIFIED and etag in request.if_none_match:
-            response = Response(status=304)
-            response.set_etag(etag)
-            abort(response)
+        """flask-smorest raises a bare 304; RFC 9110 wants the ETag on it too. A compressed body was sent
+        with the encoding appended to its tag (Flask-Compress: `"<tag>:br"`); a phone sends that form
+        back, and gets its 304 here too, before the body is built (not after, from the compressed one)."""
+        if request.method not in self.METHODS_CHECKING_NOT_MODIFIED:
+            return
+        tags = request.if_none_match
+        if not tags:
+            return
+        for candidate in (etag, *(f"{etag}:{encoding}" for encoding in current_app.config["COMPRESS_ALGORITHM"])):
+            if candidate in tags:
+                response = Response(status=304)
+                response.set_etag(candidate)
+                abort(response)
 
 
 def auth_required(*, refresh: bool = False, any_type: bool = False, light: bool = False, reader: bool = False,

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import functools
 import secrets
+import time
+import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, has_request_context, request
-from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
+from flask_jwt_extended import create_access_token, create_refresh_token
 from sqlalchemy import ForeignKey, String, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Mapped, joinedload, mapped_column
 
@@ -27,7 +29,7 @@ from handbook.extensions import db, jwt, reads
 from handbook.members import Member, RoleGrant, find_by_login
 from handbook.orgunits import OrgUnit
 from handbook.text import fold, normalise_phone
-from handbook.timeutil import UTCDateTime, utcnow
+from handbook.timeutil import UTCDateTime, as_utc, utcnow
 
 
 class AuthSession(db.Model):
@@ -51,6 +53,8 @@ class RefreshToken(db.Model):
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The refresh token issued when this one was used (a retry within the grace window gets it again).
+    replaced_by: Mapped[str | None] = mapped_column(String(64))
 
 
 # --- passwords -------------------------------------------------------------------------------------
@@ -107,17 +111,25 @@ class TokenPair:
     expires_in: int
 
 
-def _issue(member: Member, session: AuthSession) -> TokenPair:
-    claims = {"sid": session.id}
-    identity = str(member.id)
-    access = create_access_token(identity=identity, additional_claims=claims)
-    refresh = create_refresh_token(identity=identity, additional_claims=claims)
-    decoded = decode_token(refresh)
-    db.session.add(RefreshToken(
-        jti=decoded["jti"], session_id=session.id,
-        expires_at=datetime.fromtimestamp(decoded["exp"], tz=utcnow().tzinfo),
-    ))
-    return TokenPair(access, refresh, int(current_app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()))
+def _issue(member_id: int, session_id: str, *, at: int | None = None, refresh_jti: str | None = None,
+           record: bool = True) -> TokenPair:
+    """An access and a refresh token of the session, issued at `at` (Unix seconds; now by default). The
+    claims that would differ from one issue to the next (jti, iat, nbf, exp) are set here, from the refresh
+    token's jti and `at`: issuing again with the same two gives the same tokens, byte for byte (a refresh
+    retried within the grace window). `record`: store the refresh token (not when issuing it again)."""
+    cfg = current_app.config
+    at = int(time.time()) if at is None else at
+    refresh_jti = refresh_jti or str(uuid.uuid4())
+    identity, base = str(member_id), {"sid": session_id, "iat": at, "nbf": at}
+    refresh_exp = at + int(cfg["JWT_REFRESH_TOKEN_EXPIRES"].total_seconds())
+    access = create_access_token(identity=identity, additional_claims={
+        **base, "jti": f"{refresh_jti}.access", "exp": at + int(cfg["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds())})
+    refresh = create_refresh_token(identity=identity, additional_claims={**base, "jti": refresh_jti,
+                                                                          "exp": refresh_exp})
+    if record:
+        db.session.add(RefreshToken(jti=refresh_jti, session_id=session_id,
+                                    expires_at=datetime.fromtimestamp(refresh_exp, tz=UTC)))
+    return TokenPair(access, refresh, int(cfg["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()))
 
 
 def account_key(username: str) -> str:
@@ -141,22 +153,28 @@ def login(username: str, password: str, *, user_agent: str | None, ip: str | Non
     db.session.add(session)
     if member.first_signed_in_at is None:   # adoption: "ever signed in" outlives pruned sessions
         member.first_signed_in_at = utcnow()
-    pair = _issue(member, session)
+    pair = _issue(member.id, session.id)
     db.session.commit()
     return member, pair
 
 
 def refresh(jwt_data: dict) -> TokenPair:
-    """Rotate the presented refresh token; a second use of it revokes the whole session."""
+    """Rotate the presented refresh token; a second use of it revokes the whole session, unless it is the
+    retry of a refresh whose answer was lost (`_retried`)."""
     token = db.session.get(RefreshToken, jwt_data["jti"])
     if token is None or token.session_id != jwt_data.get("sid"):
         raise ProblemError("invalid_token", 401)
     now = utcnow()
+    successor = str(uuid.uuid4())
     claimed = db.session.execute(
         update(RefreshToken).where(RefreshToken.jti == token.jti, RefreshToken.used_at.is_(None))
-        .values(used_at=now).execution_options(synchronize_session=False)
+        .values(used_at=now, replaced_by=successor).execution_options(synchronize_session=False)
     ).rowcount
     if claimed != 1:
+        again = _retried(token.jti, int(jwt_data["sub"]), now)
+        if again is not None:
+            db.session.commit()
+            return again
         revoke_session(token.session_id, "refresh_reuse")
         audit.record("auth.refresh_reuse", actor_id=int(jwt_data["sub"]), target_type="session",
                      target_id=token.session_id)
@@ -164,10 +182,26 @@ def refresh(jwt_data: dict) -> TokenPair:
         raise ProblemError("token_reused", 401)
     session = db.session.get(AuthSession, token.session_id)
     session.refreshed_at = now
-    member = db.session.get(Member, int(jwt_data["sub"]))
-    pair = _issue(member, session)
+    pair = _issue(int(jwt_data["sub"]), session.id, at=int(now.timestamp()), refresh_jti=successor)
     db.session.commit()
     return pair
+
+
+def _retried(jti: str, member_id: int, now: datetime) -> TokenPair | None:
+    """The pair issued when `jti` was used, if this is a retry of that refresh: within
+    REFRESH_GRACE_SECONDS of it, and while the refresh token it gave is still unused (once the phone used
+    that one, the session has moved on, and the old token coming back is a replay). None otherwise."""
+    row = db.session.execute(select(RefreshToken.used_at, RefreshToken.replaced_by, RefreshToken.session_id)
+                             .where(RefreshToken.jti == jti)).one()
+    if row.used_at is None or row.replaced_by is None:
+        return None
+    used_at = as_utc(row.used_at)
+    if (now - used_at).total_seconds() > current_app.config["REFRESH_GRACE_SECONDS"]:
+        return None
+    successor_used = db.session.scalar(select(RefreshToken.used_at).where(RefreshToken.jti == row.replaced_by))
+    if successor_used is not None or db.session.get(RefreshToken, row.replaced_by) is None:
+        return None
+    return _issue(member_id, row.session_id, at=int(used_at.timestamp()), refresh_jti=row.replaced_by, record=False)
 
 
 def revoke_session(session_id: str, reason: str) -> None:
