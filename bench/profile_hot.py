@@ -123,11 +123,11 @@ def main(argv: list[str] | None = None) -> int:
 
     @event.listens_for(engine, "before_cursor_execute")
     def _before(conn, cursor, statement, parameters, context, executemany):
-        conn.info["started"] = time.perf_counter()
+        conn.info.setdefault("started", []).append(time.perf_counter())
 
     @event.listens_for(engine, "after_cursor_execute")
     def _after(conn, cursor, statement, parameters, context, executemany):
-        elapsed = (time.perf_counter() - conn.info.pop("started")) * 1000
+        elapsed = (time.perf_counter() - conn.info["started"].pop()) * 1000
         statements[statement].append(elapsed)
         if elapsed > slowest.get("ms", -1):
             slowest.update(ms=elapsed, statement=statement, parameters=parameters)

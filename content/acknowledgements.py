@@ -276,18 +276,20 @@ def _pipelined(conn, writes: list) -> None:
     in any of them raises here, before the COMMIT took effect (PostgreSQL skips what follows an error in
     a pipeline), and the session rolls back as after any failed statement."""
     raw = conn.connection.driver_connection
-    sent = []
+    last = None
     with raw.pipeline(), raw.cursor() as cursor:
         for stmt, params in writes:
+            if last is not None:
+                conn.dispatch.after_cursor_execute(conn, cursor, *last, None, False)
             compiled = _compiled(stmt, conn.dialect)
-            statement, parameters = str(compiled), compiled.construct_params(params, escape_names=False)
-            # Seen by the engine's cursor events like any statement (logs, statement counts, timings).
-            conn.dispatch.before_cursor_execute(conn, cursor, statement, parameters, None, False)
-            cursor.execute(statement, parameters)
-            sent.append((statement, parameters))
+            last = (str(compiled), compiled.construct_params(params, escape_names=False))
+            # Seen by the engine's cursor events like any statement (logs, statement counts, timings; the
+            # last one's time includes the round trip that sends them all).
+            conn.dispatch.before_cursor_execute(conn, cursor, *last, None, False)
+            cursor.execute(*last)
         raw.commit()
-    for statement, parameters in sent:
-        conn.dispatch.after_cursor_execute(conn, cursor, statement, parameters, None, False)
+    if last is not None:
+        conn.dispatch.after_cursor_execute(conn, cursor, *last, None, False)
 
 
 _COMPILED: dict = {}   # statement (built once, kept for good by functools.cache) → its compiled form
