@@ -13,7 +13,8 @@ benchmark database (the one `python -m bench.run` leaves behind, BENCH_DATABASE_
 
 Requests: GET /documents (the feed's first page), GET /documents/{id} (a city-wide directive), the same
 two with If-None-Match (the 304), PUT /documents/{id}/acknowledgement (distinct unacknowledged pairs), and
-GET /healthz (the floor: no authentication, no database). Acknowledgements change the database.
+GET /healthz (the floor: no authentication, no database), and the city admin's progress of that
+directive for the largest branch. Acknowledgements change the database.
 """
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=0, help="also print the N functions with the most own time")
     parser.add_argument("--explain", action="store_true", help="EXPLAIN (ANALYZE, BUFFERS) the slowest statement")
     parser.add_argument("--only", default="", help="comma-separated cases (healthz,feed,feed_304,document,"
-                                                   "document_304,acknowledge)")
+                                                   "document_304,acknowledge,progress_branch)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
 
@@ -110,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
                 " WHERE d.status = 'published' AND d.requires_ack ORDER BY d.published_at DESC LIMIT 1",
                 (root,)).fetchone()[0]
             pairs = data.unacknowledged_pairs(conn, members, limit=args.requests + 40)
+            admin = conn.execute("SELECT id FROM members WHERE card_number = %s", (data.ADMIN_CARD,)).fetchone()[0]
+            branch = conn.execute("SELECT m.org_unit_id FROM members m JOIN org_units u ON u.id = m.org_unit_id"
+                                  " WHERE u.kind = 'branch' GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1").fetchone()[0]
         tokens = {}
-        for member_id in members:
+        for member_id in [*members, admin]:
             session = AuthSession(id=secrets.token_hex(16), member_id=member_id)
             db.session.add(session)
             tokens[member_id] = create_access_token(identity=str(member_id), additional_claims={"sid": session.id})
@@ -162,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         "document": (doc, 200),
         "document_304": (lambda i: doc(i, True), 304),
         "acknowledge": (ack, 200),
+        "progress_branch": (lambda i: ("GET", f"/api/v1/documents/{document}/progress?org_unit={branch}",
+                                       headers(admin), None), 200),
     }
     chosen = [c for c in cases if not args.only or c in args.only.split(",")]
     # ETags for the conditional cases: one plain GET per member first.

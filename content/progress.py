@@ -332,7 +332,7 @@ def _breakdown(model, doc: Document, unit: OrgUnit, overdue: bool, children: boo
     if children:
         child_rows = [r for r in rows if r[0] is not None and r[0] != unit.id]
         units = {u.id: u for u in db.session.scalars(
-            select(OrgUnit).where(OrgUnit.id.in_([r[0] for r in child_rows])))}
+            select(OrgUnit).where(OrgUnit.id.in_([r[0] for r in child_rows])))} if child_rows else {}
         out["children"] = [{"org_unit": units[r[0]].brief(), **_figures(*r[1:], overdue)}
                            for r in sorted(child_rows, key=lambda r: units[r[0]].path) if r[0] in units]
     return out
