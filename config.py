@@ -39,11 +39,12 @@ class Config:
     JWT_SECRET_KEY = _env("JWT_SECRET_KEY")
 
     SQLALCHEMY_DATABASE_URI = normalise_database_url(_env("DATABASE_URL", "") or "")
-    # Pre-ping: a pooled connection that died (database restarted) is replaced, not handed to a request.
+    # A pooled connection that died (database restarted) is replaced, not handed to a request: checked on
+    # checkout without a round trip (handbook._alive), in place of SQLAlchemy's pool_pre_ping SELECT.
     # Connect timeout: a database host that takes the connection but never answers (frozen, half-open
     # network path) costs a request this many seconds and a 503, not a worker hung for good.
     DB_CONNECT_TIMEOUT = _env_int("DB_CONNECT_TIMEOUT", 5)
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True, "connect_args": {"connect_timeout": DB_CONNECT_TIMEOUT}}
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"connect_args": {"connect_timeout": DB_CONNECT_TIMEOUT}}
     REDIS_URL = _env("REDIS_URL")
     # A Redis that stops answering without closing its connections (frozen host, half-open network path)
     # costs each operation at most this many seconds: rate limits then carry on in process memory, the
@@ -54,6 +55,10 @@ class Config:
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=15)
     JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=30)
     JWT_TOKEN_LOCATION = ["headers"]
+    # Tokens travel in the Authorization header only: no CSRF double-submit value in them (it is for
+    # cookies), so that a token is a function of its claims (a refresh retried within the grace window
+    # gets the very same pair, handbook/auth.py) and every request carries a few bytes less.
+    JWT_COOKIE_CSRF_PROTECT = False
     JWT_ALGORITHM = "HS256"
     JWT_DECODE_LEEWAY = 10
     # argon2id cost (RFC 9106 "second recommended option": t=3, m=64 MiB, p=4).
@@ -167,6 +172,19 @@ class Config:
     JSON_MAX_BYTES = _env_int("JSON_MAX_BYTES", 2 * 1024 * 1024)
     JSON_MAX_DEPTH = _env_int("JSON_MAX_DEPTH", 16)
     JSON_MAX_ITEMS = _env_int("JSON_MAX_ITEMS", 20000)
+    # Weak mobile networks: JSON bodies of at least COMPRESS_MIN_SIZE bytes are sent compressed (brotli or
+    # gzip, as the client's Accept-Encoding allows; Flask-Compress). A strong ETag of a compressed body
+    # gets the encoding appended ("...:br"), and If-None-Match with either form answers 304.
+    COMPRESS_ALGORITHM = ["br", "gzip"]
+    COMPRESS_MIMETYPES = ["application/json", "application/problem+json"]
+    COMPRESS_MIN_SIZE = _env_int("COMPRESS_MIN_SIZE", 1024)
+    COMPRESS_LEVEL = 6        # gzip
+    COMPRESS_BR_LEVEL = 4     # brotli: most of level 11's gain for a fraction of its CPU
+    COMPRESS_STREAMS = False  # streamed exports (CSV, XLSX) are not JSON and stay as they are
+    # A refresh whose answer was lost (a phone losing its network mid-request) and that is sent again with
+    # the same refresh token within this many seconds gets the pair that was already issued, instead of
+    # revoking the session as a reuse; after that, reuse revokes the session (API.md).
+    REFRESH_GRACE_SECONDS = _env_int("REFRESH_GRACE_SECONDS", 30)
     # Seconds a client should wait before retrying when the database is unavailable.
     DB_UNAVAILABLE_RETRY_AFTER = _env_int("DB_UNAVAILABLE_RETRY_AFTER", 5)
 
@@ -188,6 +206,9 @@ class TestConfig(Config):
     QUIET_HOURS = ""  # tests that need quiet hours set them; the suite must not depend on the hour it runs
     PUSH_BACKEND = "log"
     PUSH_RETRY_BASE_SECONDS = 0.05
+    # No grace for a retried refresh unless a test asks for one (tests/test_refresh_grace.py does, with the
+    # production default): the suite's reuse tests present a used token at once and expect the revocation.
+    REFRESH_GRACE_SECONDS = 0
     # Cheap hashes keep the suite fast; the algorithm (argon2id) is the same.
     ARGON2_TIME_COST = 1
     ARGON2_MEMORY_COST = 1024

@@ -13,7 +13,7 @@ MODULES = ("auth", "me", "devices", "documents", "acknowledgements", "followup",
 def init_app(app: Flask) -> None:
     from api import docs, ops
     from api.schemas import document_rules, input_string_pattern
-    from handbook.extensions import api
+    from handbook.extensions import api, close_reader
 
     api.ma_plugin.converter.add_attribute_function(input_string_pattern)
     for name in MODULES:
@@ -22,6 +22,10 @@ def init_app(app: Flask) -> None:
     api.register_blueprint(ops.blp, url_prefix="/")
     document_rules(api.spec.components.schemas)
     app.register_blueprint(docs.bp)   # /docs: Swagger UI from the pinned package, not a CDN
+    app.teardown_request(close_reader)
+    from flask_compress import Compress
+
+    Compress(app)   # JSON ≥ COMPRESS_MIN_SIZE, brotli or gzip (config.py)
 
     @app.after_request
     def _no_content_has_no_type(response: Response) -> Response:

@@ -4,11 +4,13 @@ from __future__ import annotations
 from flask_jwt_extended import current_user
 
 from api.common import Blueprint, auth_required
+from api.fastjson import dumper, json_response
 from api.schemas import AcknowledgementSchema, AcknowledgeSchema, SyncResultsSchema, SyncSchema
 from content import acknowledgements
 
 PREFIX = ""
 blp = Blueprint("acknowledgements", __name__, description="Xác nhận đã đọc")
+_dump_acknowledgement = dumper(AcknowledgementSchema)
 
 
 @blp.route("/documents/<int:document_id>/open", methods=["POST"])
@@ -21,7 +23,7 @@ def open_document(document_id):
 
 
 @blp.route("/documents/<int:document_id>/acknowledgement", methods=["PUT"])
-@auth_required()
+@auth_required(light=True)
 @blp.arguments(AcknowledgeSchema)
 @blp.response(200, AcknowledgementSchema)
 @blp.alt_response(404, description="not_found")
@@ -29,9 +31,9 @@ def open_document(document_id):
                                     "(with quiz_id) / read_too_fast (with min_read_seconds)")
 def acknowledge(args, document_id):
     """Acknowledge having read and understood `version`. Idempotent; implies opening."""
-    return acknowledgements.acknowledge(current_user, document_id, args["version"],
-                                        client_at=args.get("acknowledged_at"), platform=args.get("platform"),
-                                        device=args.get("device"))
+    return json_response(_dump_acknowledgement(acknowledgements.acknowledge(
+        current_user, document_id, args["version"], client_at=args.get("acknowledged_at"),
+        platform=args.get("platform"), device=args.get("device"))))
 
 
 @blp.route("/me/acknowledgements/sync", methods=["POST"])

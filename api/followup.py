@@ -17,7 +17,7 @@ MEMBERS_200 = "format=json (default): one page of rows; format=csv or xlsx: the 
 
 
 @blp.route("/documents/<int:document_id>/progress", methods=["GET"])
-@auth_required()
+@auth_required(light=True)
 @blp.arguments(ProgressArgs, location="query")
 @blp.response(200, ProgressSchema)
 @blp.alt_response(403, description="forbidden: the unit is outside the caller's scope")

@@ -257,6 +257,8 @@ def unacknowledged_pairs(conn: psycopg.Connection, member_ids: list[int], limit:
         JOIN documents d ON d.id = aud.document_id
         LEFT JOIN receipts r ON r.document_id = aud.document_id AND r.member_id = m.id
         WHERE m.id = ANY(%s) AND r.acknowledged_version IS NULL
+          -- the quiz and reading-time gates would refuse them (409): not acknowledgements
+          AND d.min_read_seconds IS NULL AND d.ack_quiz_id IS NULL
         ORDER BY md5(m.id::text || '-' || aud.document_id::text) LIMIT %s""", (member_ids, limit)).fetchall()
 
 

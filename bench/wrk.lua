@@ -4,7 +4,8 @@
 --   wrk -t T -c C -d D -s bench/wrk.lua http://127.0.0.1:PORT -- REQUESTS_FILE T
 --
 -- REQUESTS_FILE has one request per line, tab-separated: METHOD, PATH, access token (or
--- `cookie=<Cookie header>` for a console page), optional JSON body. Thread k (0-based) takes lines k, k+T, k+2T, ... so that no two threads send the same line
+-- `cookie=<Cookie header>` for a console page), optional JSON body (or `inm=<ETag>`: a conditional GET
+-- sending If-None-Match). Thread k (0-based) takes lines k, k+T, k+2T, ... so that no two threads send the same line
 -- (each acknowledgement pair is used once), and cycles through its share if the run outlasts it.
 -- With fewer lines than threads, every thread sends every line.
 
@@ -32,8 +33,14 @@ function init(args)
          else
             headers = {["Authorization"] = "Bearer " .. fields[3], ["Accept"] = "application/json"}
          end
-         if fields[4] then headers["Content-Type"] = "application/json" end
-         requests[#requests + 1] = wrk.format(fields[1], fields[2], headers, fields[4])
+         local body = fields[4]
+         if body and string.sub(body, 1, 4) == "inm=" then
+            -- a conditional GET: If-None-Match with the tag, no body
+            headers["If-None-Match"] = string.sub(body, 5)
+            body = nil
+         end
+         if body then headers["Content-Type"] = "application/json" end
+         requests[#requests + 1] = wrk.format(fields[1], fields[2], headers, body)
       end
    end
 end

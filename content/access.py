@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import Integer, and_, bindparam, exists, or_, select
 
 from content.models import Document, DocumentAudience, Status, roles_to_mask
 from content.progress import share_locked
@@ -47,9 +47,23 @@ def in_audience(reader: Reader):
     )
 
 
+def in_audience_param():
+    """`in_audience`, with the reader's unit ids (`:units`) and roles mask (`:mask`) as bound parameters,
+    for statements built once (`reader_params` gives their values)."""
+    return and_(
+        exists().where(DocumentAudience.document_id == Document.id,
+                       DocumentAudience.org_unit_id.in_(bindparam("units", expanding=True))),
+        or_(Document.roles_mask == 0, Document.roles_mask.op("&")(bindparam("mask", type_=Integer)) != 0),
+    )
+
+
+def reader_params(reader: Reader) -> dict:
+    return {"units": list(reader.unit_ids), "mask": reader.roles_mask}
+
+
 def is_out(now: datetime | None = None):
     """SQL condition: the document is published, or scheduled and its time has come."""
-    return and_(Document.status.in_(OUT_STATUSES), Document.published_at <= (now or utcnow()))
+    return and_(Document.status.in_(OUT_STATUSES), Document.published_at <= (utcnow() if now is None else now))
 
 
 def was_out():

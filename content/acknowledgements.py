@@ -10,20 +10,22 @@ server's own time is recorded beside them.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, exists, select
 
 from content import ackgate, progress
-from content.access import Reader, can_manage, in_audience, is_out, reaches, readable_document, went_out
-from content.models import Document, Receipt, Status
+from content.access import (Reader, can_manage, in_audience, in_audience_param, is_out, reaches, reader_params,
+                            readable_document, went_out)
+from content.models import Document, ProgressCounter, Receipt, Status
 from handbook import audit
 from handbook.errors import ProblemError
 from handbook.extensions import db, upsert
 from handbook.members import Member, Role
 from handbook.orgunits import OrgUnit
-from handbook.permissions import has_role_over, scope_roots
+from handbook.permissions import has_role_over, not_found, scope_roots
 from handbook.text import nfc
 from handbook.timeutil import as_utc, local_zone, utcnow
 
@@ -148,15 +150,156 @@ def _acknowledge(doc: Document, member: Member, version: int, client_at: datetim
     return _change(doc, member, mutate, check=check)[2]
 
 
+# The single acknowledgement (PUT /documents/{id}/acknowledgement), the hottest writer: Core statements
+# built once, rows instead of ORM objects, the same locks in the same order as `_change_many`.
+
+_LOCKED_DOCUMENT_COLUMNS = ("id", "status", "requires_ack", "version", "ack_version", "published_at", "roles_mask",
+                            "min_read_seconds", "ack_quiz_id")
+_RECEIPT_STATE = ("opened_at", "acknowledged_at", "acknowledged_version", "exempted_at")
+
+
+@functools.cache
+def _locked_document_statement(dialect: str):
+    """The document if the reader may read it, under the shared lock of member-level writers (what
+    `readable_document(lock=True)` reads, without the ORM)."""
+    documents = Document.__table__
+    stmt = (select(*(documents.c[c] for c in _LOCKED_DOCUMENT_COLUMNS))
+            .where(documents.c.id == bindparam("document_id"), is_out(bindparam("now")), in_audience_param()))
+    return stmt.with_for_update(read=True, of=documents) if dialect == "postgresql" else stmt
+
+
+@functools.cache
+def _receipt_lock_statement(dialect: str):
+    """`_receipt_for_update` as rows: the receipt, created if missing and locked; and, read under that lock
+    in the same statement, the member's unit and whether they are active (a transfer that committed while
+    this waited for the document's lock is seen)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    receipts, members = Receipt.__table__, Member.__table__
+    stmt = insert(receipts).values(document_id=bindparam("document_id"), member_id=bindparam("member_id"))
+    counters = ProgressCounter.__table__
+    member = select(members.c.org_unit_id, members.c.active).where(members.c.id == bindparam("member_id"))
+    # Whether the member's unit has its counter row: rows come and go only in recounts, which lock the
+    # document exclusively, so the answer holds until this transaction ends.
+    counted = exists().where(counters.c.document_id == bindparam("document_id"),
+                             counters.c.org_unit_id == member.with_only_columns(members.c.org_unit_id).scalar_subquery())
+    return (stmt.on_conflict_do_update(index_elements=["document_id", "member_id"],
+                                       set_={"document_id": stmt.excluded.document_id})
+            .returning(*(receipts.c[c] for c in _RECEIPT_STATE),
+                       member.with_only_columns(members.c.org_unit_id).scalar_subquery().label("unit_id"),
+                       member.with_only_columns(members.c.active).scalar_subquery().label("active"),
+                       counted.label("counted")))
+
+
+_ACK_WRITE = ("opened_at", "acknowledged_at", "acknowledged_version", "method", "recorded_by", "recorded_at",
+              "client_acknowledged_at", "platform", "device", "held_on", "note")
+
+
+@functools.cache
+def _receipt_update_statement(columns: tuple[str, ...]):
+    receipts = Receipt.__table__
+    return (receipts.update()
+            .where(receipts.c.document_id == bindparam("k_document_id"), receipts.c.member_id == bindparam("k_member_id"))
+            .values({c: bindparam(c, type_=receipts.c[c].type) for c in columns}))
+
+
+class _State:
+    """A receipt's state columns, for `progress.classify`."""
+
+    __slots__ = _RECEIPT_STATE
+
+    def __init__(self, **values) -> None:
+        for name in _RECEIPT_STATE:
+            setattr(self, name, values[name])
+
+
 def acknowledge(member: Member, document_id: int, version: int, *, client_at: datetime | None = None,
                 platform: str | None = None, device: str | None = None) -> dict:
     """PUT /documents/{id}/acknowledgement. Idempotent; a version older than the one to acknowledge is
-    409 stale_version."""
-    doc = readable_document(member, document_id, lock=True)
-    receipt = _acknowledge(doc, member, version, client_at, utcnow(), platform=platform, device=device)
-    answer = my_receipt(doc, receipt)   # before the commit expires (and would reload) both
+    409 stale_version.
+
+    Five statements in one transaction, each built once: the document under its shared lock (with the
+    reader's audience check), the receipt created or locked (returning it and the member's unit), the
+    receipt's UPDATE (only if it changes) and the one counter's UPDATE (only if the state moves); the
+    rules of `ackgate` (reading time, quiz) come between the first two, exactly as in `_change`. The lock
+    order is every writer's: the document, the receipt, the counter."""
+    now = utcnow()
+    conn = db.session.connection()
+    dialect = conn.dialect.name
+    doc = conn.execute(_locked_document_statement(dialect),
+                       {"document_id": document_id, "now": now, **reader_params(Reader.of(member))}).first()
+    if doc is None:
+        raise not_found()
+    _check_version(doc, version)
+    at = _clamp(client_at, doc, now)
+    if ackgate.has_rules(doc):   # reading time, quiz: no statement at all for a document without rules
+        ackgate.check(doc, member.id, at)
+    row = conn.execute(_receipt_lock_statement(dialect), {"document_id": doc.id, "member_id": member.id}).one()
+    before = progress.classify(row, doc.ack_version)
+    values = {}
+    if row.opened_at is None or _utc(at) < _utc(row.opened_at):
+        values["opened_at"] = at
+    if before != "acknowledged":   # else already acknowledged: idempotent
+        values.update(acknowledged_at=at, acknowledged_version=version, method="app", recorded_by=member.id,
+                      recorded_at=now, client_acknowledged_at=client_at, platform=platform, device=device,
+                      held_on=None, note=None)
+    state = _State(**{**{c: getattr(row, c) for c in _RECEIPT_STATE}, **values})
+    after = progress.classify(state, doc.ack_version)
+    answer = {"state": "acknowledged" if after == "acknowledged" else ("opened" if state.opened_at else "new"),
+              "opened_at": state.opened_at, "acknowledged_at": state.acknowledged_at,
+              "acknowledged_version": state.acknowledged_version}
+    writes = []
+    if values:
+        columns = tuple(c for c in _ACK_WRITE if c in values)
+        writes.append((_receipt_update_statement(columns),
+                       {"k_document_id": doc.id, "k_member_id": member.id, **values}))
+    move = row.active and before != after and doc.status in progress.ACTIVE_STATUSES
+    if move and row.counted:
+        writes.append(progress.counter_move(doc.id, row.unit_id, before, after))
+        move = False
+    if dialect == "postgresql" and not move:
+        _pipelined(conn, writes)   # the UPDATEs and the COMMIT: one round trip
+    else:
+        for stmt, params in writes:
+            conn.execute(stmt, params)
+        if move:   # the unit has no counter row yet: counted from scratch (progress.apply_moves)
+            progress.apply_moves(doc, [(row.unit_id, before, after)])
     db.session.commit()
     return answer
+
+
+def _pipelined(conn, writes: list) -> None:
+    """Send the statements and the COMMIT in one round trip (psycopg's pipeline mode), on the session's
+    own connection and transaction; the session's commit that follows finds nothing left to do. An error
+    in any of them raises here, before the COMMIT took effect (PostgreSQL skips what follows an error in
+    a pipeline), and the session rolls back as after any failed statement."""
+    raw = conn.connection.driver_connection
+    last = None
+    with raw.pipeline(), raw.cursor() as cursor:
+        for stmt, params in writes:
+            if last is not None:
+                conn.dispatch.after_cursor_execute(conn, cursor, *last, None, False)
+            compiled = _compiled(stmt, conn.dialect)
+            last = (str(compiled), compiled.construct_params(params, escape_names=False))
+            # Seen by the engine's cursor events like any statement (logs, statement counts, timings; the
+            # last one's time includes the round trip that sends them all).
+            conn.dispatch.before_cursor_execute(conn, cursor, *last, None, False)
+            cursor.execute(*last)
+        raw.commit()
+    if last is not None:
+        conn.dispatch.after_cursor_execute(conn, cursor, *last, None, False)
+
+
+_COMPILED: dict = {}   # statement (built once, kept for good by functools.cache) → its compiled form
+
+
+def _compiled(stmt, dialect):
+    compiled = _COMPILED.get(id(stmt))
+    if compiled is None:
+        compiled = _COMPILED[id(stmt)] = stmt.compile(dialect=dialect)
+    return compiled
 
 
 def sync(member: Member, items: list[dict], *, platform: str | None = None, device: str | None = None) -> list[dict]:

@@ -16,18 +16,21 @@ Filters: `pending` = needs acknowledging and not acknowledged (overdue included)
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, literal, or_, select, true
+from sqlalchemy import String, and_, bindparam, case, cast, exists, func, literal, or_, select, true
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import defer, lazyload
 
 from content import search
-from content.access import Reader, in_audience, readable, readable_document, was_out
-from content.models import Document, Receipt, Series, Status
+from content.access import Reader, in_audience_param, is_out, readable, reader_params, was_out
+from content.models import Attachment, ContentRevision, Document, Receipt, Series, Status
 from content.progress import acknowledged_condition, classify, extended_condition
 from handbook.errors import ProblemError
-from handbook.extensions import db
+from handbook.permissions import not_found
+from handbook.extensions import db, reads
 from handbook.members import Member, MemberTransfer
 from handbook.pagination import decode_cursor, encode_cursor, page
 from handbook.timeutil import as_utc, local_zone, utcnow
@@ -55,14 +58,17 @@ def _acknowledged():
     return acknowledged_condition(Document.ack_version)
 
 
-def _state_condition(state: str, now: datetime):
+def _state_condition(state: str, now, today=None):
     """SQL condition: the member's state (as `my_state` computes it) is `state`; `pending` is every
-    document still waiting for their acknowledgement, overdue ones included."""
+    document still waiting for their acknowledgement, overdue ones included. `now` and `today` (the local
+    date; from `now` when not given) are values or bound parameters."""
+    if today is None:
+        today = now.astimezone(local_zone()).date()
     needs_ack = Document.requires_ack == true()
     acknowledged = and_(needs_ack, _acknowledged())
     exempt = and_(needs_ack, ~_acknowledged(), Receipt.exempted_at.is_not(None))
     pending = and_(needs_ack, ~_acknowledged(), Receipt.exempted_at.is_(None))
-    overdue = and_(pending, Document.deadline < now, ~extended_condition(now.astimezone(local_zone()).date()))
+    overdue = and_(pending, Document.deadline < now, ~extended_condition(today))
     settled = or_(acknowledged, exempt, overdue)
     conditions = {
         "acknowledged": acknowledged,
@@ -122,6 +128,127 @@ def _last_transfer(member_id: int) -> datetime | None:
                              .where(MemberTransfer.member_id == member_id))
 
 
+# --- the conditional GET's stamps ----------------------------------------------------------------------
+
+def stamp_columns(member_id, now, dialect: str) -> list:
+    """What the feed and a document show a member changes only when one of these does, besides the
+    member's own unit and roles (read beside them, `handbook.auth.Principal`) and the local date (an
+    extension runs to the end of a local day):
+
+    - `content_revision`: moved by every committed change of documents, audience, attachments, series;
+    - a digest of the member's receipts (what `my` shows and what decides their state);
+    - the latest scheduled publication whose time has come (it appears with no write at that moment);
+    - the latest deadline passed (pending turns overdue with no write either).
+
+    Scalar subqueries on `member_id` and `now` (bound parameters), O(the member's receipts) plus two
+    index probes; built into the principal's statement once."""
+    documents, receipts, revision = Document.__table__, Receipt.__table__, ContentRevision.__table__
+
+    def text_of(column):
+        return func.coalesce(cast(column, String), "")
+
+    row = (cast(receipts.c.document_id, String) + "," + text_of(receipts.c.opened_at) + ","
+           + text_of(receipts.c.acknowledged_at) + "," + text_of(receipts.c.acknowledged_version) + ","
+           + text_of(receipts.c.exempted_at) + "," + text_of(receipts.c.extended_until))
+    mine = receipts.c.member_id == member_id
+    if dialect == "postgresql":
+        digest = select(func.md5(func.string_agg(row, aggregate_order_by(literal(";"), receipts.c.document_id))))
+        digest = digest.where(mine)
+    else:
+        ordered = select(row.label("row")).where(mine).order_by(receipts.c.document_id).subquery()
+        digest = select(func.group_concat(ordered.c.row, ";"))
+    return [
+        select(revision.c.revision).where(revision.c.id == 1).scalar_subquery().label("s_revision"),
+        digest.scalar_subquery().label("s_receipts"),
+        select(func.max(documents.c.published_at))
+        .where(documents.c.status == Status.SCHEDULED.value, documents.c.published_at <= now)
+        .scalar_subquery().label("s_scheduled"),
+        select(func.max(documents.c.deadline)).where(documents.c.deadline < now).scalar_subquery().label("s_deadline"),
+    ]
+
+
+# --- the feed's statements: Core, built once per shape, executed with parameters; rows, not objects ----
+
+_DOCUMENT_COLUMNS = ("id", "kind", "number", "title", "summary", "issuing_body", "issued_on", "published_at",
+                     "requires_ack", "deadline", "version", "ack_version", "sync_at", "tags", "series_id",
+                     "lesson_no", "status")
+_RECEIPT_COLUMNS = ("member_id", "opened_at", "acknowledged_at", "acknowledged_version", "exempted_at",
+                    "extended_until")
+
+
+class _Receipt:
+    """The member's receipt as the feed's rows carry it (`r_` columns), for `my_state`."""
+
+    __slots__ = _RECEIPT_COLUMNS
+
+    def __init__(self, row) -> None:
+        for name in _RECEIPT_COLUMNS:
+            setattr(self, name, getattr(row, "r_" + name))
+
+
+def _row_receipt(row) -> _Receipt | None:
+    return _Receipt(row) if row.r_member_id is not None else None
+
+
+def _rows_select(*extra, series: bool = False):
+    """Documents LEFT JOIN the reader's receipt (`:member_id`), as rows named like the model's attributes
+    (receipt columns prefixed `r_`); with `series`, LEFT JOIN the series too."""
+    documents, receipts = Document.__table__, Receipt.__table__
+    joined = documents.outerjoin(receipts, and_(receipts.c.document_id == documents.c.id,
+                                                receipts.c.member_id == bindparam("member_id")))
+    if series:
+        joined = joined.outerjoin(Series.__table__, Series.__table__.c.id == documents.c.series_id)
+    return (select(*(documents.c[c] for c in _DOCUMENT_COLUMNS),
+                   *(receipts.c[c].label("r_" + c) for c in _RECEIPT_COLUMNS), *extra)
+            .select_from(joined))
+
+
+def _readable_param():
+    return and_(is_out(bindparam("now")), in_audience_param())
+
+
+@functools.cache
+def _feed_statement(kind: bool, state: str | None, cursor: bool):
+    """The first page (or the next one, after `:at`/`:last_id`), newest first, `:limit` + 1 rows."""
+    stmt = _rows_select().where(_readable_param())
+    if kind:
+        stmt = stmt.where(Document.kind == bindparam("kind"))
+    if state:
+        stmt = stmt.where(_state_condition(state, bindparam("now"), bindparam("today")))
+    if cursor:
+        stmt = stmt.where(or_(Document.published_at < bindparam("at"),
+                              and_(Document.published_at == bindparam("at"), Document.id < bindparam("last_id"))))
+    return stmt.order_by(Document.published_at.desc(), Document.id.desc()).limit(bindparam("limit"))
+
+
+@functools.cache
+def _sync_statement(kind: bool, state: str | None, cursor: bool, since: bool, tombstones: bool):
+    visible = _readable_param()
+    if tombstones:
+        # Withdrawn documents that the reader could have seen, as tombstones.
+        visible = or_(visible, and_(in_audience_param(), was_out()))
+    stmt = _rows_select().where(visible, Document.sync_at <= bindparam("now"))
+    if kind:
+        stmt = stmt.where(Document.kind == bindparam("kind"))
+    if state:
+        stmt = stmt.where(_state_condition(state, bindparam("now"), bindparam("today")))
+    if since:
+        stmt = stmt.where(Document.sync_at >= bindparam("since"))
+    if cursor:
+        stmt = stmt.where(or_(Document.sync_at > bindparam("at"),
+                              and_(Document.sync_at == bindparam("at"), Document.id > bindparam("last_id"))))
+    return stmt.order_by(Document.sync_at, Document.id).limit(bindparam("limit"))
+
+
+def _params(reader: Reader, now: datetime, limit: int, **extra) -> dict:
+    return {"member_id": reader.member_id, **reader_params(reader), "now": now,
+            "today": now.astimezone(local_zone()).date(), "limit": limit + 1, **extra}
+
+
+def _execute(stmt, params: dict) -> list:
+    return reads().execute(stmt, params).all()
+
+
 def feed(member: Member, *, kind: str | None = None, state: str | None = None, q: str | None = None,
          updated_since: datetime | None = None, limit: int = 20, cursor: str | None = None) -> FeedPage:
     """GET /documents. Newest first; with `updated_since`, changes in order of change, tombstones included;
@@ -135,57 +262,51 @@ def feed(member: Member, *, kind: str | None = None, state: str | None = None, q
             # The member moved: their audience changed as a whole, so the client must refetch everything.
             updated_since, reset = None, moved
 
-    stmt = select(Document, Receipt).outerjoin(Receipt, _receipt_join(member.id)).options(*_LIST_OPTIONS)
-    if kind:
-        stmt = stmt.where(Document.kind == kind)
-    if state:
-        stmt = stmt.where(_state_condition(state, now))
-
     if q is not None:
         hits = search.matches(q)
         if hits is None:
             return FeedPage([], None)
-        stmt = stmt.join(hits, hits.c.document_id == Document.id).where(readable(reader, now))
+        stmt = _rows_select().join(hits, hits.c.document_id == Document.id).where(_readable_param())
+        if kind:
+            stmt = stmt.where(Document.kind == bindparam("kind"))
+        if state:
+            stmt = stmt.where(_state_condition(state, bindparam("now"), bindparam("today")))
         offset = decode_cursor(cursor, int)[0] if cursor else 0
         if offset < 0:
             raise ProblemError("validation_error", 422, errors={"cursor": ["invalid_cursor"]})
-        rows = db.session.execute(stmt.order_by(hits.c.score, Document.published_at.desc(), Document.id.desc())
-                                  .offset(offset).limit(limit + 1)).all()
-        items = [item(d, r, now) for d, r in rows[:limit]]
+        stmt = (stmt.order_by(hits.c.score, Document.published_at.desc(), Document.id.desc())
+                .offset(offset).limit(bindparam("limit")))
+        rows = _execute(stmt, _params(reader, now, limit, kind=kind))
+        items = [item(r, _row_receipt(r), now) for r in rows[:limit]]
         return FeedPage(items, encode_cursor(offset + limit) if len(rows) > limit else None)
 
     if updated_since is not None or reset is not None:
-        return _sync(stmt, reader, now, updated_since, limit, cursor, tombstones=not state and reset is None,
-                     reset=reset)
+        return _sync(reader, now, updated_since, limit, cursor, kind=kind, state=state,
+                     tombstones=not state and reset is None, reset=reset)
 
-    stmt = stmt.where(readable(reader, now))
+    extra = {"kind": kind} if kind else {}
     if cursor:
-        at, last_id = decode_cursor(cursor, datetime, int)
-        stmt = stmt.where(or_(Document.published_at < at, and_(Document.published_at == at, Document.id < last_id)))
-    rows = db.session.execute(stmt.order_by(Document.published_at.desc(), Document.id.desc()).limit(limit + 1)).all()
-    rows, next_cursor = page(rows, limit, key=lambda row: (as_utc(row[0].published_at), row[0].id))
-    return FeedPage([item(d, r, now) for d, r in rows], next_cursor)
+        extra["at"], extra["last_id"] = decode_cursor(cursor, datetime, int)
+    rows = _execute(_feed_statement(bool(kind), state, bool(cursor)), _params(reader, now, limit, **extra))
+    rows, next_cursor = page(rows, limit, key=lambda row: (as_utc(row.published_at), row.id))
+    return FeedPage([item(r, _row_receipt(r), now) for r in rows], next_cursor)
 
 
-def _sync(stmt, reader: Reader, now: datetime, since: datetime | None, limit: int, cursor: str | None, *,
-          tombstones: bool, reset: datetime | None) -> FeedPage:
+def _sync(reader: Reader, now: datetime, since: datetime | None, limit: int, cursor: str | None, *,
+          kind: str | None, state: str | None, tombstones: bool, reset: datetime | None) -> FeedPage:
     """Changes since `since`, oldest change first, so a client can resume from the last `updated_at`
     (or from `watermark`, on the last page). After a transfer (`reset`, its time), the full list, each
     item's `updated_at` no earlier than the transfer, so that resuming from it does not reset again."""
-    visible = readable(reader, now)
-    if tombstones:
-        # Withdrawn documents that the reader could have seen, as tombstones.
-        visible = or_(visible, and_(in_audience(reader), was_out()))
-    stmt = stmt.where(visible, Document.sync_at <= now)
+    extra = {"kind": kind} if kind else {}
     if since is not None:
-        stmt = stmt.where(Document.sync_at >= as_utc(since))
+        extra["since"] = as_utc(since)
     if cursor:
-        at, last_id = decode_cursor(cursor, datetime, int)
-        stmt = stmt.where(or_(Document.sync_at > at, and_(Document.sync_at == at, Document.id > last_id)))
-    rows = db.session.execute(stmt.order_by(Document.sync_at, Document.id).limit(limit + 1)).all()
-    rows, next_cursor = page(rows, limit, key=lambda row: (as_utc(row[0].sync_at), row[0].id))
-    items = [{"id": d.id, "withdrawn": True, "updated_at": d.sync_at} if d.status == Status.WITHDRAWN.value
-             else item(d, r, now) for d, r in rows]
+        extra["at"], extra["last_id"] = decode_cursor(cursor, datetime, int)
+    stmt = _sync_statement(bool(kind), state, bool(cursor), since is not None, tombstones)
+    rows = _execute(stmt, _params(reader, now, limit, **extra))
+    rows, next_cursor = page(rows, limit, key=lambda row: (as_utc(row.sync_at), row.id))
+    items = [{"id": r.id, "withdrawn": True, "updated_at": r.sync_at} if r.status == Status.WITHDRAWN.value
+             else item(r, _row_receipt(r), now) for r in rows]
     if reset is not None:
         for it in items:
             it["updated_at"] = max(as_utc(it["updated_at"]), reset)
@@ -193,18 +314,42 @@ def _sync(stmt, reader: Reader, now: datetime, since: datetime | None, limit: in
     return FeedPage(items, next_cursor, reset is not None, watermark)
 
 
+@functools.cache
+def _detail_statement():
+    attachments = Attachment.__table__
+    series = Series.__table__
+    has_attachments = exists().where(attachments.c.document_id == Document.__table__.c.id)
+    return (_rows_select(Document.__table__.c.body_html, series.c.title.label("series_title"),
+                         has_attachments.label("has_attachments"), series=True)
+            .where(Document.id == bindparam("document_id"), or_(is_out(bindparam("now")), was_out()),
+                   in_audience_param()))
+
+
+@functools.cache
+def _attachments_statement():
+    attachments = Attachment.__table__
+    return (select(attachments.c.id, attachments.c.filename, attachments.c.content_type, attachments.c.size,
+                   attachments.c.sha256)
+            .where(attachments.c.document_id == bindparam("document_id")).order_by(attachments.c.id))
+
+
 def detail(member: Member, document_id: int) -> dict:
-    """GET /documents/{id}: the item, the sanitised body and the attachments; 410 once withdrawn."""
-    doc = readable_document(member, document_id, include_withdrawn=True)
-    if doc.status == Status.WITHDRAWN.value:
+    """GET /documents/{id}: the item, the sanitised body and the attachments; 410 once withdrawn. One
+    statement (the document, the member's receipt, the series' title), and one more for attachments when
+    the document has any."""
+    now = utcnow()
+    rows = _execute(_detail_statement(), _params(Reader.of(member), now, 0, document_id=document_id))
+    if not rows:
+        raise not_found()
+    row = rows[0]
+    if row.status == Status.WITHDRAWN.value:
         raise ProblemError("document_withdrawn", 410)
-    receipt = db.session.get(Receipt, (doc.id, member.id))
-    out = item(doc, receipt, utcnow())
-    out["body_html"] = doc.body_html
-    out["attachments"] = [a.brief() for a in doc.attachments]
-    if doc.series_id:
-        series = db.session.get(Series, doc.series_id)
-        out["series"]["title"] = series.title
+    out = item(row, _row_receipt(row), now)
+    out["body_html"] = row.body_html
+    out["attachments"] = ([dict(a._mapping) for a in _execute(_attachments_statement(), {"document_id": row.id})]
+                          if row.has_attachments else [])
+    if row.series_id:
+        out["series"]["title"] = row.series_title
     return out
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from sqlalchemy import and_, case, literal, or_, select
+from sqlalchemy.orm import lazyload
 
 from content.access import can_manage, is_out, reaches, went_out
 from content.models import Document, DocumentAudience, Receipt, Status
@@ -48,7 +49,9 @@ def resolve_unit(viewer: Member, org_unit_id: int | None) -> OrgUnit:
 
 def followed_document(viewer: Member, document_id: int, unit: OrgUnit) -> Document:
     """A document that went out and whose audience reaches `unit` (or that the caller manages); else 404."""
-    doc = db.session.get(Document, document_id)
+    # Audience and attachments only when asked for (a manager's progress needs neither): one statement.
+    doc = db.session.scalars(select(Document).where(Document.id == document_id)
+                             .options(lazyload(Document.audience), lazyload(Document.attachments))).first()
     if doc is None or doc.status == Status.DRAFT.value:
         raise not_found()
     if can_manage(viewer, doc):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import (JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint)
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from handbook.extensions import db
@@ -140,6 +140,8 @@ class Document(_Content, db.Model):
         Index("ix_documents_published_at_id", "published_at", "id"),
         Index("ix_documents_sync_at", "sync_at"),
         Index("ix_documents_series_id_lesson_no", "series_id", "lesson_no"),
+        # The latest deadline passed (content.feed.stamp_columns): one step down the index.
+        Index("ix_documents_deadline", "deadline"),
     )
 
     @property
@@ -149,6 +151,17 @@ class Document(_Content, db.Model):
     @property
     def audience_unit_ids(self) -> list[int]:
         return [a.org_unit_id for a in self.audience]
+
+
+class ContentRevision(db.Model):
+    """One row (id 1) whose `revision` moves with every committed change of documents, their audience,
+    their attachments and study series: triggers move it (migration 0010), once per transaction at
+    commit on PostgreSQL. The feed's and a document's ETag are built from it (content.feed)."""
+
+    __tablename__ = "content_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    revision: Mapped[int] = mapped_column(BigInteger)
 
 
 class DocumentAudience(db.Model):

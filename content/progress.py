@@ -22,10 +22,12 @@ locked, then counters referencing the unit) deadlock.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import and_, case, delete, exists, false, func, insert, literal, or_, select, update
+from sqlalchemy import (Integer, and_, bindparam, case, delete, exists, false, func, insert, literal, or_, select,
+                        update)
 from sqlalchemy.orm import lazyload
 
 from content.models import (Document, DocumentAudience, ProgressCounter, ProgressSnapshot, Receipt, Status,
@@ -119,15 +121,38 @@ def apply_moves(doc: Document, moves: Iterable[tuple[int, str, str]]) -> None:
             unit[COLUMNS[before]] = unit.get(COLUMNS[before], 0) - 1
         if after in COLUMNS:
             unit[COLUMNS[after]] = unit.get(COLUMNS[after], 0) + 1
+    conn = db.session.connection()
     for unit_id in sorted(deltas):
-        values = {name: getattr(ProgressCounter, name) + delta for name, delta in deltas[unit_id].items() if delta}
+        values = {f"d_{name}": delta for name, delta in sorted(deltas[unit_id].items()) if delta}
         if not values:
             continue
-        result = db.session.execute(update(ProgressCounter).where(
-            ProgressCounter.document_id == doc.id, ProgressCounter.org_unit_id == unit_id).values(**values))
+        result = conn.execute(_counter_update(tuple(name[2:] for name in values)),
+                              {"k_document_id": doc.id, "k_unit_id": unit_id, **values})
         if result.rowcount == 0:
             # No row yet (a unit that got its first audience member after publication): count it from scratch.
             recount_document(doc, unit_ids=[unit_id])
+
+
+def counter_move(document_id: int, unit_id: int, before: str, after: str) -> tuple:
+    """The UPDATE (statement, parameters) moving one member of `unit_id` from `before` to `after`, for a
+    caller that knows the counter row exists (else: `apply_moves`, which counts a missing row)."""
+    deltas = {}
+    if before in COLUMNS:
+        deltas[f"d_{COLUMNS[before]}"] = -1
+    if after in COLUMNS:
+        deltas[f"d_{COLUMNS[after]}"] = deltas.get(f"d_{COLUMNS[after]}", 0) + 1
+    deltas = dict(sorted((k, v) for k, v in deltas.items() if v))
+    return (_counter_update(tuple(name[2:] for name in deltas)),
+            {"k_document_id": document_id, "k_unit_id": unit_id, **deltas})
+
+
+@functools.cache
+def _counter_update(columns: tuple[str, ...]):
+    """UPDATE of one counter row adding `:d_<column>` to each of `columns` (Core, built once per set)."""
+    counters = ProgressCounter.__table__
+    return (counters.update()
+            .where(counters.c.document_id == bindparam("k_document_id"), counters.c.org_unit_id == bindparam("k_unit_id"))
+            .values({c: counters.c[c] + bindparam(f"d_{c}", type_=Integer) for c in columns}))
 
 
 def audience_members(doc: Document, unit_filter=None):
@@ -309,7 +334,7 @@ def _breakdown(model, doc: Document, unit: OrgUnit, overdue: bool, children: boo
     if children:
         child_rows = [r for r in rows if r[0] is not None and r[0] != unit.id]
         units = {u.id: u for u in db.session.scalars(
-            select(OrgUnit).where(OrgUnit.id.in_([r[0] for r in child_rows])))}
+            select(OrgUnit).where(OrgUnit.id.in_([r[0] for r in child_rows])))} if child_rows else {}
         out["children"] = [{"org_unit": units[r[0]].brief(), **_figures(*r[1:], overdue)}
                            for r in sorted(child_rows, key=lambda r: units[r[0]].path) if r[0] in units]
     return out

@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import select
 from collections.abc import Mapping
 from pathlib import Path
 
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import Pool
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
@@ -67,6 +70,25 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+
+@event.listens_for(Pool, "checkout")
+def _alive(dbapi_connection, connection_record, connection_proxy):
+    """What pool pre-ping did (a pooled connection that died, e.g. PostgreSQL restarted or crashed, is
+    replaced, not handed to a request) without its round trip: an idle connection has nothing to read,
+    so a socket that is readable (the server's goodbye, or end of file) or a connection psycopg knows to
+    be broken is discarded and the pool connects afresh (DisconnectionError on checkout)."""
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    if pgconn is None:   # SQLite
+        return
+    if dbapi_connection.closed or dbapi_connection.broken or pgconn.status != 0:   # 0: CONNECTION_OK
+        raise DisconnectionError("connection closed")
+    try:
+        readable = select.select([pgconn.socket], [], [], 0)[0]
+    except (OSError, ValueError) as exc:
+        raise DisconnectionError(str(exc)) from exc
+    if readable:
+        raise DisconnectionError("the server spoke on an idle connection (closing)")
 
 
 class _AuthSchemeCaseFix:

@@ -9,23 +9,27 @@ at once on every API instance, with PostgreSQL as the single source of truth.
 """
 from __future__ import annotations
 
+import functools
 import secrets
+import time
+import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, has_request_context, request
-from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
-from sqlalchemy import ForeignKey, String, delete, func, or_, select, update
+from flask_jwt_extended import create_access_token, create_refresh_token
+from sqlalchemy import ForeignKey, String, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Mapped, joinedload, mapped_column
 
 from handbook import audit, throttle
 from handbook.errors import ProblemError
-from handbook.extensions import db, jwt
-from handbook.members import Member, find_by_login
+from handbook.extensions import db, jwt, reads
+from handbook.members import Member, RoleGrant, find_by_login
+from handbook.orgunits import OrgUnit
 from handbook.text import fold, normalise_phone
-from handbook.timeutil import UTCDateTime, utcnow
+from handbook.timeutil import UTCDateTime, as_utc, utcnow
 
 
 class AuthSession(db.Model):
@@ -49,6 +53,8 @@ class RefreshToken(db.Model):
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The refresh token issued when this one was used (a retry within the grace window gets it again).
+    replaced_by: Mapped[str | None] = mapped_column(String(64))
 
 
 # --- passwords -------------------------------------------------------------------------------------
@@ -105,17 +111,25 @@ class TokenPair:
     expires_in: int
 
 
-def _issue(member: Member, session: AuthSession) -> TokenPair:
-    claims = {"sid": session.id}
-    identity = str(member.id)
-    access = create_access_token(identity=identity, additional_claims=claims)
-    refresh = create_refresh_token(identity=identity, additional_claims=claims)
-    decoded = decode_token(refresh)
-    db.session.add(RefreshToken(
-        jti=decoded["jti"], session_id=session.id,
-        expires_at=datetime.fromtimestamp(decoded["exp"], tz=utcnow().tzinfo),
-    ))
-    return TokenPair(access, refresh, int(current_app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()))
+def _issue(member_id: int, session_id: str, *, at: int | None = None, refresh_jti: str | None = None,
+           record: bool = True) -> TokenPair:
+    """An access and a refresh token of the session, issued at `at` (Unix seconds; now by default). The
+    claims that would differ from one issue to the next (jti, iat, nbf, exp) are set here, from the refresh
+    token's jti and `at`: issuing again with the same two gives the same tokens, byte for byte (a refresh
+    retried within the grace window). `record`: store the refresh token (not when issuing it again)."""
+    cfg = current_app.config
+    at = int(time.time()) if at is None else at
+    refresh_jti = refresh_jti or str(uuid.uuid4())
+    identity, base = str(member_id), {"sid": session_id, "iat": at, "nbf": at}
+    refresh_exp = at + int(cfg["JWT_REFRESH_TOKEN_EXPIRES"].total_seconds())
+    access = create_access_token(identity=identity, additional_claims={
+        **base, "jti": f"{refresh_jti}.access", "exp": at + int(cfg["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds())})
+    refresh = create_refresh_token(identity=identity, additional_claims={**base, "jti": refresh_jti,
+                                                                          "exp": refresh_exp})
+    if record:
+        db.session.add(RefreshToken(jti=refresh_jti, session_id=session_id,
+                                    expires_at=datetime.fromtimestamp(refresh_exp, tz=UTC)))
+    return TokenPair(access, refresh, int(cfg["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()))
 
 
 def account_key(username: str) -> str:
@@ -139,22 +153,28 @@ def login(username: str, password: str, *, user_agent: str | None, ip: str | Non
     db.session.add(session)
     if member.first_signed_in_at is None:   # adoption: "ever signed in" outlives pruned sessions
         member.first_signed_in_at = utcnow()
-    pair = _issue(member, session)
+    pair = _issue(member.id, session.id)
     db.session.commit()
     return member, pair
 
 
 def refresh(jwt_data: dict) -> TokenPair:
-    """Rotate the presented refresh token; a second use of it revokes the whole session."""
+    """Rotate the presented refresh token; a second use of it revokes the whole session, unless it is the
+    retry of a refresh whose answer was lost (`_retried`)."""
     token = db.session.get(RefreshToken, jwt_data["jti"])
     if token is None or token.session_id != jwt_data.get("sid"):
         raise ProblemError("invalid_token", 401)
     now = utcnow()
+    successor = str(uuid.uuid4())
     claimed = db.session.execute(
         update(RefreshToken).where(RefreshToken.jti == token.jti, RefreshToken.used_at.is_(None))
-        .values(used_at=now).execution_options(synchronize_session=False)
+        .values(used_at=now, replaced_by=successor).execution_options(synchronize_session=False)
     ).rowcount
     if claimed != 1:
+        again = _retried(token.jti, int(jwt_data["sub"]), now)
+        if again is not None:
+            db.session.commit()
+            return again
         revoke_session(token.session_id, "refresh_reuse")
         audit.record("auth.refresh_reuse", actor_id=int(jwt_data["sub"]), target_type="session",
                      target_id=token.session_id)
@@ -162,10 +182,26 @@ def refresh(jwt_data: dict) -> TokenPair:
         raise ProblemError("token_reused", 401)
     session = db.session.get(AuthSession, token.session_id)
     session.refreshed_at = now
-    member = db.session.get(Member, int(jwt_data["sub"]))
-    pair = _issue(member, session)
+    pair = _issue(int(jwt_data["sub"]), session.id, at=int(now.timestamp()), refresh_jti=successor)
     db.session.commit()
     return pair
+
+
+def _retried(jti: str, member_id: int, now: datetime) -> TokenPair | None:
+    """The pair issued when `jti` was used, if this is a retry of that refresh: within
+    REFRESH_GRACE_SECONDS of it, and while the refresh token it gave is still unused (once the phone used
+    that one, the session has moved on, and the old token coming back is a replay). None otherwise."""
+    row = db.session.execute(select(RefreshToken.used_at, RefreshToken.replaced_by, RefreshToken.session_id)
+                             .where(RefreshToken.jti == jti)).one()
+    if row.used_at is None or row.replaced_by is None:
+        return None
+    used_at = as_utc(row.used_at)
+    if (now - used_at).total_seconds() > current_app.config["REFRESH_GRACE_SECONDS"]:
+        return None
+    successor_used = db.session.scalar(select(RefreshToken.used_at).where(RefreshToken.jti == row.replaced_by))
+    if successor_used is not None or db.session.get(RefreshToken, row.replaced_by) is None:
+        return None
+    return _issue(member_id, row.session_id, at=int(used_at.timestamp()), refresh_jti=row.replaced_by, record=False)
 
 
 def revoke_session(session_id: str, reason: str) -> None:
@@ -218,27 +254,131 @@ def prune_sessions(now: datetime | None = None) -> tuple[int, int]:
 # --- flask-jwt-extended hooks ----------------------------------------------------------------------
 
 PRINCIPAL_KEY = "handbook.principal"
+# Set on the request by `api.common.auth_required(light=True)`: the endpoint reads its caller as a
+# `Principal` (rows, no ORM), with `stamps` ("stamps") when it answers conditional GETs from them.
+LIGHT_KEY = "handbook.light"
 
 
-def load_principal(jwt_data: dict) -> Member | None:
-    """The member behind a token, if its session is still open and the member active (one query)."""
+@dataclass(frozen=True, slots=True)
+class UnitRef:
+    """An org unit as a read path needs it: what `OrgUnit.brief()` shows, and its place in the tree."""
+
+    id: int
+    code: str
+    name: str
+    kind: str
+    path: str
+    depth: int
+
+    def brief(self) -> dict:
+        return {"id": self.id, "code": self.code, "name": self.name, "kind": self.kind}
+
+    @property
+    def ancestor_ids(self) -> list[int]:
+        return [int(part) for part in self.path.strip("/").split("/")[:-1]]
+
+    def contains(self, other) -> bool:
+        return other.path.startswith(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRef:
+    role: str
+    org_unit: UnitRef
+
+
+@dataclass(slots=True)
+class Principal:
+    """The caller of a hot read or acknowledge path: the member's id, unit and roles, read with the session
+    check in one statement built once, as rows (no ORM object, no identity map). It answers what those
+    paths ask of a `Member` (`id`, `org_unit`, `org_unit_id`, `roles`); every other endpoint gets the
+    ORM `Member`. `stamps` (conditional GETs, `content.feed.validator`) when asked for."""
+
+    id: int
+    org_unit_id: int
+    org_unit: UnitRef
+    roles: tuple[GrantRef, ...]
+    session_id: str
+    stamps: tuple | None = None
+    active: bool = True
+
+
+def _unit_columns(table):
+    return (table.c.id, table.c.code, table.c.name, table.c.kind, table.c.path, table.c.depth)
+
+
+_UNIT_WIDTH = 6
+
+
+@functools.cache
+def _principal_statement(with_stamps: bool, dialect: str):
+    """Session open, member active, the member's unit and their role grants (with their units): one
+    statement, a row per grant (one with NULL grant columns for a member with none). Built once; the
+    stamps of conditional GETs (`content.feed.stamp_columns`) ride along as uncorrelated subqueries."""
+    sessions, members, grants = AuthSession.__table__, Member.__table__, RoleGrant.__table__
+    unit = OrgUnit.__table__.alias("unit")
+    grant_unit = OrgUnit.__table__.alias("grant_unit")
+    columns = [members.c.id, *_unit_columns(unit), grants.c.role, *_unit_columns(grant_unit)]
+    if with_stamps:
+        from content.feed import stamp_columns
+
+        columns += stamp_columns(bindparam("mid"), bindparam("now"), dialect)
+    return (
+        select(*columns)
+        .select_from(sessions.join(members, members.c.id == sessions.c.member_id)
+                     .join(unit, unit.c.id == members.c.org_unit_id)
+                     .outerjoin(grants, grants.c.member_id == members.c.id)
+                     .outerjoin(grant_unit, grant_unit.c.id == grants.c.org_unit_id))
+        .where(sessions.c.id == bindparam("sid"), members.c.id == bindparam("mid"),
+               sessions.c.revoked_at.is_(None), members.c.active.is_(True))
+    )
+
+
+def _light_principal(sid: str, member_id: int, with_stamps: bool) -> Principal | None:
+    params = {"sid": sid, "mid": member_id}
+    if with_stamps:
+        params["now"] = utcnow()
+    conn = reads()
+    rows = conn.execute(_principal_statement(with_stamps, conn.dialect.name), params).all()
+    if not rows:
+        return None
+    first = rows[0]
+    unit = UnitRef(*first[1:1 + _UNIT_WIDTH])
+    roles, units = [], {unit.id: unit}
+    base = 1 + _UNIT_WIDTH
+    for row in rows:
+        if row[base] is not None:
+            unit_id = row[base + 1]
+            grant_unit = units.get(unit_id) or units.setdefault(unit_id, UnitRef(*row[base + 1:base + 1 + _UNIT_WIDTH]))
+            roles.append(GrantRef(row[base], grant_unit))
+    stamps = tuple(first[base + 1 + _UNIT_WIDTH:]) + (params["now"],) if with_stamps else None
+    return Principal(first[0], unit.id, unit, tuple(roles), sid, stamps)
+
+
+def load_principal(jwt_data: dict) -> Member | Principal | None:
+    """The member behind a token, if its session is still open and the member active (one query): the
+    ORM `Member`, or on endpoints marked light (`LIGHT_KEY`) a `Principal`."""
     # Cached on the request itself (not `g`, whose app context may outlive one request).
-    cache = request.environ if has_request_context() else {}
-    cached = cache.get(PRINCIPAL_KEY)
+    environ = request.environ if has_request_context() else {}
+    cached = environ.get(PRINCIPAL_KEY)
     if cached is not None and cached[0] == jwt_data.get("jti"):
         return cached[1]
     member = None
     sid, sub = jwt_data.get("sid"), jwt_data.get("sub")
+    light = environ.get(LIGHT_KEY)
     if sid and sub and sub.isdigit():
-        # Roles joined in too (a member has few): the whole principal in one round trip.
-        member = db.session.scalars(
-            select(Member).join(AuthSession, AuthSession.member_id == Member.id)
-            .options(joinedload(Member.roles))
-            .where(AuthSession.id == sid, Member.id == int(sub), AuthSession.revoked_at.is_(None),
-                   Member.active.is_(True))
-        ).unique().one_or_none()
+        if light:
+            member = _light_principal(sid, int(sub), light == "stamps")
+        else:
+            # Roles joined in too (a member has few): the whole principal in one round trip.
+            member = db.session.scalars(
+                select(Member).join(AuthSession, AuthSession.member_id == Member.id)
+                .options(joinedload(Member.roles))
+                .where(AuthSession.id == sid, Member.id == int(sub), AuthSession.revoked_at.is_(None),
+                       Member.active.is_(True))
+            ).unique().one_or_none()
     # The id is kept apart: reading `member.id` after a commit would reload the expired member.
-    cache[PRINCIPAL_KEY] = (jwt_data.get("jti"), member, member.id if member is not None else None)
+    environ[PRINCIPAL_KEY] = (jwt_data.get("jti"), member, member.id if member is not None else None)
     return member
 
 
@@ -248,5 +388,5 @@ def _is_revoked(jwt_header, jwt_data) -> bool:
 
 
 @jwt.user_lookup_loader
-def _lookup(jwt_header, jwt_data) -> Member | None:
+def _lookup(jwt_header, jwt_data) -> Member | Principal | None:
     return load_principal(jwt_data)

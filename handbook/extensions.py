@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from flask import request
+from flask import has_request_context, request
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_migrate import Migrate
@@ -106,3 +106,33 @@ def one_of(column, values):
     if db.session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
     return column.in_(values)
+
+
+# --- the light read paths' connection ----------------------------------------------------------------
+
+READER_KEY = "handbook.reader_connection"
+
+
+def open_reader() -> None:
+    """For this request's light reads (api.common.auth_required(light=True) on a GET): a connection of its
+    own in autocommit, i.e. no BEGIN and no ROLLBACK round trip around its statements, and psycopg keeps
+    its prepared statements (a ROLLBACK makes it drop them). Closed (back to the pool) at the end of the
+    request. Each statement sees what was committed when it started: the reads of one request need no
+    common snapshot (a validator is read before the body it tags, never after)."""
+    if READER_KEY not in request.environ:
+        request.environ[READER_KEY] = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+def reads():
+    """The connection to read with: this request's light one if it has one, else the session's."""
+    if has_request_context():
+        conn = request.environ.get(READER_KEY)
+        if conn is not None:
+            return conn
+    return db.session.connection()
+
+
+def close_reader(_exc=None) -> None:
+    conn = request.environ.pop(READER_KEY, None)
+    if conn is not None:
+        conn.close()

@@ -391,9 +391,9 @@ def _statements(app, run) -> list[str]:
 
 
 def test_no_rules_no_extra_statement_on_the_acknowledgement(api, tree, app):
-    """The hot path: acknowledging a document without rules sends exactly the statements it sent before
-    issue 17 (document under its share lock, the member's unit, the receipt upsert and its UPDATE, one
-    counter); the
+    """The hot path: acknowledging a document without rules sends no statement for the rules: the
+    document under its share lock, the receipt upsert (which returns the member's unit), its UPDATE and
+    one counter (issue 16 folded the member's unit into the upsert: four, where there were five); the
     gate's reads (receipt, quiz result) happen only for a document with rules."""
     from content import acknowledgements
     from handbook.errors import ProblemError
@@ -404,7 +404,7 @@ def test_no_rules_no_extra_statement_on_the_acknowledgement(api, tree, app):
     _ = (m1.org_unit.path, [g.role for g in m1.roles])           # the principal, as a request has it
 
     without = _statements(app, lambda: acknowledgements.acknowledge(m1, plain, 1))
-    assert len(without) == 5, [s[:70] for s in without]   # + the receipt UPDATE of the flush
+    assert len(without) == 4, [s[:70] for s in without]
     assert not any("quiz_results" in s or "FROM receipts" in s for s in without)
 
     def refused():
