@@ -15,16 +15,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Response, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from console import charts
 from console.session import login_required
-from console.views import EXPORT_TYPES, _field_errors, _id_arg, bp
+from console.views import _field_errors, _id_arg, bp
 from content import quizzes, study
 from handbook.errors import ProblemError
 from handbook.i18n import field_message, problem_text
 from handbook.permissions import PUBLISH_ROLES
+from handbook.tables import download
 from handbook.timeutil import as_utc, local_zone, utcnow
 from handbook.unitpicker import pickable_units, units_by_id
 
@@ -344,10 +345,7 @@ def quiz_results(member, quiz_id):
     fmt = request.args.get("format")
     if fmt in ("csv", "xlsx"):
         chunks, filename = quizzes.export_results(member, quiz_id, org_unit=unit_id, fmt=fmt)
-        response = Response(stream_with_context(chunks), content_type=EXPORT_TYPES[fmt])
-        response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-        response.headers["Cache-Control"] = "private, no-store"
-        return response
+        return download(chunks, fmt, filename)
     figures = quizzes.unit_results(member, quiz_id, unit_id)
     unit = figures["org_unit"]["id"]
     chart = charts.share_bars(figures["children"], lambda c: 100 * c["passed"] / c["members"] if c["members"] else None,
