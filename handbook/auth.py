@@ -193,10 +193,12 @@ def _retried(jti: str, member_id: int, now: datetime) -> TokenPair | None:
     that one, the session has moved on, and the old token coming back is a replay). None otherwise."""
     row = db.session.execute(select(RefreshToken.used_at, RefreshToken.replaced_by, RefreshToken.session_id)
                              .where(RefreshToken.jti == jti)).one()
-    if row.used_at is None or row.replaced_by is None:
+    grace = current_app.config["REFRESH_GRACE_SECONDS"]
+    if grace <= 0 or row.used_at is None or row.replaced_by is None:
         return None
     used_at = as_utc(row.used_at)
-    if (now - used_at).total_seconds() > current_app.config["REFRESH_GRACE_SECONDS"]:
+    # (negative when a concurrent request took its time before this one's claim: a retry all the same)
+    if (now - used_at).total_seconds() > grace:
         return None
     successor_used = db.session.scalar(select(RefreshToken.used_at).where(RefreshToken.jti == row.replaced_by))
     if successor_used is not None or db.session.get(RefreshToken, row.replaced_by) is None:

@@ -87,3 +87,20 @@ def test_a_retry_never_reopens_an_ended_session(client, an, grace):
     # The member's other session is untouched by all of it, and its own first refresh is not a retry.
     assert me(client, other) == 200
     assert refresh(client, other["refresh_token"]).json != second
+
+
+def test_parallel_retries_within_the_window_all_get_the_one_pair(client, app, an, grace, backend):
+    """A phone that sent its refresh several times at once (a flaky network): one rotation, every answer
+    the same pair, the session alive (without the window, exactly one succeeds: tests/test_auth.py)."""
+    import pytest
+
+    from tests.factories import in_parallel
+
+    if backend != "postgresql":
+        pytest.skip("SQLite serialises writers; the race is exercised on PostgreSQL")
+    first = login(client, "01000001").json
+    answers = []
+    statuses = in_parallel(app, 4, lambda c: answers.append(refresh(c, first["refresh_token"])) or answers[-1])
+    assert statuses == [200] * 4, [a.get_data(as_text=True) for a in answers]
+    assert len({a.get_data() for a in answers}) == 1
+    assert revoked(first) is None and me(client, answers[0].json) == 200
