@@ -158,7 +158,10 @@ def handle_database_unavailable(e: Exception):
 
 def handle_unexpected(e: Exception):
     original = getattr(e, "original_exception", None) or e
-    if isinstance(original, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)):
+    import psycopg  # a statement sent on the raw connection (the acknowledgement's pipeline) raises its own
+
+    if isinstance(original, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
+                             psycopg.OperationalError, psycopg.InterfaceError)):
         return handle_database_unavailable(original)
     log.error("unhandled exception", exc_info=original)
     return problem_response("internal_error", 500)
