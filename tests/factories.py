@@ -97,3 +97,22 @@ def document(owner: OrgUnit, audience: list[OrgUnit], *, title: str = "Chá»‰ thá
     search.index_document(doc)
     db.session.commit()
     return doc
+
+
+def executed_statements(run) -> list[str]:
+    """The SQL statements the database engine executed while `run()` ran."""
+    from sqlalchemy import event
+
+    from handbook.extensions import db
+
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        run()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    return seen

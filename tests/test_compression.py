@@ -6,26 +6,15 @@ from __future__ import annotations
 import gzip
 
 import brotli
-from sqlalchemy import event
 
-from handbook.extensions import db
+from tests.factories import executed_statements
 from tests.test_acknowledgements import API
 
 FEED = f"{API}/documents"
 
 
 def statements(app, run) -> list[str]:
-    seen = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        run()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
-    return seen
+    return executed_statements(run)
 
 
 def test_json_of_a_kilobyte_or_more_is_compressed_as_the_phone_accepts(api):

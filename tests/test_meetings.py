@@ -21,7 +21,7 @@ from handbook.audit import AuditEntry
 from handbook.extensions import db
 from push.due import run_due
 from push.models import InboxItem, Notification
-from tests.factories import in_parallel, member
+from tests.factories import executed_statements, in_parallel, member
 from tests.test_acknowledgements import API, ZONE, assert_counters_exact, local_today, receipt
 from tests.test_errors import assert_problem
 from tests.test_progress import write_members
@@ -638,19 +638,7 @@ def test_the_minutes_are_uploaded_by_a_runner_once_open_and_read_by_whoever_sees
 # --- reading lists without a statement per meeting -----------------------------------------------------
 
 def _statements(run) -> int:
-    from sqlalchemy import event
-
-    seen = []
-
-    def count(conn, cursor, statement, *args):
-        seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        run()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
-    return len(seen)
+    return len(executed_statements(run))
 
 
 def test_meeting_lists_cost_the_same_statements_whatever_their_length(world):
