@@ -114,7 +114,10 @@ class _IdConverter(IntegerConverter):
 
 
 def create_app(config: type[Config] | Mapping | None = None) -> Flask:
-    app = Flask(__name__, instance_path=str(PROJECT_ROOT / "instance"), static_folder=None)  # an API: no files
+    # instance/: development secrets, the embedded SQLite database, the embedded push worker's lock and the
+    # import jobs' progress on SQLite; INSTANCE_PATH moves it (a read-only checkout; a worker beside the app)
+    instance = os.environ.get("INSTANCE_PATH") or str(PROJECT_ROOT / "instance")
+    app = Flask(__name__, instance_path=os.path.abspath(instance), static_folder=None)  # an API: no files
     app.url_map.converters["int"] = _IdConverter
     _load_config(app, config)
     app.json.ensure_ascii = False

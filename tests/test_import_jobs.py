@@ -7,13 +7,16 @@ import re
 import time
 
 import pytest
+import redis
 from sqlalchemy import func, select
 
 from handbook.audit import AuditEntry
 from handbook.extensions import db
 from handbook.importjobs import ImportJob
 from handbook.members import Member
+from tests.conftest import REDIS_URL, make_app
 from tests.console_helpers import assert_page, browser
+from tests.test_push_worker import broker, fake, workers  # noqa: F401  (fixtures)
 from tests.test_console import _upload, people, table_counts  # noqa: F401  (fixtures)
 
 HEADER = "card_number,full_name,phone,org_unit_code,roles,password\n"
@@ -92,3 +95,30 @@ def test_only_a_root_admin_sees_or_starts_import_jobs(app, admin, tree):
         assert_page(_upload(other, "members", content), 403)
     assert_page(admin.get("/imports/99999"), 404)
     assert db.session.scalar(select(func.count()).select_from(ImportJob)) == 1
+
+
+def test_with_a_broker_the_import_job_runs_on_a_celery_worker(app, people, database_url, broker, workers):  # noqa: F811
+    """Production's way: the console queues the job through Redis and a separate `celery worker` process
+    (not a thread of the app) imports it; the page follows it to its result. Until a worker is there,
+    nothing imports it."""
+    producer = make_app(database_url, REDIS_URL=REDIS_URL, CELERY_QUEUE=broker, CONSOLE_IMPORT_MAX_BYTES=1000)
+    workers.env["INSTANCE_PATH"] = producer.instance_path     # where SQLite's progress file is read
+    with producer.app_context():
+        admin = browser(producer, "A1")
+        response = _upload(admin, "members", members_file(3000))
+        assert response.status_code == 303, response.get_data(as_text=True)[:2000]
+        time.sleep(1.5)
+        db.session.expire_all()
+        job = db.session.scalars(select(ImportJob)).one()
+        assert (job.state, job.started_at) == ("queued", None)    # no thread of the app took it
+        assert redis.Redis.from_url(REDIS_URL).llen(broker) == 1  # it waits in the queue
+        workers.start(concurrency=1)
+        text, _seen = follow_job(admin, response)
+        assert "Đã nhập 3000 dòng: 3000 mới" in text
+        db.session.expire_all()
+        assert db.session.scalar(select(func.count()).select_from(Member)
+                                 .where(Member.card_number.like("HN-J%"))) == 3000
+        job = db.session.scalars(select(ImportJob)).one()
+        assert (job.state, job.data, job.rows_done) == ("done", None, 3000)
+        assert "Traceback" not in workers.logs()
+        db.session.remove()
