@@ -345,7 +345,8 @@ def _configure_service(service, endpoint: str, timeout: float, connections: int 
 
     firebase-admin 7.7 keeps the send URL in `_fcm_url` (built from the class constant FCM_URL) and
     its clients in `_client` (requests) and `_async_client` (httpx); both retry 500/503 by themselves.
-    Pinned in requirements.txt; tests/test_push_fcm.py fails if these attributes change.
+    Pinned in requirements.txt; if these attributes change, every push test (tests/test_push.py and the
+    others, which send through this service to the fake FCM) fails, as nothing then reaches the fake.
     """
     base = endpoint or "https://fcm.googleapis.com"
     if endpoint:

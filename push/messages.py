@@ -136,18 +136,16 @@ def build(notification, doc, target: Target, zone, now: datetime, *, channel_id:
         collapse = f"meeting-{doc.id}"
         payload = {"notification_id": str(notification.id), "kind": notification.kind, "meeting_id": str(doc.id),
                    "starts_at": as_utc(doc.starts_at).isoformat()}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return _message(target, payload, title, body, ttl, collapse, channel_id, int((now + ttl).timestamp()))
-    if doc.deadline is not None and notification.kind != "escalation":
-        ttl = min(MAX_TTL, max(MIN_TTL, as_utc(doc.deadline) - now))
     else:
-        ttl = MAX_TTL if notification.kind != "escalation" else timedelta(days=3)
-    collapse = f"doc-{doc.id}-{notification.kind}" if notification.kind in ("escalation", "answer") \
-        else f"doc-{doc.id}"
-    payload = {"notification_id": str(notification.id), "kind": notification.kind, "document_id": str(doc.id),
-               "document_kind": doc.kind, "version": str(doc.version),
-               "deadline": as_utc(doc.deadline).isoformat() if doc.deadline else ""}
+        if doc.deadline is not None and notification.kind != "escalation":
+            ttl = min(MAX_TTL, max(MIN_TTL, as_utc(doc.deadline) - now))
+        else:
+            ttl = MAX_TTL if notification.kind != "escalation" else timedelta(days=3)
+        collapse = f"doc-{doc.id}-{notification.kind}" if notification.kind in ("escalation", "answer") \
+            else f"doc-{doc.id}"
+        payload = {"notification_id": str(notification.id), "kind": notification.kind, "document_id": str(doc.id),
+                   "document_kind": doc.kind, "version": str(doc.version),
+                   "deadline": as_utc(doc.deadline).isoformat() if doc.deadline else ""}
     expires = int((now + ttl).timestamp())
     with warnings.catch_warnings():  # `token` is deprecated in firebase-admin 7; older apps still send one
         warnings.simplefilter("ignore", DeprecationWarning)
