@@ -19,30 +19,42 @@ guessed in the few hundred tries a meeting allows.
 
 Lock order: the meeting row (FOR SHARE by check-ins and attendance, FOR NO KEY UPDATE by the close,
 changes and cancellation) comes before everything of the documents (see content/progress.py), so the
-close, which then briefs on the agenda's documents in document id order, keeps the global order.
+close, which then briefs on the agenda's documents in document id order, keeps the global order. The
+close's last write is its unit's row of `meeting_month_counters` (an upsert: a row lock, taken after
+the documents, receipts and progress counters): those rows come last in the global order, and every
+other writer of them (`on_units_moved`, `recount_month_counters`) takes them after the documents too.
+
+Monthly roll-up: `meeting_month_counters` holds, per (unit, local month of the start), the meetings
+closed, how many were regular, and the invited and present fixed at the close; the close adds to it in
+its transaction. Closed meetings are never reopened, moved nor removed (change and cancel refuse a
+closed one), so nothing ever subtracts. Reading a month sums the rows of the subtree grouped by child
+(their l1-l3 columns, like progress counters): O(units). The member-holding units under each unit come
+from the org tree, indexed once per process and per version of the tree (`_tree_index`).
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import hmac
 import io
 import re
+import bisect
 import secrets
 from datetime import date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, case, exists, func, or_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, text, update
 
 from content.access import went_out
 from content.acknowledgements import brief_at_meeting
-from content.models import Document, Meeting, MeetingAgendaItem, MeetingMinutes, MeetingParticipant, Status
-from content.progress import audience_members
+from content.models import (Document, Meeting, MeetingAgendaItem, MeetingMinutes, MeetingMonthCounter,
+                            MeetingParticipant, Status)
+from content.progress import audience_members, child_column, levels, scope_condition
 from handbook import audit, throttle
 from handbook.errors import ProblemError
-from handbook.extensions import db, upsert
-from handbook.members import Member, Role
-from handbook.orgunits import OrgUnit, UnitKind, has_children, holds_members, in_subtree
+from handbook.extensions import db, one_of, upsert
+from handbook.members import Member, Role, membership_changed
+from handbook.orgunits import OrgUnit, UnitKind, has_children, holds_members, in_subtree, path_upper_bound
 from handbook.pagination import decode_cursor, page
 from handbook.tables import table_bytes
 from handbook.permissions import FOLLOW_UP_ROLES, forbidden, has_role_over, not_found
@@ -497,6 +509,7 @@ def close(actor: Member, meeting_id: int) -> dict:
         len(invited), counts["present"], counts["excused"], counts["unexcused"])
     meeting.briefed = briefed
     _cancel_pending(meeting, ("meeting_reminder",), now)
+    _count_closed(meeting, counts["present"], len(invited))   # last: the month counters' row lock
     audit.record("meeting.close", actor_id=actor.id, target_type="meeting", target_id=meeting.id,
                  invited=len(invited), **counts, briefed=briefed)
     db.session.commit()
@@ -659,111 +672,236 @@ def _month_bounds(month: str) -> tuple[datetime, datetime]:
     return start, end
 
 
+def month_of(starts_at: datetime) -> int:
+    """The counters' month of a meeting: its start's local month, as year * 100 + month."""
+    local = as_utc(starts_at).astimezone(local_zone())
+    return local.year * 100 + local.month
+
+
+COUNTED = ("meetings", "regular", "invited", "present")
+
+
+def _count_closed(meeting: Meeting, present: int, invited: int) -> None:
+    """Add a meeting being closed to its unit's row for its month (in the close's transaction). The
+    upsert locks that one row, after everything else the close locked (the meeting, then the documents,
+    receipts and progress counters of its briefings): the last rows of the global lock order. Two closes
+    of one unit's meetings meet on the row and the second waits for the first to commit."""
+    unit = _unit(meeting)
+    counts = {"meetings": 1, "regular": int(meeting.kind == "regular"), "invited": invited, "present": present}
+    stmt = upsert(MeetingMonthCounter).values(org_unit_id=unit.id, month=month_of(meeting.starts_at),
+                                             **levels(unit.path), **counts)
+    table = MeetingMonthCounter.__table__
+    db.session.execute(stmt.on_conflict_do_update(
+        index_elements=["org_unit_id", "month"],
+        set_={**{name: table.c[name] + stmt.excluded[name] for name in COUNTED},
+              **{col: stmt.excluded[col] for col in ("l1_id", "l2_id", "l3_id")}}))
+
+
+def recount_month_counters() -> int:
+    """Rebuild `meeting_month_counters` from the closed meetings (for data written around the close: the
+    demo's bulk meetings, a repair). On PostgreSQL it locks the table against closes first (EXCLUSIVE:
+    reads go on); it holds no other lock, so a close waiting on it holds nothing this waits for. Returns
+    the rows written. The caller commits."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("LOCK TABLE meeting_month_counters IN EXCLUSIVE MODE"))
+    rows: dict[tuple[int, int], dict] = {}
+    for unit_id, path, kind, starts_at, invited, present in db.session.execute(
+            select(Meeting.org_unit_id, OrgUnit.path, Meeting.kind, Meeting.starts_at, Meeting.invited,
+                   Meeting.present).join(OrgUnit, OrgUnit.id == Meeting.org_unit_id)
+            .where(Meeting.status == "closed")):
+        key = (unit_id, month_of(starts_at))
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = {"org_unit_id": unit_id, "month": key[1], **levels(path),
+                               **dict.fromkeys(COUNTED, 0)}
+        row["meetings"] += 1
+        row["regular"] += kind == "regular"
+        row["invited"] += invited or 0
+        row["present"] += present or 0
+    db.session.execute(delete(MeetingMonthCounter))
+    values = list(rows.values())
+    for start in range(0, len(values), 5000):
+        db.session.execute(insert(MeetingMonthCounter), values[start:start + 5000])
+    return len(values)
+
+
+@membership_changed.connect
+def on_units_moved(sender, unit_ids: set[int], **_) -> None:
+    """Units moved in the tree (an import sends their ids; member changes send theirs, unmoved): their
+    counter rows' l1-l3 follow their new paths. Reads first and writes only rows whose levels differ
+    (a real move, rare); before writing it locks the active documents as content.progress does (the
+    same import already holds them), so that the counter rows are still taken last."""
+    if not unit_ids:
+        return
+    ids = sorted(unit_ids)
+    stale = []
+    for start in range(0, len(ids), 5000):
+        for unit_id, path, l1, l2, l3 in db.session.execute(
+                select(OrgUnit.id, OrgUnit.path, MeetingMonthCounter.l1_id, MeetingMonthCounter.l2_id,
+                       MeetingMonthCounter.l3_id).join(MeetingMonthCounter, MeetingMonthCounter.org_unit_id == OrgUnit.id)
+                .where(one_of(OrgUnit.id, ids[start:start + 5000])).distinct()):
+            wanted = levels(path)
+            if (wanted["l1_id"], wanted["l2_id"], wanted["l3_id"]) != (l1, l2, l3):
+                stale.append((unit_id, wanted))
+    if not stale:
+        return
+    from content.progress import _lock_active
+
+    _lock_active()
+    for unit_id, wanted in sorted(stale, key=lambda s: s[0]):
+        db.session.execute(update(MeetingMonthCounter).where(MeetingMonthCounter.org_unit_id == unit_id)
+                           .values(**wanted).execution_options(synchronize_session=False))
+
+
+class _Tree:
+    """What the roll-up needs of the org tree, indexed once per version of it: the member-holding units
+    under each unit, the children, every unit's brief, the member-holding units by path (for the overdue
+    list), and the grassroots units with units under them (they may have held a regular meeting while
+    they were a chi bộ cơ sở, and hold no members now: those rows must not count)."""
+
+    def __init__(self, rows) -> None:
+        parents = {r.parent_id for r in rows if r.parent_id is not None}
+        self.brief = {r.id: {"id": r.id, "code": r.code, "name": r.name, "kind": r.kind} for r in rows}
+        self.children: dict[int, list[int]] = {}
+        self.below: dict[int, int] = {}
+        holders = []
+        self.former_holders: dict[int, str] = {}
+        for r in rows:
+            if r.parent_id is not None:
+                self.children.setdefault(r.parent_id, []).append(r.id)
+            if holds_members(r.kind, r.id in parents):
+                holders.append((r.path, r.id))
+                for part in r.path.strip("/").split("/"):
+                    self.below[int(part)] = self.below.get(int(part), 0) + 1
+            elif r.kind == UnitKind.GRASSROOTS.value:
+                self.former_holders[r.id] = r.path
+        holders.sort()
+        self.holder_paths = [p for p, _ in holders]
+        self.holder_ids = [i for _, i in holders]
+
+    def holders_under(self, path: str) -> list[int]:
+        """Member-holding units of the subtree at `path` (itself included), by path."""
+        lo = bisect.bisect_left(self.holder_paths, path)
+        hi = bisect.bisect_left(self.holder_paths, path_upper_bound(path))
+        return self.holder_ids[lo:hi]
+
+
+_TREES: dict[str, tuple[tuple, _Tree]] = {}
+
+
+def _tree_index() -> _Tree:
+    """The org tree's index, rebuilt when the tree changed. Its version is (units, highest id, latest
+    `updated_at`) read in one aggregate: every writer of units sets `updated_at` (the import does, and
+    the ORM's onupdate; paths are recomputed in the same statements), ids only grow, and units are never
+    removed, so any change of a unit's kind, parent, name or path changes the version. Per process and
+    database; one index each (Hanoi's 25,000 units: a few MB, built in ~50 ms)."""
+    version = tuple(db.session.execute(select(func.count(), func.max(OrgUnit.id), func.max(OrgUnit.updated_at))).one())
+    key = db.session.get_bind().url.render_as_string(hide_password=True)
+    cached = _TREES.get(key)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    tree = _Tree(db.session.execute(select(OrgUnit.id, OrgUnit.parent_id, OrgUnit.kind, OrgUnit.path, OrgUnit.code,
+                                           OrgUnit.name)).all())
+    _TREES[key] = (version, tree)
+    return tree
+
+
 OVERDUE_LISTED = 200      # overdue branches listed by name (all are counted in `overdue_count`)
-
-
-def _holds_members(u):
-    """SQL form of handbook.orgunits.holds_members on an aliased OrgUnit: a branch, or a grassroots unit
-    with no unit under it (chi bộ cơ sở)."""
-    below = aliased(OrgUnit)
-    # An AND NOT EXISTS (not an OR around it): the database can run it as an anti-join, or probe the
-    # parent_id index for the few rows a LIMIT needs, instead of hashing every unit's parent first.
-    return and_(u.kind.in_((UnitKind.BRANCH.value, UnitKind.GRASSROOTS.value)),
-                ~exists().where(below.parent_id == u.id, u.kind == UnitKind.GRASSROOTS.value))
-
-
-def _child_key(u, root: OrgUnit):
-    """SQL: the id (as text) of the child of `root` whose subtree holds unit `u` (for u below root): the
-    path component after the root's path ('/1/7/12/' under '/1/' → '7'). One pass over the subtree's
-    units, grouped in the database: no row per unit reaches Python."""
-    rest = func.substr(u.path, len(root.path) + 1)
-    slash = func.strpos(rest, "/") if db.session.get_bind().dialect.name == "postgresql" else func.instr(rest, "/")
-    return func.substr(rest, 1, slash - 1)
+OVERDUE_CHUNK = 1000      # member-holding units probed per statement while listing the overdue
 
 
 def stats(viewer: Member, org_unit_id: int, month: str, *, overdue_limit: int | None = OVERDUE_LISTED) -> dict:
     """GET /org-units/{id}/meetings/stats?month=: per unit and its children, the member-holding units
     (branches), those that held their regular meeting (closed) in the month, the meetings closed, and the
-    attendance rate (present / invited at the close). Grouped by child in the database: a handful of
-    statements, O(units) work in the database and O(children) rows out, whatever the number of meetings
-    or members. Overdue: branches without a regular meeting by day 25 of the month (from that day on):
-    all counted, the first `overdue_limit` by path listed."""
+    attendance rate (present / invited at the close). One GROUP BY over the month's counter rows of the
+    subtree (O(units), whatever the number of meetings or members), the branches from the tree's index.
+    Overdue: branches without a regular meeting by day 25 of the month (from that day on): all counted,
+    the first `overdue_limit` by path listed (None: all)."""
     unit = db.session.get(OrgUnit, org_unit_id)
     if unit is None:
         raise not_found()
     if not has_role_over(viewer, unit, FOLLOW_UP_ROLES):
         raise forbidden()
-    start, end = _month_bounds(month)
-    closed_in_month = and_(Meeting.status == "closed", Meeting.starts_at >= start, Meeting.starts_at < end)
-    regular_units = select(Meeting.org_unit_id).where(closed_in_month, Meeting.kind == "regular")
-    u = aliased(OrgUnit)
-    holds = _holds_members(u)
-    subtree = in_subtree(u.path, unit.path)
-    key = _child_key(u, unit).label("child")
-    # Member-holding units per child, and those of them with a regular meeting: hash joins to the units
-    # that have units under them and to the month's regular meetings (no sub-select per unit).
-    parents = select(OrgUnit.parent_id).where(OrgUnit.parent_id.is_not(None)).distinct().subquery()
-    regular = regular_units.distinct().subquery()
-    units_rows = db.session.execute(
-        select(key, func.count(), func.count(regular.c.org_unit_id)).select_from(u)
-        .outerjoin(parents, parents.c.parent_id == u.id).outerjoin(regular, regular.c.org_unit_id == u.id)
-        .where(subtree, u.path > unit.path, u.kind.in_((UnitKind.BRANCH.value, UnitKind.GRASSROOTS.value)),
-               or_(u.kind == UnitKind.BRANCH.value, parents.c.parent_id.is_(None)))
-        .group_by(key)).all()
-    meeting_rows = db.session.execute(
-        select(key, func.count(), func.sum(Meeting.invited), func.sum(Meeting.present))
-        .select_from(Meeting).join(u, u.id == Meeting.org_unit_id)
-        .where(subtree, u.path > unit.path, closed_in_month).group_by(key)).all()
-    # The unit itself: it may hold members (a branch) and hold meetings (a thematic one of a grassroots unit).
-    own_holds = holds_members(unit.kind, has_children(unit.id))
-    own_regular = own_holds and db.session.scalar(select(exists().where(
-        Meeting.org_unit_id == unit.id, Meeting.kind == "regular", closed_in_month)))
-    own_held = db.session.execute(select(func.count(), func.sum(Meeting.invited), func.sum(Meeting.present))
-                                  .where(Meeting.org_unit_id == unit.id, closed_in_month)).one()
-    branches = {int(r[0]): (int(r[1] or 0), int(r[2] or 0)) for r in units_rows}
-    held = {int(r[0]): r[1:] for r in meeting_rows}
+    start, _ = _month_bounds(month)
+    key = start.year * 100 + start.month
+    tree = _tree_index()
+    c = MeetingMonthCounter
+    child = child_column(c, unit.depth)
+    stmt = (select(child, func.sum(c.meetings), func.sum(c.invited), func.sum(c.present),
+                   func.count().filter(c.regular > 0)).where(c.month == key).group_by(child))
+    scope = scope_condition(c, unit)
+    if scope is not None:
+        stmt = stmt.where(scope)
+    # Rows of the unit itself have no child column at its depth (None), or its own id below depth 3.
+    figures = {(unit.id if r[0] is None else r[0]): [int(v or 0) for v in r[1:]] for r in db.session.execute(stmt)}
+    former = [i for i, p in tree.former_holders.items() if p.startswith(unit.path)]
+    if former:   # their regular meetings were held while they held members; they are not branches now
+        stale = select(child, func.count()).where(c.month == key, c.regular > 0, one_of(c.org_unit_id, former))
+        for k, n in db.session.execute(stale.group_by(child)):
+            figures[unit.id if k is None else k][3] -= n
 
-    def shaped(brief: dict, n_branches: int, n_regular: int, meetings_: tuple) -> dict:
-        count, invited, present = (int(v or 0) for v in meetings_)
-        return {"org_unit": brief, "branches": n_branches, "branches_with_regular_meeting": n_regular,
+    def shaped(brief: dict, n_branches: int, numbers: list[int]) -> dict:
+        count, invited, present, regular = numbers
+        return {"org_unit": brief, "branches": n_branches, "branches_with_regular_meeting": regular,
                 "meetings": count, "attendance_rate": round(present / invited, 4) if invited else None}
 
-    ids = {c for c, (n, _) in branches.items() if n} | set(held)
-    units = {c.id: c for c in db.session.scalars(select(OrgUnit).where(OrgUnit.id.in_(ids)))} if ids else {}
-    children = [shaped(units[c].brief(), *branches.get(c, (0, 0)), held.get(c, (0, 0, 0))) for c in units]
-    children.sort(key=lambda c: (c["branches_with_regular_meeting"] / c["branches"] if c["branches"] else 1,
-                                 c["org_unit"]["code"]))
-    sums = [sum(int(r[i] or 0) for r in [*held.values(), own_held]) for i in range(3)]
-    total = shaped(unit.brief(), sum(n for n, _ in branches.values()) + int(bool(own_holds)),
-                   sum(r for _, r in branches.values()) + int(bool(own_holds and own_regular)), tuple(sums))
+    zero = [0, 0, 0, 0]
+    ids = {k for k in tree.children.get(unit.id, ()) if tree.below.get(k)} | {k for k in figures if k != unit.id}
+    children = [shaped(tree.brief[k], tree.below.get(k, 0), figures.get(k, zero)) for k in ids if k in tree.brief]
+    children.sort(key=lambda ch: (ch["branches_with_regular_meeting"] / ch["branches"] if ch["branches"] else 1,
+                                  ch["org_unit"]["code"]))
+    sums = [sum(f[i] for f in figures.values()) for i in range(4)]
+    total = shaped(unit.brief(), tree.below.get(unit.id, 0), sums)
     today = utcnow().astimezone(local_zone()).date()
-    due = date(start.year, start.month, REGULAR_BY_DAY)
     overdue, overdue_count = [], 0
-    if today >= due:
+    if today >= date(start.year, start.month, REGULAR_BY_DAY):
         overdue_count = total["branches"] - total["branches_with_regular_meeting"]
         if overdue_count:
-            held_regular = exists().where(Meeting.org_unit_id == u.id, Meeting.kind == "regular", closed_in_month)
-            # NOT EXISTS (an anti-join probing meetings' unit index for the few rows the LIMIT reads), not
-            # NOT IN (which hashes every regular meeting of the month first).
-            stmt = select(u.id, u.code, u.name).where(subtree, holds, ~held_regular).order_by(u.path)
-            if overdue_limit is not None:
-                stmt = stmt.limit(overdue_limit)
-            overdue = [{"id": r.id, "code": r.code, "name": r.name} for r in db.session.execute(stmt)]
+            overdue = _overdue(tree, unit, key, overdue_count if overdue_limit is None else overdue_limit)
     return {**total, "month": month, "children": children, "overdue_branches": overdue,
             "overdue_count": overdue_count}
+
+
+def _overdue(tree: _Tree, unit: OrgUnit, key: int, limit: int) -> list[dict]:
+    """The first `limit` member-holding units of the subtree (by path) with no regular meeting closed in
+    the month: the tree's member-holding units probed against the month's counter rows a chunk at a time
+    (a few chunks when most branches met)."""
+    out: list[dict] = []
+    holders = tree.holders_under(unit.path)
+    c = MeetingMonthCounter
+    for start in range(0, len(holders), OVERDUE_CHUNK):
+        chunk = holders[start:start + OVERDUE_CHUNK]
+        met = set(db.session.scalars(select(c.org_unit_id).where(c.month == key, c.regular > 0,
+                                                                 one_of(c.org_unit_id, chunk))))
+        for unit_id in chunk:
+            if unit_id not in met:
+                brief = tree.brief[unit_id]
+                out.append({"id": unit_id, "code": brief["code"], "name": brief["name"]})
+                if len(out) >= limit:
+                    return out
+    return out
 
 
 STATS_HEADER = ["Mã đơn vị", "Đơn vị", "Số chi bộ", "Chi bộ đã sinh hoạt thường kỳ", "Số buổi sinh hoạt",
                 "Tỷ lệ dự họp (%)"]
 
 
+OVERDUE_TITLE = "Chi bộ chưa sinh hoạt thường kỳ đến ngày 25"
+
+
 def stats_rows(figures: dict) -> list[list]:
+    """The unit and its children under STATS_HEADER's columns; then, when some branches are overdue, a
+    blank row, a title row and one row per overdue branch (its code and name in the first two columns)."""
     rows = []
     for part in [figures, *figures["children"]]:
         rate = part["attendance_rate"]
         rows.append([part["org_unit"]["code"], part["org_unit"]["name"], part["branches"],
                      part["branches_with_regular_meeting"], part["meetings"],
                      "" if rate is None else round(rate * 100, 1)])
+    if figures["overdue_branches"]:
+        rows.append([""] * len(STATS_HEADER))
+        rows.append([OVERDUE_TITLE, figures["overdue_count"], "", "", "", ""])
+        rows.extend([b["code"], b["name"], "", "", "", ""] for b in figures["overdue_branches"])
     return rows
 
 
