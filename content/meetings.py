@@ -418,6 +418,7 @@ def roll_call(actor: Member, meeting_id: int) -> list[dict]:
         out.append({"id": m.id, "full_name": m.full_name, "card_number": m.card_number,
                     "rsvp": row.rsvp if row else None, "rsvp_reason": row.rsvp_reason if row else None,
                     "attendance": row.attendance if row else None,
+                    "absence_reason": row.absence_reason if row else None,
                     "checked_in": bool(row and row.checked_in_at)})
     return out
 
