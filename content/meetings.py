@@ -43,7 +43,7 @@ import secrets
 from datetime import date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy import String, and_, case, cast, delete, exists, func, insert, or_, select, text, update
 
 from content.access import went_out
 from content.acknowledgements import brief_at_meeting
@@ -755,30 +755,34 @@ def on_units_moved(sender, unit_ids: set[int], **_) -> None:
 
 
 class _Tree:
-    """What the roll-up needs of the org tree, indexed once per version of it: the member-holding units
-    under each unit, the children, every unit's brief, the member-holding units by path (for the overdue
-    list), and the grassroots units with units under them (they may have held a regular meeting while
-    they were a chi bộ cơ sở, and hold no members now: those rows must not count)."""
+    """What the roll-up needs of the org tree, indexed once per version of it: every unit's brief, the
+    member-holding units, how many of them are under each unit, the children, and the member-holding
+    units in path order (for the overdue list)."""
 
     def __init__(self, rows) -> None:
         parents = {r.parent_id for r in rows if r.parent_id is not None}
         self.brief = {r.id: {"id": r.id, "code": r.code, "name": r.name, "kind": r.kind} for r in rows}
         self.children: dict[int, list[int]] = {}
         self.below: dict[int, int] = {}
-        holders = []
-        self.former_holders: dict[int, str] = {}
+        self.holders: set[int] = set()
+        self.path = {r.id: r.path for r in rows}
+        by_path = []
         for r in rows:
             if r.parent_id is not None:
                 self.children.setdefault(r.parent_id, []).append(r.id)
             if holds_members(r.kind, r.id in parents):
-                holders.append((r.path, r.id))
+                self.holders.add(r.id)
+                by_path.append((r.path, r.id))
                 for part in r.path.strip("/").split("/"):
                     self.below[int(part)] = self.below.get(int(part), 0) + 1
-            elif r.kind == UnitKind.GRASSROOTS.value:
-                self.former_holders[r.id] = r.path
-        holders.sort()
-        self.holder_paths = [p for p, _ in holders]
-        self.holder_ids = [i for _, i in holders]
+        by_path.sort()
+        self.holder_paths = [p for p, _ in by_path]
+        self.holder_ids = [i for _, i in by_path]
+
+    def child_of(self, unit_id: int, top: OrgUnit) -> int:
+        """The child of `top` whose subtree holds `unit_id` (`top`'s own id for `top` itself)."""
+        ids = [int(p) for p in self.path[unit_id].strip("/").split("/")]
+        return ids[top.depth + 1] if len(ids) > top.depth + 1 else top.id
 
     def holders_under(self, path: str) -> list[int]:
         """Member-holding units of the subtree at `path` (itself included), by path."""
@@ -791,12 +795,14 @@ _TREES: dict[str, tuple[tuple, _Tree]] = {}
 
 
 def _tree_index() -> _Tree:
-    """The org tree's index, rebuilt when the tree changed. Its version is (units, highest id, latest
-    `updated_at`) read in one aggregate: every writer of units sets `updated_at` (the import does, and
-    the ORM's onupdate; paths are recomputed in the same statements), ids only grow, and units are never
-    removed, so any change of a unit's kind, parent, name or path changes the version. Per process and
-    database; one index each (Hanoi's 25,000 units: a few MB, built in ~50 ms)."""
-    version = tuple(db.session.execute(select(func.count(), func.max(OrgUnit.id), func.max(OrgUnit.updated_at))).one())
+    """The org tree's index, rebuilt when the tree changed. Its version is (highest id, latest
+    `updated_at`), two index probes: ids only grow, units are never removed, and every writer of units
+    sets `updated_at` (the import does, the ORM's onupdate too; paths are recomputed in the same
+    statements), so a change of any unit's kind, parent, name or path changes the version (the
+    instances' clocks must agree to better than the time between two changes of the tree: NTP's
+    milliseconds). Per process and database; one index each (Hanoi's 25,000 units: a few MB, built in
+    ~100 ms after each import of units)."""
+    version = tuple(db.session.execute(select(func.max(OrgUnit.id), func.max(OrgUnit.updated_at))).one())
     key = db.session.get_bind().url.render_as_string(hide_password=True)
     cached = _TREES.get(key)
     if cached is not None and cached[0] == version:
@@ -808,16 +814,17 @@ def _tree_index() -> _Tree:
 
 
 OVERDUE_LISTED = 200      # overdue branches listed by name (all are counted in `overdue_count`)
-OVERDUE_CHUNK = 1000      # member-holding units probed per statement while listing the overdue
 
 
 def stats(viewer: Member, org_unit_id: int, month: str, *, overdue_limit: int | None = OVERDUE_LISTED) -> dict:
     """GET /org-units/{id}/meetings/stats?month=: per unit and its children, the member-holding units
     (branches), those that held their regular meeting (closed) in the month, the meetings closed, and the
-    attendance rate (present / invited at the close). One GROUP BY over the month's counter rows of the
-    subtree (O(units), whatever the number of meetings or members), the branches from the tree's index.
-    Overdue: branches without a regular meeting by day 25 of the month (from that day on): all counted,
-    the first `overdue_limit` by path listed (None: all)."""
+    attendance rate (present / invited at the close). Two statements over the month's counter rows of the
+    subtree, O(units) whatever the number of meetings or members: the sums grouped by child, and the
+    units with a regular meeting (as one text), which the tree's index filters to those that hold
+    members now (a chi bộ cơ sở that got branches under it is no branch any more) and uses for the
+    overdue list: branches without a regular meeting by day 25 of the month (from that day on), all
+    counted, the first `overdue_limit` by path listed (None: all)."""
     unit = db.session.get(OrgUnit, org_unit_id)
     if unit is None:
         raise not_found()
@@ -827,19 +834,27 @@ def stats(viewer: Member, org_unit_id: int, month: str, *, overdue_limit: int | 
     key = start.year * 100 + start.month
     tree = _tree_index()
     c = MeetingMonthCounter
+    conn = db.session.connection()     # Core rows: no ORM work per row
     child = child_column(c, unit.depth)
-    stmt = (select(child, func.sum(c.meetings), func.sum(c.invited), func.sum(c.present),
-                   func.count().filter(c.regular > 0)).where(c.month == key).group_by(child))
     scope = scope_condition(c, unit)
+    sums = select(child, func.sum(c.meetings), func.sum(c.invited), func.sum(c.present),
+                  func.count().filter(c.regular > 0)).where(c.month == key)
+    # The units with a regular meeting as one comma-separated text: one row, not 20,000 for SQLAlchemy
+    # and the driver to build one by one (25 ms of Python at a city's scale).
+    ids_text = func.string_agg(cast(c.org_unit_id, String), ",") if conn.dialect.name == "postgresql" \
+        else func.group_concat(c.org_unit_id, ",")
+    met_stmt = select(ids_text).where(c.month == key, c.regular > 0)
     if scope is not None:
-        stmt = stmt.where(scope)
+        sums, met_stmt = sums.where(scope), met_stmt.where(scope)
     # Rows of the unit itself have no child column at its depth (None), or its own id below depth 3.
-    figures = {(unit.id if r[0] is None else r[0]): [int(v or 0) for v in r[1:]] for r in db.session.execute(stmt)}
-    former = [i for i, p in tree.former_holders.items() if p.startswith(unit.path)]
-    if former:   # their regular meetings were held while they held members; they are not branches now
-        stale = select(child, func.count()).where(c.month == key, c.regular > 0, one_of(c.org_unit_id, former))
-        for k, n in db.session.execute(stale.group_by(child)):
-            figures[unit.id if k is None else k][3] -= n
+    figures = {(unit.id if r[0] is None else r[0]): [int(v or 0) for v in r[1:]]
+               for r in conn.execute(sums.group_by(child))}
+    met_text = conn.execute(met_stmt).scalar()
+    met = set(map(int, met_text.split(","))) if met_text else set()
+    # A regular meeting of a unit that holds no members now (a chi bộ cơ sở that got branches under it)
+    # is no branch's regular meeting any more: set differences in C, a loop only over those (rare) units.
+    for unit_id in met - tree.holders:
+        figures[tree.child_of(unit_id, unit)][3] -= 1
 
     def shaped(brief: dict, n_branches: int, numbers: list[int]) -> dict:
         count, invited, present, regular = numbers
@@ -851,36 +866,20 @@ def stats(viewer: Member, org_unit_id: int, month: str, *, overdue_limit: int | 
     children = [shaped(tree.brief[k], tree.below.get(k, 0), figures.get(k, zero)) for k in ids if k in tree.brief]
     children.sort(key=lambda ch: (ch["branches_with_regular_meeting"] / ch["branches"] if ch["branches"] else 1,
                                   ch["org_unit"]["code"]))
-    sums = [sum(f[i] for f in figures.values()) for i in range(4)]
-    total = shaped(unit.brief(), tree.below.get(unit.id, 0), sums)
+    total = shaped(unit.brief(), tree.below.get(unit.id, 0), [sum(f[i] for f in figures.values()) for i in range(4)])
     today = utcnow().astimezone(local_zone()).date()
     overdue, overdue_count = [], 0
     if today >= date(start.year, start.month, REGULAR_BY_DAY):
         overdue_count = total["branches"] - total["branches_with_regular_meeting"]
-        if overdue_count:
-            overdue = _overdue(tree, unit, key, overdue_count if overdue_limit is None else overdue_limit)
-    return {**total, "month": month, "children": children, "overdue_branches": overdue,
-            "overdue_count": overdue_count}
-
-
-def _overdue(tree: _Tree, unit: OrgUnit, key: int, limit: int) -> list[dict]:
-    """The first `limit` member-holding units of the subtree (by path) with no regular meeting closed in
-    the month: the tree's member-holding units probed against the month's counter rows a chunk at a time
-    (a few chunks when most branches met)."""
-    out: list[dict] = []
-    holders = tree.holders_under(unit.path)
-    c = MeetingMonthCounter
-    for start in range(0, len(holders), OVERDUE_CHUNK):
-        chunk = holders[start:start + OVERDUE_CHUNK]
-        met = set(db.session.scalars(select(c.org_unit_id).where(c.month == key, c.regular > 0,
-                                                                 one_of(c.org_unit_id, chunk))))
-        for unit_id in chunk:
+        limit = overdue_count if overdue_limit is None else min(overdue_limit, overdue_count)
+        for unit_id in tree.holders_under(unit.path):
+            if len(overdue) >= limit:
+                break
             if unit_id not in met:
                 brief = tree.brief[unit_id]
-                out.append({"id": unit_id, "code": brief["code"], "name": brief["name"]})
-                if len(out) >= limit:
-                    return out
-    return out
+                overdue.append({"id": unit_id, "code": brief["code"], "name": brief["name"]})
+    return {**total, "month": month, "children": children, "overdue_branches": overdue,
+            "overdue_count": overdue_count}
 
 
 STATS_HEADER = ["Mã đơn vị", "Đơn vị", "Số chi bộ", "Chi bộ đã sinh hoạt thường kỳ", "Số buổi sinh hoạt",

@@ -1,6 +1,7 @@
 """meeting_month_counters: the meetings closed per (unit, local month), kept by the close, so that the
 monthly roll-up of a whole city reads O(units) counter rows, not the month's meetings (issue 15).
-Backfilled from the meetings already closed.
+Backfilled from the meetings already closed. An index on org_units.updated_at: the roll-up's version
+of the tree (content/meetings.py) is read from it.
 
 Revision ID: 0015_meeting_month_stats
 Revises: 0014_refresh_grace
@@ -78,9 +79,12 @@ def upgrade():
         batch_op.create_index('ix_meeting_month_counters_month_l2_id', ['month', 'l2_id'], unique=False)
         batch_op.create_index('ix_meeting_month_counters_month_l3_id', ['month', 'l3_id'], unique=False)
     _backfill(table)
+    # The roll-up's version of the org tree is max(id), max(updated_at): two index probes.
+    op.create_index('ix_org_units_updated_at', 'org_units', ['updated_at'], unique=False)
 
 
 def downgrade():
+    op.drop_index('ix_org_units_updated_at', table_name='org_units')
     with op.batch_alter_table('meeting_month_counters', schema=None) as batch_op:
         batch_op.drop_index('ix_meeting_month_counters_month_l3_id')
         batch_op.drop_index('ix_meeting_month_counters_month_l2_id')
