@@ -20,20 +20,24 @@ guessed in the few hundred tries a meeting allows.
 Lock order: the meeting row (FOR SHARE by check-ins and attendance, FOR NO KEY UPDATE by the close,
 changes and cancellation) comes before everything of the documents (see content/progress.py), so the
 close, which then briefs on the agenda's documents in document id order, keeps the global order. The
-close's last write is its unit's row of `meeting_month_counters` (an upsert: a row lock, taken after
-the documents, receipts and progress counters): those rows come last in the global order, and every
-other writer of them (`on_units_moved`, `recount_month_counters`) takes them after the documents too.
+close's last writes are its unit's row of `meeting_month_counters`, then its month's row of
+`meeting_month_versions` (upserts: row locks, taken after the documents, receipts and progress
+counters): those rows come last in the global order, in that order, and every other writer of them
+(`on_units_moved`, `recount_month_counters`) takes them after the documents too.
 
 Monthly roll-up: `meeting_month_counters` holds, per (unit, local month of the start), the meetings
 closed, how many were regular, and the invited and present fixed at the close; the close adds to it in
 its transaction. Closed meetings are never reopened, moved nor removed (change and cancel refuse a
 closed one), so nothing ever subtracts. Reading a month sums the rows of the subtree grouped by child
 (their l1-l3 columns, like progress counters): O(units). The member-holding units under each unit come
-from the org tree, indexed once per process and per version of the tree (`_tree_index`).
+from the org tree, indexed once per process and per version of the tree (`_tree_index`). A roll-up is
+kept per process and answered again while the month's version (`meeting_month_versions`, one more per
+close in the month) and the tree's version are the same: a page read again costs two index probes.
 """
 from __future__ import annotations
 
 import bisect
+import copy
 import hashlib
 import hmac
 import io
@@ -48,7 +52,7 @@ from sqlalchemy import String, and_, case, cast, delete, exists, func, insert, o
 from content.access import went_out
 from content.acknowledgements import brief_at_meeting
 from content.models import (Document, Meeting, MeetingAgendaItem, MeetingMinutes, MeetingMonthCounter,
-                            MeetingParticipant, Status)
+                            MeetingMonthVersion, MeetingParticipant, Status)
 from content.progress import audience_members, child_column, levels, scope_condition
 from handbook import audit, throttle
 from handbook.errors import ProblemError
@@ -696,6 +700,18 @@ def _count_closed(meeting: Meeting, present: int, invited: int) -> None:
         index_elements=["org_unit_id", "month"],
         set_={**{name: table.c[name] + stmt.excluded[name] for name in COUNTED},
               **{col: stmt.excluded[col] for col in ("l1_id", "l2_id", "l3_id")}}))
+    _bump_versions([month_of(meeting.starts_at)])
+
+
+def _bump_versions(months) -> None:
+    """Add one to these months' versions (upserts, in month order): the very last rows a close locks. A
+    month's row is shared by the city's closes of that month, held from here to the commit only (a
+    close commits right after it), some tens of thousands a month: no queue forms on it."""
+    versions = MeetingMonthVersion.__table__
+    for month in sorted(set(months)):
+        stmt = upsert(MeetingMonthVersion).values(month=month, version=1)
+        db.session.execute(stmt.on_conflict_do_update(index_elements=["month"],
+                                                      set_={"version": versions.c.version + 1}))
 
 
 def recount_month_counters() -> int:
@@ -723,6 +739,8 @@ def recount_month_counters() -> int:
     values = list(rows.values())
     for start in range(0, len(values), 5000):
         db.session.execute(insert(MeetingMonthCounter), values[start:start + 5000])
+    # Every month changes version, those that had counters and those that have them now.
+    _bump_versions({row["month"] for row in values} | set(db.session.scalars(select(MeetingMonthVersion.month))))
     return len(values)
 
 
@@ -794,7 +812,7 @@ class _Tree:
 _TREES: dict[str, tuple[tuple, _Tree]] = {}
 
 
-def _tree_index() -> _Tree:
+def _tree_index() -> tuple[_Tree, tuple]:
     """The org tree's index, rebuilt when the tree changed. Its version is (highest id, latest
     `updated_at`), two index probes: ids only grow, units are never removed, and every writer of units
     sets `updated_at` (the import does, the ORM's onupdate too; paths are recomputed in the same
@@ -806,11 +824,11 @@ def _tree_index() -> _Tree:
     key = db.session.get_bind().url.render_as_string(hide_password=True)
     cached = _TREES.get(key)
     if cached is not None and cached[0] == version:
-        return cached[1]
+        return cached[1], version
     tree = _Tree(db.session.execute(select(OrgUnit.id, OrgUnit.parent_id, OrgUnit.kind, OrgUnit.path, OrgUnit.code,
                                            OrgUnit.name)).all())
     _TREES[key] = (version, tree)
-    return tree
+    return tree, version
 
 
 OVERDUE_LISTED = 200      # overdue branches listed by name (all are counted in `overdue_count`)
@@ -832,7 +850,30 @@ def stats(viewer: Member, org_unit_id: int, month: str, *, overdue_limit: int | 
         raise forbidden()
     start, _ = _month_bounds(month)
     key = start.year * 100 + start.month
-    tree = _tree_index()
+    tree, tree_version = _tree_index()
+    today = utcnow().astimezone(local_zone()).date()
+    due = today >= date(start.year, start.month, REGULAR_BY_DAY)
+    # A roll-up computed for the same unit, month, versions of the month and the tree, and side of day 25
+    # is the answer again (a deep copy: callers may change theirs).
+    version = db.session.scalar(select(MeetingMonthVersion.version).where(MeetingMonthVersion.month == key)) or 0
+    cache_key = (db.session.get_bind().url.render_as_string(hide_password=True), unit.id, key, overdue_limit)
+    cached = _STATS.get(cache_key)
+    if cached is not None and cached[0] == (version, tree_version, due):
+        return copy.deepcopy(cached[1])
+    out = _stats(unit, tree, key, due, overdue_limit)
+    out["month"] = month
+    if len(_STATS) >= STATS_KEPT:
+        _STATS.clear()
+    _STATS[cache_key] = ((version, tree_version, due), copy.deepcopy(out))
+    return out
+
+
+STATS_KEPT = 512          # roll-ups kept per process (all dropped when full)
+_STATS: dict[tuple, tuple[tuple, dict]] = {}
+
+
+def _stats(unit: OrgUnit, tree: _Tree, key: int, due: bool, overdue_limit: int | None) -> dict:
+    """The roll-up itself (see `stats`)."""
     c = MeetingMonthCounter
     conn = db.session.connection()     # Core rows: no ORM work per row
     child = child_column(c, unit.depth)
@@ -867,9 +908,8 @@ def stats(viewer: Member, org_unit_id: int, month: str, *, overdue_limit: int | 
     children.sort(key=lambda ch: (ch["branches_with_regular_meeting"] / ch["branches"] if ch["branches"] else 1,
                                   ch["org_unit"]["code"]))
     total = shaped(unit.brief(), tree.below.get(unit.id, 0), [sum(f[i] for f in figures.values()) for i in range(4)])
-    today = utcnow().astimezone(local_zone()).date()
     overdue, overdue_count = [], 0
-    if today >= date(start.year, start.month, REGULAR_BY_DAY):
+    if due:
         overdue_count = total["branches"] - total["branches_with_regular_meeting"]
         limit = overdue_count if overdue_limit is None else min(overdue_limit, overdue_count)
         for unit_id in tree.holders_under(unit.path):
@@ -878,8 +918,7 @@ def stats(viewer: Member, org_unit_id: int, month: str, *, overdue_limit: int | 
             if unit_id not in met:
                 brief = tree.brief[unit_id]
                 overdue.append({"id": unit_id, "code": brief["code"], "name": brief["name"]})
-    return {**total, "month": month, "children": children, "overdue_branches": overdue,
-            "overdue_count": overdue_count}
+    return {**total, "children": children, "overdue_branches": overdue, "overdue_count": overdue_count}
 
 
 STATS_HEADER = ["Mã đơn vị", "Đơn vị", "Số chi bộ", "Chi bộ đã sinh hoạt thường kỳ", "Số buổi sinh hoạt",

@@ -403,6 +403,17 @@ class MeetingMonthCounter(db.Model):
                            for col in ("l1_id", "l2_id", "l3_id"))
 
 
+class MeetingMonthVersion(db.Model):
+    """A month's version of `meeting_month_counters`: every close counted in the month adds one, and so
+    does a rebuild of the counters, so that a roll-up computed for (month, version, version of the tree)
+    can be kept and answered again until either changes (content/meetings.py)."""
+
+    __tablename__ = "meeting_month_versions"
+
+    month: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Question(db.Model):
     """A member's question or feedback on a document (góp ý), answered by its publishers."""
 

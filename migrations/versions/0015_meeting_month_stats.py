@@ -29,7 +29,7 @@ def _zone() -> ZoneInfo:
         return ZoneInfo("Asia/Ho_Chi_Minh")
 
 
-def _backfill(table) -> None:
+def _backfill(table, versions) -> None:
     """One row per (unit, local month of the start) from the closed meetings, as content.meetings counts
     them (written out here: a migration must not depend on code that may change after it)."""
     conn = op.get_bind()
@@ -58,6 +58,9 @@ def _backfill(table) -> None:
     values = list(rows.values())
     for start in range(0, len(values), 5000):
         op.bulk_insert(table, values[start:start + 5000])
+    months = sorted({row["month"] for row in values})
+    if months:
+        op.bulk_insert(versions, [{"month": month, "version": 1} for month in months])
 
 
 def upgrade():
@@ -78,7 +81,12 @@ def upgrade():
         batch_op.create_index('ix_meeting_month_counters_month_l1_id', ['month', 'l1_id'], unique=False)
         batch_op.create_index('ix_meeting_month_counters_month_l2_id', ['month', 'l2_id'], unique=False)
         batch_op.create_index('ix_meeting_month_counters_month_l3_id', ['month', 'l3_id'], unique=False)
-    _backfill(table)
+    versions = op.create_table('meeting_month_versions',
+    sa.Column('month', sa.Integer(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('month', name=op.f('pk_meeting_month_versions'))
+    )
+    _backfill(table, versions)
     # The roll-up's version of the org tree is max(id), max(updated_at): two index probes.
     op.create_index('ix_org_units_updated_at', 'org_units', ['updated_at'], unique=False)
 
@@ -90,3 +98,4 @@ def downgrade():
         batch_op.drop_index('ix_meeting_month_counters_month_l2_id')
         batch_op.drop_index('ix_meeting_month_counters_month_l1_id')
     op.drop_table('meeting_month_counters')
+    op.drop_table('meeting_month_versions')
