@@ -42,12 +42,11 @@ import hashlib
 import hmac
 import io
 import re
-import bisect
 import secrets
 from datetime import date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import String, and_, case, cast, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy import String, and_, cast, delete, exists, func, insert, or_, select, text, update
 
 from content.access import went_out
 from content.acknowledgements import brief_at_meeting
@@ -716,9 +715,10 @@ def _bump_versions(months) -> None:
 
 def recount_month_counters() -> int:
     """Rebuild `meeting_month_counters` from the closed meetings (for data written around the close: the
-    demo's bulk meetings, a repair). On PostgreSQL it locks the table against closes first (EXCLUSIVE:
-    reads go on); it holds no other lock, so a close waiting on it holds nothing this waits for. Returns
-    the rows written. The caller commits."""
+    demo's bulk meetings, a repair), and moves every month's version on. On PostgreSQL it first locks
+    the counters' table against closes (EXCLUSIVE: reads go on); a close that holds a version row has
+    written its counter row, so holds the table's ROW EXCLUSIVE lock, and this cannot have its lock at
+    the same time: no cycle. Returns the rows written. The caller commits."""
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(text("LOCK TABLE meeting_month_counters IN EXCLUSIVE MODE"))
     rows: dict[tuple[int, int], dict] = {}
