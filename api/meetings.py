@@ -58,7 +58,9 @@ def unit_meetings(args, org_unit_id):
 def stats(args, org_unit_id):
     """The month's meetings per unit, rolled up the tree: branches, branches that held their regular
     meeting, meetings held, attendance rate; overdue branches from day 25."""
-    figures = meetings.stats(current_user, org_unit_id, args["month"])
+    # A file lists every overdue branch (the page names the first OVERDUE_LISTED and sends there).
+    figures = meetings.stats(current_user, org_unit_id, args["month"],
+                             **({} if args["format"] == "json" else {"overdue_limit": None}))
     if args["format"] == "json":
         return figures
     code = figures["org_unit"]["code"]

@@ -238,8 +238,9 @@ def _month() -> str:
 @login_required
 def meeting_stats_page(member):
     unit_id, month = _unit_or_scope(member), _month()
-    figures = meetings.stats(member, unit_id, month)
     fmt = request.args.get("format")
+    # A file lists every overdue branch (the page names the first OVERDUE_LISTED and sends there).
+    figures = meetings.stats(member, unit_id, month, **({"overdue_limit": None} if fmt in ("csv", "xlsx") else {}))
     if fmt in ("csv", "xlsx"):
         return download(meetings.stats_export(figures, fmt), fmt,
                         f"sinh-hoat-{figures['org_unit']['code']}-{month}.{fmt}")

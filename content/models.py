@@ -379,6 +379,41 @@ class MeetingMinutes(_StoredFile, db.Model):
     storage_key: Mapped[str] = mapped_column(String(255))
 
 
+class MeetingMonthCounter(db.Model):
+    """The meetings closed per (unit, local month of their start): kept in the close's transaction
+    (content/meetings.py), summed up the tree on read like progress counters, so the monthly roll-up
+    costs O(units in scope) whatever the number of meetings. `regular` counts the regular ones (the
+    unit held its regular meeting when > 0); `invited`/`present` are the sums fixed at the closes.
+    `month` is year * 100 + month (202610). A unit has a row for a month only once it closed a meeting
+    in it; closed meetings are never reopened nor removed, so rows only grow."""
+
+    __tablename__ = "meeting_month_counters"
+
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), primary_key=True)
+    month: Mapped[int] = mapped_column(Integer, primary_key=True)
+    l1_id: Mapped[int | None] = mapped_column(Integer)
+    l2_id: Mapped[int | None] = mapped_column(Integer)
+    l3_id: Mapped[int | None] = mapped_column(Integer)
+    meetings: Mapped[int] = mapped_column(Integer, default=0)
+    regular: Mapped[int] = mapped_column(Integer, default=0)
+    invited: Mapped[int] = mapped_column(Integer, default=0)
+    present: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = tuple(Index(f"ix_meeting_month_counters_month_{col}", "month", col)
+                           for col in ("l1_id", "l2_id", "l3_id"))
+
+
+class MeetingMonthVersion(db.Model):
+    """A month's version of `meeting_month_counters`: every close counted in the month adds one, and so
+    does a rebuild of the counters, so that a roll-up computed for (month, version, version of the tree)
+    can be kept and answered again until either changes (content/meetings.py)."""
+
+    __tablename__ = "meeting_month_versions"
+
+    month: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Question(db.Model):
     """A member's question or feedback on a document (góp ý), answered by its publishers."""
 

@@ -50,7 +50,8 @@ class OrgUnit(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    __table_args__ = (Index("ix_org_units_path", "path", unique=True),)
+    # updated_at is indexed for the meeting roll-up's version of the tree (content/meetings.py: _tree_index).
+    __table_args__ = (Index("ix_org_units_path", "path", unique=True), Index("ix_org_units_updated_at", "updated_at"))
 
     def brief(self) -> dict:
         return {"id": self.id, "code": self.code, "name": self.name, "kind": self.kind}

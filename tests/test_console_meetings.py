@@ -162,3 +162,64 @@ def test_the_months_figures_and_adoption_for_committees(app, tree, people):
     assert f"{got['signed_in']}/{got['members']} đã từng đăng nhập" in page
     xlsx = committee.get("/units/adoption?format=xlsx")
     assert xlsx.status_code == 200 and xlsx.get_data()[:2] == b"PK"
+
+
+def test_the_roll_call_shows_a_saved_reason_and_stacks_on_a_phone(app, tree, people):
+    """A reason saved with "absent, excused" is shown again in the roll call (it was lost: the field showed
+    only the member's own answer), and after the close beside the member's attendance."""
+    secretary = browser(app, "S1")
+    assert _schedule(secretary, tree["b1"].id).status_code == 303
+    meeting = db.session.scalar(select(Meeting))
+    _open(meeting.id)
+    saved = post(secretary, f"/meetings/{meeting.id}/attendance", {
+        f"m-{people['M3'].id}": "excused", f"r-{people['M3'].id}": "Điều trị tại bệnh viện"})
+    assert saved.status_code == 303
+    page = assert_page(secretary.get(f"/meetings/{meeting.id}"))
+    field = re.search(rf'<input id="r-{people["M3"].id}"[^>]*>', page).group(0)
+    assert 'value="Điều trị tại bệnh viện"' in field
+    assert re.search(rf'<option value="excused" selected>Vắng có lý do</option>', page)
+    # The roll call's table turns into one block per member on a phone (no cut-off "Vắng có lý do").
+    assert '<table class="list roll">' in page
+    css_url = re.search(r'<link rel="stylesheet" href="([^"]+)"', page).group(1)
+    css = app.test_client().get(css_url).get_data(as_text=True)
+    assert ".roll tr,.roll th,.roll td{display:block}" in css
+    assert post(secretary, f"/meetings/{meeting.id}/close").status_code == 303
+    closed = assert_page(secretary.get(f"/meetings/{meeting.id}"))
+    assert re.search(r"Vắng có lý do\s*<span class=\"sub\">\(Điều trị tại bệnh viện\)</span>", closed)
+
+
+def test_the_meeting_form_calls_the_title_a_title(app, tree, people):
+    """A meeting's `title` is its title (Tiêu đề), not a document's abstract (Trích yếu)."""
+    page = assert_page(browser(app, "S1").get(f"/meetings/new?unit={tree['b1'].id}"))
+    assert '<label for="title">Tiêu đề</label>' in page and "Trích yếu" not in page
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        from flask_babel import force_locale, gettext
+        with force_locale("en"):
+            assert gettext("Meeting title") == "Meeting title"
+
+
+def test_the_figures_export_lists_every_overdue_branch(app, tree, people):
+    """The page says the rest of the overdue branches are in the download: the CSV and XLSX have them all,
+    after the API.md columns (which stay as they are)."""
+    from openpyxl import load_workbook
+
+    # Last month is over: b2 (and b1, whose meeting is in this month) never held a regular meeting in it.
+    today = datetime.now(UTC).astimezone(meetings.local_zone()).date()
+    month = (today.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    committee = browser(app, "C1")
+    page = assert_page(committee.get(f"/units/meetings?month={month}"))
+    assert "Chi bộ Tổ dân phố số 2" in page
+    figures = meetings.stats(people["C1"], tree["ba_dinh"].id, month, overdue_limit=None)
+    assert figures["overdue_count"] == 2 == len(figures["overdue_branches"])
+    lines = committee.get(f"/units/meetings?month={month}&format=csv").get_data().decode("utf-8-sig").splitlines()
+    assert lines[0] == ",".join(meetings.STATS_HEADER)
+    at = lines.index(f"{meetings.OVERDUE_TITLE},2,,,,")
+    assert lines[at - 1] == ",,,,," and lines[at + 1:] == [
+        "HN.BD.DB.1,Chi bộ Tổ dân phố số 1,,,,", "HN.BD.DB.2,Chi bộ Tổ dân phố số 2,,,,"]
+    xlsx = committee.get(f"/units/meetings?month={month}&format=xlsx")
+    sheet = load_workbook(io.BytesIO(xlsx.get_data())).active
+    codes = [row[0] for row in sheet.iter_rows(values_only=True)]
+    assert codes[-3:] == [meetings.OVERDUE_TITLE, "HN.BD.DB.1", "HN.BD.DB.2"]
+    # More overdue branches than the page lists: the file still has every one.
+    few = meetings.stats(people["C1"], tree["ba_dinh"].id, month, overdue_limit=1)
+    assert len(few["overdue_branches"]) == 1 and few["overdue_count"] == 2

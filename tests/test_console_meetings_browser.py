@@ -18,6 +18,17 @@ from tests.test_console_browser import (DESKTOP, PHONE, browser_page, check_basi
                                         sign_in, world)
 
 
+# [width of the selected option's text in the select's font, the room inside the select for it (its width
+# less its padding and Chromium's ~20 px arrow)].
+_SELECTED_TEXT_AND_ROOM = """select => {
+    const style = getComputedStyle(select);
+    const context = document.createElement("canvas").getContext("2d");
+    context.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+    const text = context.measureText(select.options[select.selectedIndex].text).width;
+    return [text, select.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 20];
+}"""
+
+
 def test_a_secretary_runs_a_meeting_from_scheduling_to_closing(browser_page, server, world, backend):
     people, doc = world
     phone = browser_page(PHONE)
@@ -27,7 +38,7 @@ def test_a_secretary_runs_a_meeting_from_scheduling_to_closing(browser_page, ser
     phone.get_by_role("link", name="Lên lịch sinh hoạt").first.click()
     check_basics(phone)
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    phone.get_by_label("Trích yếu").fill("Sinh hoạt chi bộ thường kỳ tháng 12")
+    phone.get_by_label("Tiêu đề").fill("Sinh hoạt chi bộ thường kỳ tháng 12")
     phone.get_by_label("Địa điểm").fill("Nhà văn hóa tổ dân phố số 1")
     phone.get_by_label("Chỉ thị về tăng cường kỷ luật", exact=False).check()
     shot(phone, backend, "30-meeting-new-360")
@@ -75,6 +86,11 @@ def test_a_secretary_runs_a_meeting_from_scheduling_to_closing(browser_page, ser
     phone.get_by_role("button", name="Lưu điểm danh").click()
     assert "Đã lưu điểm danh." in phone.inner_text("main")
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    # The saved reason is shown again, and "Vắng có lý do" fits its field on the 360 px phone.
+    assert phone.get_by_label("Lý do của Phạm Văn Đức").input_value() == "Ốm"
+    excused = phone.get_by_label("Điểm danh Phạm Văn Đức")
+    text_width, room = excused.evaluate(_SELECTED_TEXT_AND_ROOM)
+    assert text_width <= room, (text_width, room)
     shot(phone, backend, "34-meeting-roll-call-360")
     phone.get_by_role("button", name="Kết thúc buổi sinh hoạt").click()
     text = phone.inner_text("main")

@@ -441,16 +441,17 @@ def test_scoping(api, tree):
 # --- the monthly roll-up -------------------------------------------------------------------------------
 
 def _hold(api, unit: str, by: str, kind: str, present_cards: list[str], when: datetime) -> int:
+    """A meeting held at `when` (in the past): scheduled, moved back there (a past meeting is open until
+    it is closed), marked and closed through the API, so that the close counts it in its month."""
     meeting = schedule(api, unit, by, kind=kind)
-    start(meeting["id"])
+    db.session.execute(update(Meeting).where(Meeting.id == meeting["id"]).values(
+        starts_at=when, ends_at=when + timedelta(hours=2)))
+    db.session.commit()
     if present_cards:
         marked = api.client.put(f"{API}/meetings/{meeting['id']}/attendance", headers=api.auth(by),
                                 json={"present": [api.id(c) for c in present_cards]})
         assert marked.status_code == 200, marked.get_data(as_text=True)
     assert close(api, meeting["id"], by).status_code == 200
-    db.session.execute(update(Meeting).where(Meeting.id == meeting["id"]).values(
-        starts_at=when, ends_at=when + timedelta(hours=2)))
-    db.session.commit()
     return meeting["id"]
 
 
