@@ -126,6 +126,18 @@ def recount_quizzes_command(quiz_ids):
     click.echo(f"Recounted: {rows} quiz unit rows written.")
 
 
+@handbook_cli.command("recount-meetings")
+def recount_meetings_command():
+    """Rebuild the meetings' monthly per-unit counters from the closed meetings (repair; after meetings
+    were written other than by closing them)."""
+    from content.meetings import recount_month_counters
+    from handbook.extensions import db
+
+    rows = recount_month_counters()
+    db.session.commit()
+    click.echo(f"Recounted: {rows} meeting month rows written.")
+
+
 push_cli = AppGroup("push", help="Publications, reminders and escalations that fall due.")
 handbook_cli.add_command(push_cli)
 

@@ -254,3 +254,19 @@ def test_the_migration_backfills_the_counters_from_closed_meetings(scratch_url):
 
 
 from tests.test_migrations import scratch_url  # noqa: E402,F401 (fixture)
+
+
+def test_the_recount_command_repairs_damaged_counters(app, api, tree):
+    """`flask handbook recount-meetings` rebuilds the counters from the closed meetings (a repair)."""
+    _hold(api, "b1", "S1", "regular", ["M1", "S1"], months_ago(1) + timedelta(days=3, hours=8))
+    _hold(api, "b2", "S2", "thematic", ["M3"], months_ago(2) + timedelta(days=9, hours=8))
+    kept = counter_rows()
+    assert len(kept) == 2 and kept == recount_rows()
+    db.session.execute(update(MeetingMonthCounter).values(meetings=99, present=0))
+    db.session.commit()
+    assert counter_rows() != kept
+    result = app.test_cli_runner().invoke(args=["handbook", "recount-meetings"])
+    assert result.exit_code == 0, result.output
+    assert "Recounted: 2 meeting month rows written." in result.output
+    db.session.expire_all()
+    assert counter_rows() == kept
