@@ -209,6 +209,18 @@ def _cpu_of(pids) -> dict[int, float]:
     return out
 
 
+def _runqueue_wait_of(pids) -> dict[int, float]:
+    """Seconds each process spent runnable but waiting for a core (/proc/PID/schedstat, 2nd field): the
+    time a busy machine, not the process's own work or I/O, cost it."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
 def _children(master_pid: int) -> list[int]:
     pids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -234,10 +246,13 @@ def cpu_account(settings: Settings, master_pid: int):
     out: dict = {}
     workers = _children(master_pid) if master_pid else []
     before_w, before_b = _cpu_of(workers), _cpu_of(_backends(settings.database_url))
+    before_q = _runqueue_wait_of(workers)
     yield out
     after_w, after_b = _cpu_of(workers), _cpu_of(_backends(settings.database_url))
+    after_q = _runqueue_wait_of(workers)
     out["workers_cpu_s"] = round(sum(v - before_w.get(p, 0.0) for p, v in after_w.items()), 3)
     out["postgres_cpu_s"] = round(sum(v - before_b.get(p, 0.0) for p, v in after_b.items()), 3)
+    out["workers_runqueue_s"] = round(sum(v - before_q.get(p, 0.0) for p, v in after_q.items()), 3)
 
 
 def _baseline_cpu(out: dict, cpu: dict, requests: float) -> None:
@@ -250,6 +265,7 @@ def _per_request_cpu(out: dict, cpu: dict, requests: float) -> None:
     if requests > 0 and cpu:
         out["workers_cpu_ms"] = round(cpu["workers_cpu_s"] * 1000 / requests, 3)
         out["postgres_cpu_ms"] = round(cpu["postgres_cpu_s"] * 1000 / requests, 3)
+        out["workers_runqueue_ms"] = round(cpu["workers_runqueue_s"] * 1000 / requests, 3)
 
 
 def _member_tokens(servers: Servers) -> list[str]:
@@ -592,7 +608,7 @@ def fig_acknowledge(settings: Settings, servers: Servers, scratch: Path) -> dict
         out["cpu_cores_used"] = round((cpu["workers_cpu_s"] + cpu["postgres_cpu_s"]) / result["seconds"], 2)
     log(f"  acknowledge: {out['rps']:.0f} ack/s, p99 {out['p99_ms']:.1f} ms (raw INSERTs {baseline['rps']:.0f}/s); "
         f"CPU an ack: workers {out.get('workers_cpu_ms')} ms, PostgreSQL {out.get('postgres_cpu_ms')} ms, "
-        f"{out.get('cpu_cores_used')} cores busy")
+        f"{out.get('cpu_cores_used')} cores busy; a worker waited {out.get('workers_runqueue_ms')} ms an ack for a core")
     return {"acknowledge": out}
 
 
@@ -810,8 +826,11 @@ def markdown(results: dict) -> str:
     for key in ("read_feed", "read_document", "feed_304"):
         if f := results.get(key):
             bare = "bare Flask 304" if key == "feed_304" else f"bare Flask, {f['baseline_body_bytes']:,} B"
-            rows.append((key, f"{f['rps']:.0f} req/s (median {f['median_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms)",
-                         f"{f['baseline_rps']:.0f} req/s ({bare})", _ratio(f["rps"], f["baseline_rps"])))
+            cpu = (f"; CPU a request: workers {f['workers_cpu_ms']:.2f} ms + PostgreSQL {f['postgres_cpu_ms']:.2f} ms"
+                   if "workers_cpu_ms" in f else "")
+            base_cpu = f"; {f['baseline_workers_cpu_ms']:.2f} ms CPU" if "baseline_workers_cpu_ms" in f else ""
+            rows.append((key, f"{f['rps']:.0f} req/s (median {f['median_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms{cpu})",
+                         f"{f['baseline_rps']:.0f} req/s ({bare}{base_cpu})", _ratio(f["rps"], f["baseline_rps"])))
     for name, sizes in (results.get("wire_bytes") or {}).items():
         rows.append((f"wire_bytes_{name}", f"br {sizes['br']:,} B, gzip {sizes['gzip']:,} B",
                      f"{sizes['identity']:,} B (identity)", _ratio(sizes["br"], sizes["identity"])))
@@ -831,7 +850,10 @@ def markdown(results: dict) -> str:
                               "target p95 ≤ 100 ms",
                          f"p95 {f['baseline_ms']:.1f} ms ({f['baseline']})", _ratio(f["p95_ms"], f["baseline_ms"])))
     if f := results.get("acknowledge"):
-        rows.append(("acknowledge", f"{f['rps']:.0f} ack/s (p99 {f['p99_ms']:.1f} ms)",
+        cpu = (f"; CPU an ack: workers {f['workers_cpu_ms']:.2f} ms + PostgreSQL {f['postgres_cpu_ms']:.2f} ms, "
+               f"{f['cpu_cores_used']} cores busy, {f['workers_runqueue_ms']:.1f} ms waiting for a core"
+               if "workers_cpu_ms" in f else "")
+        rows.append(("acknowledge", f"{f['rps']:.0f} ack/s (p99 {f['p99_ms']:.1f} ms{cpu})",
                      f"{f['baseline_rps']:.0f} INSERT/s (raw, {f['connections']} connections)",
                      _ratio(f["rps"], f["baseline_rps"])))
     if f := results.get("api_workers"):

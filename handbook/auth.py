@@ -336,12 +336,36 @@ def _principal_statement(with_stamps: bool, dialect: str):
     )
 
 
+_COMPILED: dict = {}   # id(statement built once, kept for good by functools.cache) → (its SQL, compiled form)
+
+
+def _driver_rows(conn, stmt, params: dict) -> list[tuple]:
+    """`conn.execute(stmt, params).all()` on psycopg's own cursor: the statement compiled once, no
+    SQLAlchemy execution context or result object per call (~75 µs of CPU a call, a third of the whole
+    statement's client cost). For statements whose parameters need no bind processing and whose rows
+    are read as plain values (the principal's). The engine's cursor events still see it (logs, statement
+    counts, timings); psycopg's errors are answered like SQLAlchemy's (handbook.errors)."""
+    entry = _COMPILED.get(id(stmt))
+    if entry is None:
+        compiled = stmt.compile(dialect=conn.dialect)
+        entry = _COMPILED[id(stmt)] = (str(compiled), compiled)
+    sql, compiled = entry
+    values = compiled.construct_params(params, escape_names=False)
+    with conn.connection.driver_connection.cursor() as cursor:
+        conn.dispatch.before_cursor_execute(conn, cursor, sql, values, None, False)
+        cursor.execute(sql, values)
+        rows = cursor.fetchall()
+        conn.dispatch.after_cursor_execute(conn, cursor, sql, values, None, False)
+    return rows
+
+
 def _light_principal(sid: str, member_id: int, with_stamps: bool) -> Principal | None:
     params = {"sid": sid, "mid": member_id}
     if with_stamps:
         params["now"] = utcnow()
     conn = reads()
-    rows = conn.execute(_principal_statement(with_stamps, conn.dialect.name), params).all()
+    stmt = _principal_statement(with_stamps, conn.dialect.name)
+    rows = _driver_rows(conn, stmt, params) if conn.dialect.name == "postgresql" else conn.execute(stmt, params).all()
     if not rows:
         return None
     first = rows[0]
