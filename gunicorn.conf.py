@@ -8,8 +8,12 @@ line past the limit, malformed HTTP) gets problem+json too, not gunicorn's HTML 
 service has one shape.
 """
 import json
+import os
 
 from gunicorn import util
+
+# Threads per worker (gthread when more than one); `-w` / GUNICORN_CMD_ARGS still set the workers.
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 
 limit_request_line = 8190
 limit_request_field_size = 8190

@@ -190,6 +190,82 @@ class Servers:
     baseline: str
     tokens: dict[str, str]          # card number → access token
     cast: data.Cast
+    api_pid: int = 0                # the API's gunicorn master (its children are the workers)
+    baseline_pid: int = 0
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_of(pids) -> dict[int, float]:
+    """user + sys CPU seconds of each process, from /proc (processes that ended are left out)."""
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[pid] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS   # utime, stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def _runqueue_wait_of(pids) -> dict[int, float]:
+    """Seconds each process spent runnable but waiting for a core (/proc/PID/schedstat, 2nd field): the
+    time a busy machine, not the process's own work or I/O, cost it."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def _children(master_pid: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master_pid:
+                pids.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return pids
+
+
+def _backends(database_url: str) -> list[int]:
+    with data.connect(database_url) as conn:
+        return [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                                           " AND pid <> pg_backend_pid()")]
+
+
+@contextmanager
+def cpu_account(settings: Settings, master_pid: int):
+    """CPU seconds spent during the block by the gunicorn workers of `master_pid` and by PostgreSQL's
+    backends of the bench database (the app's pooled connections: a backend that starts during the block
+    counts from zero, one that ends is lost; the pools keep theirs). Yields a dict filled on exit."""
+    out: dict = {}
+    workers = _children(master_pid) if master_pid else []
+    before_w, before_b = _cpu_of(workers), _cpu_of(_backends(settings.database_url))
+    before_q = _runqueue_wait_of(workers)
+    yield out
+    after_w, after_b = _cpu_of(workers), _cpu_of(_backends(settings.database_url))
+    after_q = _runqueue_wait_of(workers)
+    out["workers_cpu_s"] = round(sum(v - before_w.get(p, 0.0) for p, v in after_w.items()), 3)
+    out["postgres_cpu_s"] = round(sum(v - before_b.get(p, 0.0) for p, v in after_b.items()), 3)
+    out["workers_runqueue_s"] = round(sum(v - before_q.get(p, 0.0) for p, v in after_q.items()), 3)
+
+
+def _baseline_cpu(out: dict, cpu: dict, requests: float) -> None:
+    if requests > 0 and cpu:
+        out["baseline_workers_cpu_ms"] = round(cpu["workers_cpu_s"] * 1000 / requests, 3)
+
+
+def _per_request_cpu(out: dict, cpu: dict, requests: float) -> None:
+    """CPU per request (ms) of the workers and of PostgreSQL's backends, from `cpu_account`."""
+    if requests > 0 and cpu:
+        out["workers_cpu_ms"] = round(cpu["workers_cpu_s"] * 1000 / requests, 3)
+        out["postgres_cpu_ms"] = round(cpu["postgres_cpu_s"] * 1000 / requests, 3)
+        out["workers_runqueue_ms"] = round(cpu["workers_runqueue_s"] * 1000 / requests, 3)
 
 
 def _member_tokens(servers: Servers) -> list[str]:
@@ -221,18 +297,23 @@ def fig_reading(settings: Settings, servers: Servers, scratch: Path) -> dict:
     out = {}
     for key, (name, lines) in cases.items():
         size = _probe(servers.api, lines[0])
-        with step(f"{key}: wrk on the API", settings.seconds + 60):
+        with step(f"{key}: wrk on the API", settings.seconds + 60), cpu_account(settings, servers.api_pid) as cpu:
             result = _throughput(settings, servers.api, lines, scratch / f"{key}.txt")
         base_lines = [("GET", f"/{name}", token) for _, _, token in lines]
         baseline_size = _probe(servers.baseline, base_lines[0])
-        with step(f"{key}: wrk on the bare Flask app", settings.seconds + 60):
+        with step(f"{key}: wrk on the bare Flask app", settings.seconds + 60), \
+                cpu_account(settings, servers.baseline_pid) as base_cpu:
             baseline = _throughput(settings, servers.baseline, base_lines, scratch / f"{key}-baseline.txt")
         out[key] = {**_pick(result, "rps", "median_ms", "p99_ms"), "baseline_rps": baseline["rps"],
                     "baseline_median_ms": baseline["median_ms"], "baseline_p99_ms": baseline["p99_ms"],
                     "body_bytes": size, "baseline_body_bytes": baseline_size, "errors": result["errors"],
                     "threads": result["threads"], "connections": result["connections"]}
+        _per_request_cpu(out[key], cpu, result["requests"])
+        _baseline_cpu(out[key], base_cpu, baseline["requests"])
         log(f"  {key}: {out[key]['rps']:.0f} req/s (bare Flask {baseline['rps']:.0f}), "
-            f"median {out[key]['median_ms']:.1f} ms, p99 {out[key]['p99_ms']:.1f} ms")
+            f"median {out[key]['median_ms']:.1f} ms, p99 {out[key]['p99_ms']:.1f} ms; CPU a request: workers "
+            f"{out[key].get('workers_cpu_ms')} ms, PostgreSQL {out[key].get('postgres_cpu_ms')} ms "
+            f"(bare Flask {out[key].get('baseline_workers_cpu_ms')} ms)")
     out["feed_304"] = _feed_not_modified(settings, servers, scratch, tokens)
     out["wire_bytes"] = _wire_bytes(servers, tokens[0], documents[0])
     return out
@@ -260,18 +341,23 @@ def _feed_not_modified(settings: Settings, servers: Servers, scratch: Path, toke
     status = _fetch(servers.api + "/api/v1/documents", tokens[0], If_None_Match=tags[tokens[0]])[0]
     if status != 304:
         raise RuntimeError(f"GET /api/v1/documents with its ETag answered {status}, not 304")
-    with step("feed_304: wrk on the API", settings.seconds + 60):
+    with step("feed_304: wrk on the API", settings.seconds + 60), cpu_account(settings, servers.api_pid) as cpu:
         result = _throughput(settings, servers.api, lines, scratch / "feed_304.txt")
     bare_tag = _fetch(servers.baseline + "/feed", tokens[0])[1]["ETag"]
     base_lines = [("GET", "/feed", token, "inm=" + bare_tag) for token in tokens]
     if _fetch(servers.baseline + "/feed", tokens[0], If_None_Match=bare_tag)[0] != 304:
         raise RuntimeError("the bare Flask app did not answer 304")
-    with step("feed_304: wrk on the bare Flask app", settings.seconds + 60):
+    with step("feed_304: wrk on the bare Flask app", settings.seconds + 60), \
+            cpu_account(settings, servers.baseline_pid) as base_cpu:
         baseline = _throughput(settings, servers.baseline, base_lines, scratch / "feed_304-baseline.txt")
     out = {**_pick(result, "rps", "median_ms", "p99_ms"), "baseline_rps": baseline["rps"],
            "baseline_median_ms": baseline["median_ms"], "baseline_p99_ms": baseline["p99_ms"],
            "errors": result["errors"], "threads": result["threads"], "connections": result["connections"]}
-    log(f"  feed_304: {out['rps']:.0f} req/s (bare Flask 304 {baseline['rps']:.0f}), median {out['median_ms']:.1f} ms")
+    _per_request_cpu(out, cpu, result["requests"])
+    _baseline_cpu(out, base_cpu, baseline["requests"])
+    log(f"  feed_304: {out['rps']:.0f} req/s (bare Flask 304 {baseline['rps']:.0f}), median {out['median_ms']:.1f} ms; "
+        f"CPU a request: workers {out.get('workers_cpu_ms')} ms, PostgreSQL {out.get('postgres_cpu_ms')} ms "
+        f"(bare Flask {out.get('baseline_workers_cpu_ms')} ms)")
     return out
 
 
@@ -509,7 +595,7 @@ def fig_acknowledge(settings: Settings, servers: Servers, scratch: Path) -> dict
     lines = [("PUT", f"/api/v1/documents/{document}/acknowledgement", token_of[member], json.dumps({"version": v}))
              for member, document, v in pairs]
     _probe(servers.api, lines.pop())
-    with step("acknowledge: wrk on the API", settings.seconds + 60):
+    with step("acknowledge: wrk on the API", settings.seconds + 60), cpu_account(settings, servers.api_pid) as cpu:
         result = _throughput(settings, servers.api, lines, scratch / "acknowledge.txt")
     acknowledged = int(result["ok_rps"] * result["seconds"])
     with step("acknowledge: raw INSERTs", 120 * settings.scale):
@@ -517,7 +603,12 @@ def fig_acknowledge(settings: Settings, servers: Servers, scratch: Path) -> dict
     out = {"rps": result["ok_rps"], "p99_ms": result["p99_ms"], "median_ms": result["median_ms"],
            "baseline_rps": baseline["rps"], "acknowledgements": acknowledged, "distinct_pairs": len(lines),
            "errors": result["errors"], "threads": result["threads"], "connections": result["connections"]}
-    log(f"  acknowledge: {out['rps']:.0f} ack/s, p99 {out['p99_ms']:.1f} ms (raw INSERTs {baseline['rps']:.0f}/s)")
+    _per_request_cpu(out, cpu, result["requests"])
+    if cpu:   # busy share of the two resources a sync worker can wait on: CPU (all cores) and itself
+        out["cpu_cores_used"] = round((cpu["workers_cpu_s"] + cpu["postgres_cpu_s"]) / result["seconds"], 2)
+    log(f"  acknowledge: {out['rps']:.0f} ack/s, p99 {out['p99_ms']:.1f} ms (raw INSERTs {baseline['rps']:.0f}/s); "
+        f"CPU an ack: workers {out.get('workers_cpu_ms')} ms, PostgreSQL {out.get('postgres_cpu_ms')} ms, "
+        f"{out.get('cpu_cores_used')} cores busy; a worker waited {out.get('workers_runqueue_ms')} ms an ack for a core")
     return {"acknowledge": out}
 
 
@@ -735,8 +826,11 @@ def markdown(results: dict) -> str:
     for key in ("read_feed", "read_document", "feed_304"):
         if f := results.get(key):
             bare = "bare Flask 304" if key == "feed_304" else f"bare Flask, {f['baseline_body_bytes']:,} B"
-            rows.append((key, f"{f['rps']:.0f} req/s (median {f['median_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms)",
-                         f"{f['baseline_rps']:.0f} req/s ({bare})", _ratio(f["rps"], f["baseline_rps"])))
+            cpu = (f"; CPU a request: workers {f['workers_cpu_ms']:.2f} ms + PostgreSQL {f['postgres_cpu_ms']:.2f} ms"
+                   if "workers_cpu_ms" in f else "")
+            base_cpu = f"; {f['baseline_workers_cpu_ms']:.2f} ms CPU" if "baseline_workers_cpu_ms" in f else ""
+            rows.append((key, f"{f['rps']:.0f} req/s (median {f['median_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms{cpu})",
+                         f"{f['baseline_rps']:.0f} req/s ({bare}{base_cpu})", _ratio(f["rps"], f["baseline_rps"])))
     for name, sizes in (results.get("wire_bytes") or {}).items():
         rows.append((f"wire_bytes_{name}", f"br {sizes['br']:,} B, gzip {sizes['gzip']:,} B",
                      f"{sizes['identity']:,} B (identity)", _ratio(sizes["br"], sizes["identity"])))
@@ -756,7 +850,10 @@ def markdown(results: dict) -> str:
                               "target p95 ≤ 100 ms",
                          f"p95 {f['baseline_ms']:.1f} ms ({f['baseline']})", _ratio(f["p95_ms"], f["baseline_ms"])))
     if f := results.get("acknowledge"):
-        rows.append(("acknowledge", f"{f['rps']:.0f} ack/s (p99 {f['p99_ms']:.1f} ms)",
+        cpu = (f"; CPU an ack: workers {f['workers_cpu_ms']:.2f} ms + PostgreSQL {f['postgres_cpu_ms']:.2f} ms, "
+               f"{f['cpu_cores_used']} cores busy, {f['workers_runqueue_ms']:.1f} ms waiting for a core"
+               if "workers_cpu_ms" in f else "")
+        rows.append(("acknowledge", f"{f['rps']:.0f} ack/s (p99 {f['p99_ms']:.1f} ms{cpu})",
                      f"{f['baseline_rps']:.0f} INSERT/s (raw, {f['connections']} connections)",
                      _ratio(f["rps"], f["baseline_rps"])))
     if f := results.get("api_workers"):
@@ -811,7 +908,7 @@ def start_api(settings: Settings, procs: Processes, scratch: Path, env: dict, ca
                                  ready_path="/readyz")
         with step(f"log in {len(cast.members)} members", 120):
             tokens = login_all(api, [card for _, card in cast.members] + [cast.admin_card], PASSWORD)
-    bare = ""
+    bare, bare_proc = "", None
     if baseline:
         with step("start gunicorn (bare Flask)", 120):
             baseline_dir = scratch / "baseline"
@@ -820,9 +917,9 @@ def start_api(settings: Settings, procs: Processes, scratch: Path, env: dict, ca
             for name, path in (("feed", "/api/v1/documents"),
                                ("document", f"/api/v1/documents/{cast.city_documents[0]}")):
                 (baseline_dir / f"{name}.json").write_bytes(request("GET", api + path, token=any_token)[1])
-            bare, _ = gunicorn(procs, "bench.baseline_app:app", {**env, "BENCH_BASELINE_DIR": str(baseline_dir)},
-                               scratch / "baseline.log", workers=WORKERS, ready_path="/feed")
-    servers = Servers(api, bare, tokens, cast)
+            bare, bare_proc = gunicorn(procs, "bench.baseline_app:app", {**env, "BENCH_BASELINE_DIR": str(baseline_dir)},
+                                       scratch / "baseline.log", workers=WORKERS, ready_path="/feed")
+    servers = Servers(api, bare, tokens, cast, api_proc.pid, bare_proc.pid if bare_proc else 0)
     with step("warm-up: wrk on the API", 60):
         lines = [("GET", path, token) for token in _member_tokens(servers)
                  for path in ("/api/v1/documents", f"/api/v1/documents/{cast.city_documents[0]}")]

@@ -20,6 +20,10 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+# (method, route, status) → its counter and histogram children: bounded by the routes × statuses, and
+# prometheus_client's `labels()` takes a lock and validates the labels on every call.
+_SERIES: dict = {}
+
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._\-]{8,64}$")
 # JWTs, bearer values, and password/token fields in any `key=value` or JSON-ish text.
 _REDACTIONS = [
@@ -101,8 +105,12 @@ def init_app(app: Flask) -> None:
             return response
         elapsed = time.perf_counter() - started
         endpoint = request.url_rule.rule if request.url_rule else "<unmatched>"
-        REQUESTS.labels(request.method, endpoint, response.status_code).inc()
-        LATENCY.labels(request.method, endpoint).observe(elapsed)
+        key = (request.method, endpoint, response.status_code)
+        series = _SERIES.get(key)
+        if series is None:   # the labelled children, looked up once per (method, route, status)
+            series = _SERIES[key] = (REQUESTS.labels(*key), LATENCY.labels(*key[:2]))
+        series[0].inc()
+        series[1].observe(elapsed)
         response.headers["X-Request-ID"] = g.request_id
         principal = request.environ.get(PRINCIPAL_KEY)
         access_log.info(

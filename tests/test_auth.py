@@ -1,6 +1,7 @@
 """Every auth path: login, refresh rotation and reuse, logout, password change, throttling, revocation."""
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import jwt as pyjwt
@@ -113,6 +114,28 @@ def test_expired_access_token(client, app, an):
                                   expires_delta=timedelta(seconds=-60))
     r = client.get("/api/v1/me", headers=bearer(expired))
     assert r.status_code == 401 and r.json["code"] == "token_expired"
+
+
+def test_a_token_verified_before_is_refused_once_it_expires(client, app, an, monkeypatch):
+    """Each process remembers the claims of the tokens whose signature it checked (handbook.auth); the
+    expiry is checked again on every request, with the configured leeway, and answered as before."""
+    monkeypatch.setitem(app.config, "JWT_DECODE_LEEWAY", 0)
+    tokens = login(client, "01000001").json
+    sid = pyjwt.decode(tokens["access_token"], options={"verify_signature": False})["sid"]
+    with app.app_context():
+        short = create_access_token(identity=str(an.id), additional_claims={"sid": sid},
+                                    expires_delta=timedelta(seconds=1))
+    assert client.get("/api/v1/me", headers=bearer(short)).status_code == 200
+    assert client.get("/api/v1/documents", headers=bearer(short)).status_code == 200   # remembered
+    expires = pyjwt.decode(short, options={"verify_signature": False})["exp"]
+    time.sleep(max(0.0, expires - time.time()) + 0.2)
+    for path in ("/api/v1/me", "/api/v1/documents"):
+        r = client.get(path, headers=bearer(short))
+        assert r.status_code == 401 and r.json["code"] == "token_expired"
+    # A token signed with another key is never taken for one remembered.
+    head, signature = short.rsplit(".", 1)
+    tampered = f"{head}.{signature[:10]}{'B' if signature[10] != 'B' else 'C'}{signature[11:]}"
+    assert client.get("/api/v1/me", headers=bearer(tampered)).json["code"] == "invalid_token"
 
 
 def test_token_types_are_not_interchangeable(client, an):
