@@ -204,6 +204,51 @@ def test_overdue(api, tree):
     assert_counters_exact()
 
 
+def test_overdue_leaves_out_exactly_the_pending_members_whose_extension_runs_today(api, tree):
+    """unit_progress past the deadline: every pending audience member of the unit's subtree is overdue but
+    those whose extension of *this* document runs on the local day of `now` (an extension ending on the
+    previous local day does not count; nor acknowledged or exempt members' extensions, nor extensions of
+    another document or of members outside the unit). `now` is 20:00 UTC: already the next day in
+    Hà Nội (UTC+7), so the UTC date and the local date differ."""
+    from content.progress import unit_progress
+
+    doc = api.publish()
+    other = api.publish(title="Kế hoạch B")
+    now = datetime.now(UTC).replace(hour=20, minute=0, second=0, microsecond=0)
+    local_day = now.astimezone(ZONE).date()
+    assert local_day != now.date()
+    set_deadline(doc, now - timedelta(hours=1))
+    assert api.ack("M1", doc, 1).status_code == 200
+    assert api.exempt("S2", doc, [api.id("M3")]).status_code == 200
+    for card in ("M2", "M4", "M6"):
+        assert api.open(card, doc).status_code in (200, 204)
+    assert api.open("M5", other).status_code in (200, 204)
+    extensions = {  # (document, card): last local day of the extension
+        (doc, "M1"): local_day + timedelta(days=3),    # acknowledged: not pending anyway
+        (doc, "M3"): local_day + timedelta(days=3),    # exempt: not pending anyway
+        (doc, "M2"): local_day,                        # runs today: not overdue
+        (doc, "M4"): local_day - timedelta(days=1),    # ended yesterday (local), the UTC date of `now`
+        (other, "M5"): local_day + timedelta(days=3),  # another document's extension
+        (doc, "M6"): local_day + timedelta(days=1),    # runs, in Đống Đa (outside Ba Đình)
+    }
+    for (document_id, card), until in extensions.items():
+        db.session.execute(update(Receipt).where(Receipt.document_id == document_id,
+                                                 Receipt.member_id == api.id(card)).values(extended_until=until))
+    db.session.commit()
+    db.session.expire_all()
+    # Pending: all 12 but M1 (acknowledged) and M3 (exempt); of them M2 and M6 are extended today.
+    overdue = {"city": 8, "ba_dinh": 5, "phuong": 5, "b1": 2, "b2": 3, "dong_da": 3, "cbcs": 3}
+    document = db.session.get(Document, doc)
+    for key, expected in overdue.items():
+        body = unit_progress(document, tree[key], now)
+        assert (key, body["pending"], body["overdue"]) == (key, body["total"] - body["acknowledged"]
+                                                           - body["exempt"], expected)
+        for child in body["children"]:
+            code = next(k for k, u in tree.items() if u.id == child["org_unit"]["id"])
+            assert (key, code, child["overdue"]) == (key, code, overdue.get(code, child["pending"]))
+    assert unit_progress(document, tree["city"], now - timedelta(hours=2))["overdue"] == 0   # before the deadline
+
+
 def test_pending_is_total_minus_acknowledged_minus_exempt(api, tree):
     doc = api.publish()
     for card in ("M1", "M3", "M5"):
