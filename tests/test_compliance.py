@@ -108,3 +108,31 @@ def test_compliance_pagination(app, client, world):
     assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
     deadlines = [db.session.get(Document, i).deadline for i in seen]
     assert deadlines == sorted(deadlines, reverse=True)
+
+
+def test_documents_close_in_deadline_order_and_a_withdrawn_one_never(app, client, world):
+    """close_due closes the published documents whose deadline passed, earliest deadline first (run-due's
+    report lists them in that order), and never a withdrawn one, whatever its deadline."""
+    auth = world["auth"]
+    first = world["doc"]                                   # ack_days 3, id 1
+
+    def publish(ack_days: int) -> Document:
+        doc = client.post("/api/v1/admin/documents", headers=auth["B1"], json={
+            "kind": "directive", "number": "25-CT/TU", "title": "Chỉ thị khác",
+            "audience": {"org_units": [world["tree"]["city"].id]}, "ack_days": ack_days}).json
+        assert client.post(f"/api/v1/admin/documents/{doc['id']}/publish", json={},
+                           headers=auth["B1"]).status_code == 200
+        return db.session.get(Document, doc["id"])
+
+    sooner, withdrawn = publish(1), publish(1)             # ids 2 and 3: later ids, earlier deadlines
+    assert client.post(f"/api/v1/admin/documents/{withdrawn.id}/withdraw", json={"reason": "Thay thế"},
+                       headers=auth["B1"]).status_code == 200
+    db.session.expire_all()
+    assert sooner.deadline < first.deadline and withdrawn.deadline is not None
+    output = _run_due(app, first.deadline + timedelta(minutes=1)).output
+    closed = [line for line in output.splitlines() if "closed document" in line]
+    assert [line.split("closed document ")[1].split(":")[0] for line in closed] == [str(sooner.id), str(first.id)]
+    db.session.expire_all()
+    assert db.session.get(Document, withdrawn.id).closed_at is None
+    assert db.session.scalar(select(func.count()).select_from(ProgressSnapshot)
+                             .where(ProgressSnapshot.document_id == withdrawn.id)) == 0
