@@ -124,14 +124,20 @@ def test_documents_close_in_deadline_order_and_a_withdrawn_one_never(app, client
                            headers=auth["B1"]).status_code == 200
         return db.session.get(Document, doc["id"])
 
-    sooner, withdrawn = publish(1), publish(1)             # ids 2 and 3: later ids, earlier deadlines
+    sooner, withdrawn, middle = publish(1), publish(1), publish(2)   # ids 2, 3, 4: later ids, earlier deadlines
     assert client.post(f"/api/v1/admin/documents/{withdrawn.id}/withdraw", json={"reason": "Thay thế"},
                        headers=auth["B1"]).status_code == 200
     db.session.expire_all()
-    assert sooner.deadline < first.deadline and withdrawn.deadline is not None
-    output = _run_due(app, first.deadline + timedelta(minutes=1)).output
-    closed = [line for line in output.splitlines() if "closed document" in line]
-    assert [line.split("closed document ")[1].split(":")[0] for line in closed] == [str(sooner.id), str(first.id)]
+    assert sooner.deadline < middle.deadline < first.deadline and withdrawn.deadline is not None
+
+    def closed_by(at: datetime) -> list[int]:
+        output = _run_due(app, at).output
+        return [int(line.split("closed document ")[1].split(":")[0])
+                for line in output.splitlines() if "closed document" in line]
+
+    assert closed_by(sooner.deadline - timedelta(seconds=1)) == []
+    assert closed_by(sooner.deadline) == [sooner.id]               # at the deadline itself it has passed
+    assert closed_by(first.deadline + timedelta(minutes=1)) == [middle.id, first.id]
     db.session.expire_all()
     assert db.session.get(Document, withdrawn.id).closed_at is None
     assert db.session.scalar(select(func.count()).select_from(ProgressSnapshot)
