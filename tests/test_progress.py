@@ -900,6 +900,30 @@ def _tokens(api, cards):
     return tokens
 
 
+def test_a_recount_locks_its_documents_against_member_writers_but_not_their_keys(pg_only, app, api, tree):
+    """recount (and every membership change, through _lock_active) holds its documents FOR NO KEY UPDATE
+    until its transaction ends: a member-level writer's FOR SHARE waits for it, a foreign-key check's
+    KEY SHARE (a notification or counter row referencing the document) does not (module docstring)."""
+    import psycopg
+
+    from content.progress import recount
+
+    doc = api.publish()
+    other_doc = api.publish(title="Kế hoạch B")
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    db.session.commit()
+    assert recount([doc]) > 0                    # the app's transaction stays open, holding its locks
+    try:
+        with psycopg.connect(url, autocommit=True) as other:
+            other.execute("SET lock_timeout = '500ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute("SELECT id FROM documents WHERE id = %s FOR SHARE", (doc,))
+            other.execute("SELECT id FROM documents WHERE id = %s FOR KEY SHARE", (doc,))
+            other.execute("SELECT id FROM documents WHERE id = %s FOR SHARE", (other_doc,))   # not asked
+    finally:
+        db.session.rollback()
+
+
 @pytest.mark.parametrize("threads", [2, 8])
 def test_parallel_acknowledgements_of_one_member_count_once(pg_only, app, api, tree, threads):
     doc = api.publish()
