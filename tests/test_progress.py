@@ -924,6 +924,29 @@ def test_a_recount_locks_its_documents_against_member_writers_but_not_their_keys
         db.session.rollback()
 
 
+def test_closing_skips_a_document_another_closer_holds_and_ignores_key_share_locks(pg_only, app, api, tree):
+    """close_due takes its documents FOR NO KEY UPDATE SKIP LOCKED: one held exclusively by another
+    transaction (another run_due closing it) is skipped, not waited for; one that only a foreign-key
+    check holds (KEY SHARE) is closed."""
+    import psycopg
+
+    from content.progress import close_due
+
+    held, key_shared = api.publish(), api.publish(title="Kế hoạch B")
+    now = datetime.now(UTC)
+    for doc in (held, key_shared):
+        set_deadline(doc, now - timedelta(hours=1))
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url) as other:
+        other.execute("SELECT id FROM documents WHERE id = %s FOR NO KEY UPDATE", (held,))
+        other.execute("SELECT id FROM documents WHERE id = %s FOR KEY SHARE", (key_shared,))
+        db.session.execute(text("SET lock_timeout = '2s'"))   # waiting instead of skipping fails, not hangs
+        assert [d.id for d in close_due(now)] == [key_shared]
+        other.rollback()
+    db.session.expire_all()
+    assert [d.id for d in close_due(now)] == [held]
+
+
 @pytest.mark.parametrize("threads", [2, 8])
 def test_parallel_acknowledgements_of_one_member_count_once(pg_only, app, api, tree, threads):
     doc = api.publish()
