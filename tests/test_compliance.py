@@ -137,7 +137,16 @@ def test_documents_close_in_deadline_order_and_a_withdrawn_one_never(app, client
 
     assert closed_by(sooner.deadline - timedelta(seconds=1)) == []
     assert closed_by(sooner.deadline) == [sooner.id]               # at the deadline itself it has passed
+    # Before `first` is closed: one acknowledgement in time (M1, now) and one after its deadline (M2).
+    assert client.put(f"/api/v1/documents/{first.id}/acknowledgement", json={"version": 1},
+                      headers=auth["M1"]).status_code == 200
+    late = first.deadline + timedelta(seconds=30)
+    db.session.add(Receipt(document_id=first.id, member_id=world["people"]["M2"].id, opened_at=late,
+                           acknowledged_at=late, acknowledged_version=1, method="app"))
+    db.session.commit()
     assert closed_by(first.deadline + timedelta(minutes=1)) == [middle.id, first.id]
+    assert db.session.scalar(select(func.sum(ProgressSnapshot.acknowledged))
+                             .where(ProgressSnapshot.document_id == first.id)) == 1   # by the deadline only
     db.session.expire_all()
     assert db.session.get(Document, withdrawn.id).closed_at is None
     frozen = dict(db.session.execute(select(ProgressSnapshot.document_id, func.count())
