@@ -253,6 +253,23 @@ def test_overdue_leaves_out_exactly_the_pending_members_whose_extension_runs_tod
     assert unit_progress(document, tree["city"], document.deadline)["overdue"] == 0
 
 
+def test_children_are_listed_in_path_order_not_id_order(api, tree):
+    """_breakdown lists a unit's children by path: with sibling ids 4, 8, 9 and 10 the paths sort as
+    /…/10/, /…/4/, /…/8/, /…/9/ (ids would put 10 last)."""
+    from content.progress import unit_progress
+    from tests.factories import unit
+
+    extra = [unit(f"HN.BD.X{i}", "branch", tree["ba_dinh"]) for i in range(3)]
+    for i, u in enumerate(extra):
+        member(f"X{i}", u)
+    assert [u.id for u in extra] == [8, 9, 10]
+    doc = api.publish()
+    body = unit_progress(db.session.get(Document, doc), tree["ba_dinh"], datetime.now(UTC))
+    listed = [c["org_unit"]["id"] for c in body["children"]]
+    by_path = [u.id for u in sorted([tree["phuong"], *extra], key=lambda u: u.path)]
+    assert listed == by_path == [10, tree["phuong"].id, 8, 9]
+
+
 def test_pending_is_total_minus_acknowledged_minus_exempt(api, tree):
     doc = api.publish()
     for card in ("M1", "M3", "M5"):
