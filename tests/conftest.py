@@ -58,6 +58,72 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("backend", _backends(), scope="session")
 
 
+# `make mutate` only (mutmut sets MUTANT_UNDER_TEST to the mutant's name in the process that runs its
+# tests; never set under `make test`): tests that cannot tell a mutant of these modules from the real code
+# and are left out of its run (docs/mutation.md, "What one mutant costs"). The authorisation matrix's
+# cells check one HTTP status per caller; progress counters and the push fan-out never decide a status
+# (they sit behind the checks of content.access / handbook.permissions, which keep the matrix), and the
+# cells were 58 of the 138 s a surviving mutant of content.progress's counting functions cost.
+MUTATION_DESELECT = {
+    "content.progress.": ("tests/test_authz_matrix.py::test_cell[",),
+    "push.fanout.": ("tests/test_authz_matrix.py::test_cell[",),
+}
+
+
+# Also under `make mutate` only: mutmut hands pytest a mutant's tests as node ids in no order (a set), so
+# files interleave and every module-scoped fixture (the fake FCM server, the matrix's worlds) is set up
+# again at each switch. They are grouped by file, the mutated module's own test files first (the
+# likeliest to fail, and with -x the first failure ends the run), fastest first within a file (clean
+# durations from mutmut's stats). Which tests run does not change.
+MUTATION_FIRST = {
+    "content.progress.": ("tests/test_progress.py",),
+    "content.acknowledgements.": ("tests/test_acknowledgements.py", "tests/test_progress.py"),
+    "content.access.": ("tests/test_feed.py", "tests/test_acknowledgements.py"),
+    "handbook.auth.": ("tests/test_auth.py",),
+    "handbook.permissions.": ("tests/test_authz_matrix.py",),
+    "push.schedule.": ("tests/test_push.py", "tests/test_push_adversarial.py"),
+    "push.fanout.": ("tests/test_push.py", "tests/test_push_adversarial.py"),
+}
+
+
+def _clean_durations() -> dict[str, float]:
+    """Each test's clean duration from mutmut's stats (the run's working folder is mutants/)."""
+    import json
+
+    try:
+        with open("mutmut-stats.json", encoding="utf-8") as f:
+            return json.load(f).get("duration_by_test", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def pytest_collection_modifyitems(config, items):
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if "__mutmut_" not in mutant:
+        return
+    # A failing Hypothesis test is a killed mutant: shrinking the example only makes the report nicer, and
+    # on a mutant that breaks every example it ran past mutmut's time limit (a "timeout" instead of a kill).
+    from hypothesis import Phase, settings
+
+    settings.register_profile("mutmut", phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    settings.load_profile("mutmut")
+    prefixes = next((p for m, p in MUTATION_DESELECT.items() if mutant.startswith(m)), None)
+    if prefixes:
+        keep = [i for i in items if not i.nodeid.startswith(prefixes)]
+        if keep and len(keep) < len(items):   # never deselect every test (that would be "no tests")
+            config.hook.pytest_deselected(items=[i for i in items if i.nodeid.startswith(prefixes)])
+            items[:] = keep
+    first = next((f for m, f in MUTATION_FIRST.items() if mutant.startswith(m)), ())
+    durations = _clean_durations()
+
+    def order(item):
+        file, line, _ = item.location
+        return (first.index(file) if file in first else len(first), file, durations.get(item.nodeid, 0.0),
+                line or 0, item.nodeid)
+
+    items.sort(key=order)
+
+
 @pytest.fixture(scope="session")
 def database_url(backend, tmp_path_factory):
     if backend == "sqlite":

@@ -108,3 +108,49 @@ def test_compliance_pagination(app, client, world):
     assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
     deadlines = [db.session.get(Document, i).deadline for i in seen]
     assert deadlines == sorted(deadlines, reverse=True)
+
+
+def test_documents_close_in_deadline_order_and_a_withdrawn_one_never(app, client, world):
+    """close_due closes the published documents whose deadline passed, earliest deadline first (run-due's
+    report lists them in that order), and never a withdrawn one, whatever its deadline."""
+    auth = world["auth"]
+    first = world["doc"]                                   # ack_days 3, id 1
+
+    def publish(ack_days: int) -> Document:
+        doc = client.post("/api/v1/admin/documents", headers=auth["B1"], json={
+            "kind": "directive", "number": "25-CT/TU", "title": "Chỉ thị khác",
+            "audience": {"org_units": [world["tree"]["city"].id]}, "ack_days": ack_days}).json
+        assert client.post(f"/api/v1/admin/documents/{doc['id']}/publish", json={},
+                           headers=auth["B1"]).status_code == 200
+        return db.session.get(Document, doc["id"])
+
+    sooner, withdrawn, middle = publish(1), publish(1), publish(2)   # ids 2, 3, 4: later ids, earlier deadlines
+    assert client.post(f"/api/v1/admin/documents/{withdrawn.id}/withdraw", json={"reason": "Thay thế"},
+                       headers=auth["B1"]).status_code == 200
+    db.session.expire_all()
+    assert sooner.deadline < middle.deadline < first.deadline and withdrawn.deadline is not None
+
+    def closed_by(at: datetime) -> list[int]:
+        output = _run_due(app, at).output
+        return [int(line.split("closed document ")[1].split(":")[0])
+                for line in output.splitlines() if "closed document" in line]
+
+    assert closed_by(sooner.deadline - timedelta(seconds=1)) == []
+    assert closed_by(sooner.deadline) == [sooner.id]               # at the deadline itself it has passed
+    # Before `first` is closed: one acknowledgement in time (M1, now) and one after its deadline (M2).
+    assert client.put(f"/api/v1/documents/{first.id}/acknowledgement", json={"version": 1},
+                      headers=auth["M1"]).status_code == 200
+    late = first.deadline + timedelta(seconds=30)
+    db.session.add(Receipt(document_id=first.id, member_id=world["people"]["M2"].id, opened_at=late,
+                           acknowledged_at=late, acknowledged_version=1, method="app"))
+    db.session.commit()
+    assert closed_by(first.deadline + timedelta(minutes=1)) == [middle.id, first.id]
+    assert db.session.scalar(select(func.sum(ProgressSnapshot.acknowledged))
+                             .where(ProgressSnapshot.document_id == first.id)) == 1   # by the deadline only
+    db.session.expire_all()
+    assert db.session.get(Document, withdrawn.id).closed_at is None
+    frozen = dict(db.session.execute(select(ProgressSnapshot.document_id, func.count())
+                                     .group_by(ProgressSnapshot.document_id)).all())
+    # Closing the later ones kept the first one's frozen rows (5 member-holding units each), and the
+    # withdrawn document has none.
+    assert frozen == {sooner.id: 5, middle.id: 5, first.id: 5}

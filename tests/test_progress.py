@@ -204,6 +204,72 @@ def test_overdue(api, tree):
     assert_counters_exact()
 
 
+def test_overdue_leaves_out_exactly_the_pending_members_whose_extension_runs_today(api, tree):
+    """unit_progress past the deadline: every pending audience member of the unit's subtree is overdue but
+    those whose extension of *this* document runs on the local day of `now` (an extension ending on the
+    previous local day does not count; nor acknowledged or exempt members' extensions, nor extensions of
+    another document or of members outside the unit). `now` is 20:00 UTC: already the next day in
+    Hà Nội (UTC+7), so the UTC date and the local date differ."""
+    from content.progress import unit_progress
+
+    doc = api.publish()
+    other = api.publish(title="Kế hoạch B")
+    now = datetime.now(UTC).replace(hour=20, minute=0, second=0, microsecond=0)
+    local_day = now.astimezone(ZONE).date()
+    assert local_day != now.date()
+    set_deadline(doc, now - timedelta(hours=1))
+    assert api.ack("M1", doc, 1).status_code == 200
+    assert api.exempt("S2", doc, [api.id("M3")]).status_code == 200
+    for card in ("M2", "S1", "M4", "M6"):
+        assert api.open(card, doc).status_code in (200, 204)
+    assert api.open("M5", other).status_code in (200, 204)
+    extensions = {  # (document, card): last local day of the extension
+        (doc, "M1"): local_day + timedelta(days=3),    # acknowledged: not pending anyway
+        (doc, "M3"): local_day + timedelta(days=3),    # exempt: not pending anyway
+        (doc, "M2"): local_day,                        # runs today: not overdue
+        (doc, "S1"): local_day + timedelta(days=2),    # runs too, in the same branch as M2
+        (doc, "M4"): local_day - timedelta(days=1),    # ended yesterday (local), the UTC date of `now`
+        (other, "M5"): local_day + timedelta(days=3),  # another document's extension
+        (doc, "M6"): local_day + timedelta(days=1),    # runs, in Đống Đa (outside Ba Đình)
+    }
+    for (document_id, card), until in extensions.items():
+        db.session.execute(update(Receipt).where(Receipt.document_id == document_id,
+                                                 Receipt.member_id == api.id(card)).values(extended_until=until))
+    db.session.commit()
+    db.session.expire_all()
+    # Pending: all 12 but M1 (acknowledged) and M3 (exempt); of them M2, S1 and M6 are extended today.
+    overdue = {"city": 7, "ba_dinh": 4, "phuong": 4, "b1": 1, "b2": 3, "dong_da": 3, "cbcs": 3}
+    document = db.session.get(Document, doc)
+    for key, expected in overdue.items():
+        body = unit_progress(document, tree[key], now)
+        assert (key, body["pending"], body["overdue"]) == (key, body["total"] - body["acknowledged"]
+                                                           - body["exempt"], expected)
+        for child in body["children"]:
+            code = next(k for k, u in tree.items() if u.id == child["org_unit"]["id"])
+            assert (key, code, child["overdue"]) == (key, code, overdue.get(code, child["pending"]))
+    assert unit_progress(document, tree["city"], now - timedelta(hours=2))["overdue"] == 0   # before the deadline
+    # At the deadline itself nobody is overdue yet: an acknowledgement at that instant is in time (as
+    # close_due's frozen figures count it).
+    assert unit_progress(document, tree["city"], document.deadline)["overdue"] == 0
+
+
+def test_children_are_listed_in_path_order_not_id_order(api, tree):
+    """_breakdown lists a unit's children by path: with sibling ids 4, 8, 9 and 10 the paths sort as
+    /…/10/, /…/4/, /…/8/, /…/9/ (ids would put 10 last)."""
+    from content.progress import unit_progress
+    from tests.factories import unit
+
+    extra = [unit(f"HN.BD.X{i}", "branch", tree["ba_dinh"]) for i in range(3)]
+    for i, u in enumerate(extra):
+        member(f"X{i}", u)
+    assert [u.id for u in extra] == [8, 9, 10]
+    doc = api.publish()
+    body = unit_progress(db.session.get(Document, doc), tree["ba_dinh"], datetime.now(UTC))
+    listed = [c["org_unit"]["id"] for c in body["children"]]
+    by_path = [u.id for u in sorted([tree["phuong"], *extra], key=lambda u: u.path)]
+    assert listed == by_path == [10, tree["phuong"].id, 8, 9]
+
+
 def test_pending_is_total_minus_acknowledged_minus_exempt(api, tree):
     doc = api.publish()
     for card in ("M1", "M3", "M5"):
@@ -852,6 +918,53 @@ def _tokens(api, cards):
     for card in cards:
         tokens.put((card, api.auth(card)))
     return tokens
+
+
+def test_a_recount_locks_its_documents_against_member_writers_but_not_their_keys(pg_only, app, api, tree):
+    """recount (and every membership change, through _lock_active) holds its documents FOR NO KEY UPDATE
+    until its transaction ends: a member-level writer's FOR SHARE waits for it, a foreign-key check's
+    KEY SHARE (a notification or counter row referencing the document) does not (module docstring)."""
+    import psycopg
+
+    from content.progress import recount
+
+    doc = api.publish()
+    other_doc = api.publish(title="Kế hoạch B")
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    db.session.commit()
+    assert recount([doc]) > 0                    # the app's transaction stays open, holding its locks
+    try:
+        with psycopg.connect(url, autocommit=True) as other:
+            other.execute("SET lock_timeout = '500ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute("SELECT id FROM documents WHERE id = %s FOR SHARE", (doc,))
+            other.execute("SELECT id FROM documents WHERE id = %s FOR KEY SHARE", (doc,))
+            other.execute("SELECT id FROM documents WHERE id = %s FOR SHARE", (other_doc,))   # not asked
+    finally:
+        db.session.rollback()
+
+
+def test_closing_skips_a_document_another_closer_holds_and_ignores_key_share_locks(pg_only, app, api, tree):
+    """close_due takes its documents FOR NO KEY UPDATE SKIP LOCKED: one held exclusively by another
+    transaction (another run_due closing it) is skipped, not waited for; one that only a foreign-key
+    check holds (KEY SHARE) is closed."""
+    import psycopg
+
+    from content.progress import close_due
+
+    held, key_shared = api.publish(), api.publish(title="Kế hoạch B")
+    now = datetime.now(UTC)
+    for doc in (held, key_shared):
+        set_deadline(doc, now - timedelta(hours=1))
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url) as other:
+        other.execute("SELECT id FROM documents WHERE id = %s FOR NO KEY UPDATE", (held,))
+        other.execute("SELECT id FROM documents WHERE id = %s FOR KEY SHARE", (key_shared,))
+        db.session.execute(text("SET lock_timeout = '2s'"))   # waiting instead of skipping fails, not hangs
+        assert [d.id for d in close_due(now)] == [key_shared]
+        other.rollback()
+    db.session.expire_all()
+    assert [d.id for d in close_due(now)] == [held]
 
 
 @pytest.mark.parametrize("threads", [2, 8])
