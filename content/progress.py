@@ -6,7 +6,7 @@ Each audience member of a document is in exactly one state:
     opened        opened, neither acknowledged nor exempt;
     new           none of these.
 `progress_counters` holds, per (document, member-holding unit), the total and the opened / acknowledged /
-exempt counts (new is the rest). Single-member changes (`apply`) move one count from one column to
+exempt counts (new is the rest). Member-level changes (`apply_moves`) move counts from one column to
 another; set-based changes (publication, re-acknowledgement, membership changes) `recount` the affected
 rows from the raw rows with one GROUP BY. Both run in the caller's transaction.
 
@@ -99,11 +99,6 @@ def share_locked(stmt):
     if db.session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(read=True, of=Document)
     return stmt
-
-
-def apply(doc: Document, unit_id: int, before: str, after: str) -> None:
-    """Move one member of `unit_id` from state `before` to `after` in the document's counters."""
-    apply_moves(doc, [(unit_id, before, after)])
 
 
 def apply_moves(doc: Document, moves: Iterable[tuple[int, str, str]]) -> None:
