@@ -101,18 +101,24 @@ def document(owner: OrgUnit, audience: list[OrgUnit], *, title: str = "Chá»‰ thá
 
 def executed_statements(run) -> list[str]:
     """The SQL statements the database engine executed while `run()` ran."""
+    return [statement for statement, _ in executed_with_parameters(run)]
+
+
+def executed_with_parameters(run) -> list[tuple[str, object]]:
+    """(statement, parameters) of each statement the database engine executed while `run()` ran: the
+    parameters as the driver got them, so that a test can EXPLAIN the very statement."""
     from sqlalchemy import event
 
     from handbook.extensions import db
 
-    seen: list[str] = []
+    seen: list[tuple[str, object]] = []
 
-    def count(conn, cursor, statement, *args):
-        seen.append(statement)
+    def keep(conn, cursor, statement, parameters, *args):
+        seen.append((statement, parameters))
 
-    event.listen(db.engine, "before_cursor_execute", count)
+    event.listen(db.engine, "before_cursor_execute", keep)
     try:
         run()
     finally:
-        event.remove(db.engine, "before_cursor_execute", count)
+        event.remove(db.engine, "before_cursor_execute", keep)
     return seen

@@ -20,7 +20,7 @@ from handbook.audit import AuditEntry
 from handbook.extensions import db
 from handbook.imports import import_members
 from handbook.members import Member
-from tests.factories import in_parallel, member
+from tests.factories import executed_statements, in_parallel, member
 from tests.test_acknowledgements import API, assert_counters_exact, backdate, local_today, receipt
 from tests.test_errors import assert_problem
 from tests.test_imports import MEMBER_HEADER, write_csv
@@ -102,24 +102,13 @@ def test_exemptions_racing_single_undos_never_deadlock(backend, app, api, tree):
 def test_batch_writers_lock_receipts_before_counters_in_one_order(backend, app, api, tree):
     """The lock order itself, seen in the statements a batch sends: every receipt (by member id) before
     any counter (by unit id), so no single writer (receipt → counter) can wait in a cycle with it."""
-    from sqlalchemy import event
-
     doc = api.publish("ba_dinh")
     ids = [api.id(card) for card in ("M4", "M1", "M3", "M2")]   # two units, ids out of order
-    statements: list[str] = []
-
-    def seen(conn, cursor, statement, parameters, context, executemany):
-        text = statement.lstrip().upper()
-        if text.startswith("INSERT INTO RECEIPTS"):
-            statements.append("receipt")
-        elif text.startswith("UPDATE PROGRESS_COUNTERS"):
-            statements.append("counter")
-
-    event.listen(db.engine, "before_cursor_execute", seen)
-    try:
-        response = api.exempt("BT", doc, ids)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", seen)
+    responses = []
+    executed = executed_statements(lambda: responses.append(api.exempt("BT", doc, ids)))
+    kinds = {"INSERT INTO RECEIPTS": "receipt", "UPDATE PROGRESS_COUNTERS": "counter"}
+    statements = [kind for text in executed for start, kind in kinds.items() if text.lstrip().upper().startswith(start)]
+    response = responses[0]
     assert response.status_code == 200, response.get_data(as_text=True)
     assert statements == ["receipt"] * 4 + ["counter"] * 2, statements
     assert_counters_exact()

@@ -12,13 +12,13 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import event, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 
 from content.models import Document, DocumentAudience, Receipt
 from handbook.extensions import db
 from handbook.members import Member, MemberTransfer
 from handbook.timeutil import utcnow
-from tests.factories import bearer, document, login, member, unit
+from tests.factories import bearer, document, executed_with_parameters, login, member, unit
 
 API = "/api/v1"
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
@@ -1002,18 +1002,11 @@ def _bulk_world(seed_doc_count: int = 3000):
 
 
 def _capture(client, token_headers, path, params) -> list[tuple[str, dict]]:
-    captured: list[tuple[str, dict]] = []
-
-    def grab(conn, cursor, statement, parameters, context, executemany):
-        if "FROM documents" in statement and "document_audience" in statement:
-            captured.append((statement, parameters))
-
-    event.listen(db.engine, "before_cursor_execute", grab)
-    try:
-        r = client.get(API + path, query_string=params, headers=token_headers)
-        assert r.status_code == 200, r.get_data(as_text=True)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", grab)
+    responses = []
+    executed = executed_with_parameters(
+        lambda: responses.append(client.get(API + path, query_string=params, headers=token_headers)))
+    assert responses[0].status_code == 200, responses[0].get_data(as_text=True)
+    captured = [(s, p) for s, p in executed if "FROM documents" in s and "document_audience" in s]
     assert captured, "the feed query was not captured"
     return captured
 

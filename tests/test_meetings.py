@@ -21,7 +21,7 @@ from handbook.audit import AuditEntry
 from handbook.extensions import db
 from push.due import run_due
 from push.models import InboxItem, Notification
-from tests.factories import executed_statements, in_parallel, member
+from tests.factories import executed_statements, executed_with_parameters, in_parallel, member
 from tests.test_acknowledgements import API, ZONE, assert_counters_exact, local_today, receipt
 from tests.test_errors import assert_problem
 from tests.test_progress import write_members
@@ -611,8 +611,6 @@ def test_past_the_deadline_progress_finds_the_extensions_by_their_index_on_postg
     """Past a document's deadline every progress read looks for the pending members whose extension still
     runs: through the partial index of the extended receipts, not by reading every receipt of the document
     (at 440,000 members, a city-wide directive's 3.5 million rows: ~600 ms a read)."""
-    from sqlalchemy import event
-
     if backend != "postgresql":
         pytest.skip("EXPLAIN and the partial index's use are PostgreSQL's")
     from content.models import Document
@@ -621,17 +619,10 @@ def test_past_the_deadline_progress_finds_the_extensions_by_their_index_on_postg
     deadline_day = db.session.get(Document, doc).deadline.astimezone(ZONE).date()
     assert extend(api, doc, ["M1"], deadline_day + timedelta(days=10)).status_code == 200
     _past_deadline(doc)
-    seen = []
-
-    def keep(conn, cursor, statement, parameters, *args):
-        if "extended_until" in statement and statement.lstrip().upper().startswith("SELECT"):
-            seen.append((statement, parameters))
-
-    event.listen(db.engine, "before_cursor_execute", keep)
-    try:
-        assert api.figures("S1", doc, "b1")["overdue"] == 3     # M1's extension runs
-    finally:
-        event.remove(db.engine, "before_cursor_execute", keep)
+    figures = []
+    seen = [(s, p) for s, p in executed_with_parameters(lambda: figures.append(api.figures("S1", doc, "b1")))
+            if "extended_until" in s and s.lstrip().upper().startswith("SELECT")]
+    assert figures[0]["overdue"] == 3     # M1's extension runs
     # _extended_pending's first statement: the document's extended receipts alone
     statement, parameters = next((s, p) for s, p in seen if "org_units" not in s and "members" not in s)
     with db.engine.connect() as conn:

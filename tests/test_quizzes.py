@@ -15,13 +15,14 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from content import quizzes
 from content.models import Document
 from content.quiz_models import Quiz, QuizAttempt, QuizQuestionStat, QuizResult, QuizUnitStat
 from handbook.extensions import db
 from handbook.members import Member, membership_changed
+from tests.factories import executed_statements
 from tests.test_acknowledgements import ADMIN, API, assert_counters_exact, backdate
 from tests.test_errors import assert_problem
 
@@ -376,18 +377,7 @@ def test_reading_time_with_clamped_client_times(api, tree):
 
 
 def _statements(app, run) -> list[str]:
-    seen: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    engine = db.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        run()
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-    return seen
+    return executed_statements(run)
 
 
 def test_no_rules_no_extra_statement_on_the_acknowledgement(api, tree, app):
