@@ -582,6 +582,24 @@ def test_sync_mix_of_opened_and_acknowledged_items_and_duplicates(api, tree):
     assert_counters_exact()
 
 
+def test_an_acknowledgement_synced_again_changes_nothing(api, tree):
+    """A receipt that already acknowledges the version asked for is left alone by a later offline item for
+    the same version: its time, platform and device stay those of the first acknowledgement."""
+    doc = api.publish()
+    backdate(doc)
+    now = datetime.now(UTC)
+    first, second = now - timedelta(hours=2), now - timedelta(hours=1)
+    assert api.sync("M1", [{"document_id": doc, "version": 1, "acknowledged_at": first.isoformat()}],
+                    platform="ios", device="iPhone 12").json["results"] == [{"document_id": doc, "status": "ok"}]
+    again = api.sync("M1", [{"document_id": doc, "version": 1, "acknowledged_at": second.isoformat()}],
+                     platform="android", device="Pixel 7")
+    assert again.json["results"] == [{"document_id": doc, "status": "ok"}]
+    rec = receipt(doc, api.id("M1"))
+    assert abs(rec.acknowledged_at - first) < timedelta(milliseconds=1), rec.acknowledged_at
+    assert (rec.platform, rec.device, rec.method) == ("ios", "iPhone 12", "app")
+    assert_counters_exact()
+
+
 def test_sync_item_with_both_times_keeps_the_client_open_time(api, tree):
     doc = api.publish()
     backdate(doc)

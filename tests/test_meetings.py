@@ -521,6 +521,49 @@ def test_the_meeting_notifications_figures_are_for_its_runners(world, fcm, card)
         assert_problem(response, 404, "not_found")
 
 
+def test_a_meeting_briefs_its_audience_at_noon_of_the_meeting_day_and_audits_it(api, tree):
+    """brief_at_meeting, as the close calls it: only present members of the document's audience are
+    briefed; the acknowledgement time is 12:00 local time on the meeting's day; the receipt carries no
+    app fields; one audit entry names the actor, the document, the members, the day and the meeting. A
+    document that is scheduled but not out yet briefs nobody."""
+    from datetime import time
+
+    from content.acknowledgements import brief_at_meeting
+    from content.models import Document
+    from handbook.members import Member
+
+    doc = api.publish("b1")
+    published_at = datetime.now(UTC) - timedelta(days=3)
+    db.session.get(Document, doc).published_at = published_at
+    db.session.commit()
+    m1, m3, s1 = api.id("M1"), api.id("M3"), api.id("S1")   # M3 is b2's: outside the audience
+    held_on = local_today() - timedelta(days=1)
+    briefed = brief_at_meeting(db.session.get(Member, s1), doc, [m3, m1], held_on, 77)
+    db.session.commit()
+    assert briefed == [m1]
+    assert receipt(doc, m3) is None
+    stored = receipt(doc, m1)
+    noon = datetime.combine(held_on, time(12, 0), tzinfo=ZONE)
+    assert stored.acknowledged_at == noon, (stored.acknowledged_at, noon)
+    assert (stored.method, stored.held_on, stored.recorded_by, stored.acknowledged_version, stored.note) == (
+        "meeting", held_on, s1, 1, None)
+    assert (stored.platform, stored.device, stored.client_acknowledged_at) == (None, None, None)
+    entries = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "acknowledgement.briefing")).all()
+    assert [(e.actor_id, e.target_type, e.target_id, e.details) for e in entries] == [
+        (s1, "document", str(doc), {"members": [m1], "held_on": held_on.isoformat(), "method": "meeting",
+                                    "meeting": 77})]
+    assert_counters_exact()
+
+    # Scheduled for tomorrow: in an active status, but not out yet.
+    later = api.publish("b1", title="Kế hoạch tháng sau")
+    row = db.session.get(Document, later)
+    row.status, row.published_at = "scheduled", datetime.now(UTC) + timedelta(days=1)
+    db.session.commit()
+    assert brief_at_meeting(db.session.get(Member, s1), later, [m1], local_today(), 78) == []
+    db.session.commit()
+    assert receipt(later, m1) is None
+
+
 # --- per-member deadline extensions (API.md "Deadline extensions") -------------------------------------------
 
 def _past_deadline(doc_id: int, days: int = 2) -> None:
@@ -573,9 +616,14 @@ def test_an_extended_member_is_neither_overdue_nor_reminded_until_the_day_ends(w
     feed = api.client.get(f"{API}/documents", query_string={"state": "overdue"}, headers=api.auth("M1")).json
     assert feed["items"] == []
 
-    # Undone: M1 is overdue again.
+    stored = receipt(doc, api.id("M1"))
+    assert (stored.extension_reason, stored.extended_by) == ("Điều trị tại bệnh viện", api.id("S1"))
+
+    # Undone: M1 is overdue again, and nothing of the extension is left on the receipt.
     assert api.client.delete(f"{API}/documents/{doc}/extensions/{api.id('M1')}",
                              headers=api.auth("S1")).status_code == 204
+    stored = receipt(doc, api.id("M1"))
+    assert (stored.extended_until, stored.extension_reason, stored.extended_by) == (None, None, None)
     assert api.figures("S1", doc, "b1")["overdue"] == 3
     assert_problem(api.client.delete(f"{API}/documents/{doc}/extensions/{api.id('M1')}", headers=api.auth("S1")),
                    404, "not_found")
