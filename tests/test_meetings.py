@@ -643,12 +643,38 @@ def test_an_extension_that_ran_out_is_overdue_again_and_bad_ones_are_refused(api
     db.session.execute(update(Receipt).values(extended_until=local_today() - timedelta(days=1)))   # it ended
     db.session.commit()
     assert api.figures("S1", doc, "b1")["overdue"] == 4
+    from handbook.i18n import FIELD_MESSAGES_VI
+
+    said = lambda *codes: [FIELD_MESSAGES_VI[c] for c in codes]  # noqa: E731  (the errors as the API words them)
     deadline_day = db.session.get(Document, doc).deadline.astimezone(ZONE).date()
-    for until, field in ((deadline_day, "until"), (deadline_day + timedelta(days=91), "until")):
-        assert field in assert_problem(extend(api, doc, ["M2"], until), 422, "validation_error")["errors"]
-    assert_problem(api.client.post(f"{API}/documents/{doc}/extensions", headers=api.auth("S1"), json={
-        "member_ids": [api.id("M2")], "until": (local_today() + timedelta(days=30)).isoformat(), "reason": " "}),
-        422, "validation_error")
+    for until, error in ((deadline_day, "not_after_deadline"), (deadline_day - timedelta(days=1), "not_after_deadline"),
+                         (deadline_day + timedelta(days=91), "too_far")):
+        assert assert_problem(extend(api, doc, ["M2"], until), 422, "validation_error")["errors"] == {"until": said(error)}
+    blank = api.client.post(f"{API}/documents/{doc}/extensions", headers=api.auth("S1"), json={
+        "member_ids": [api.id("M2")], "until": (deadline_day + timedelta(days=30)).isoformat(), "reason": " "})
+    assert assert_problem(blank, 422, "validation_error")["errors"] == {"reason": said("required")}
+    both = extend(api, doc, ["M2"], deadline_day, reason=" ")
+    assert assert_problem(both, 422, "validation_error")["errors"] == {"reason": said("required"),
+                                                                       "until": said("not_after_deadline")}
+    assert receipt(doc, api.id("M2")) is None or receipt(doc, api.id("M2")).extended_until is None
+    # 90 days past the deadline is the limit, and allowed; the audit entry names who, whom, until and why.
+    farthest = extend(api, doc, ["M2", "M1"], deadline_day + timedelta(days=90), reason="Đi công tác dài ngày")
+    assert [r["status"] for r in farthest.json["results"]] == ["ok", "ok"]
+    assert receipt(doc, api.id("M2")).extended_until == deadline_day + timedelta(days=90)
+    entry = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "acknowledgement.extension")
+                               .order_by(AuditEntry.id.desc())).first()
+    assert (entry.actor_id, entry.target_type, entry.target_id, entry.details) == (
+        api.id("S1"), "document", str(doc),
+        {"members": sorted([api.id("M1"), api.id("M2")]), "until": (deadline_day + timedelta(days=90)).isoformat(),
+         "reason": "Đi công tác dài ngày"})
+    undone = api.client.delete(f"{API}/documents/{doc}/extensions/{api.id('M2')}", headers=api.auth("S1"))
+    assert undone.status_code == 204
+    entry = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "acknowledgement.extension_undo")).one()
+    assert (entry.actor_id, entry.target_type, entry.target_id, entry.details) == (
+        api.id("S1"), "document", str(doc), {"member": api.id("M2")})
+    # A document that asks for no acknowledgement has no deadline to extend.
+    notice = api.publish("b1", kind="notice", requires_ack=False, title="Thông báo lịch sinh hoạt")
+    assert_problem(extend(api, notice, ["M2"], local_today() + timedelta(days=30)), 409, "ack_not_required")
     # Scope: another branch's members are not_found; a member cannot extend.
     other = extend(api, doc, ["M3"], local_today() + timedelta(days=30), by="S1")
     assert other.status_code == 200 and other.json["results"][0]["status"] == "not_found"
