@@ -647,9 +647,11 @@ def test_an_extension_that_ran_out_is_overdue_again_and_bad_ones_are_refused(api
 
     said = lambda *codes: [FIELD_MESSAGES_VI[c] for c in codes]  # noqa: E731  (the errors as the API words them)
     deadline_day = db.session.get(Document, doc).deadline.astimezone(ZONE).date()
-    for until, error in ((deadline_day, "not_after_deadline"), (deadline_day - timedelta(days=1), "not_after_deadline"),
+    for until, error in ((deadline_day, "not_after_deadline"),
+                         (deadline_day - timedelta(days=1), "not_after_deadline"),
                          (deadline_day + timedelta(days=91), "too_far")):
-        assert assert_problem(extend(api, doc, ["M2"], until), 422, "validation_error")["errors"] == {"until": said(error)}
+        refused = assert_problem(extend(api, doc, ["M2"], until), 422, "validation_error")
+        assert refused["errors"] == {"until": said(error)}
     blank = api.client.post(f"{API}/documents/{doc}/extensions", headers=api.auth("S1"), json={
         "member_ids": [api.id("M2")], "until": (deadline_day + timedelta(days=30)).isoformat(), "reason": " "})
     assert assert_problem(blank, 422, "validation_error")["errors"] == {"reason": said("required")}
