@@ -12,7 +12,7 @@ The world (fixture `world`), 12 members in three member-holding units:
 """
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from content.models import Document, ProgressCounter, Receipt
 from handbook.audit import AuditEntry
 from handbook.extensions import db
+from handbook.i18n import FIELD_MESSAGES_VI
 from handbook.members import Member, RoleGrant
 from handbook.orgunits import OrgUnit
 from tests.factories import bearer, login, member
@@ -742,10 +743,10 @@ def test_briefing_dates(api, tree):
     m1 = api.id("M1")
     tomorrow = api.brief("S1", doc, [m1], held_on=local_today() + timedelta(days=1))
     assert_problem(tomorrow, 422, "validation_error")
-    assert "held_on" in tomorrow.json["errors"]
+    assert tomorrow.json["errors"] == {"held_on": [FIELD_MESSAGES_VI["not_in_future"]]}
     before = api.brief("S1", doc, [m1], held_on=local_today() - timedelta(days=1))
     assert_problem(before, 422, "validation_error")
-    assert "held_on" in before.json["errors"]
+    assert before.json["errors"] == {"held_on": [FIELD_MESSAGES_VI["before_publication"]]}
     for bad in ({"held_on": "07/08/2026"}, {"held_on": None}, {"method": "app"}, {"member_ids": []},
                 {"member_ids": ["1"]}, {"member_ids": list(range(1, 502))}, {"note": "x" * 2001}):
         payload = {"member_ids": [m1], "method": "briefing", "held_on": local_today().isoformat(), **bad}
@@ -763,6 +764,12 @@ def test_briefing_dates(api, tree):
     assert response.json["results"] == [{"member_id": m1, "status": "ok"}]
     rec = receipt(doc, m1)
     assert rec.held_on == held and rec.acknowledged_at >= db.session.get(Document, doc).published_at
+    # A briefing held on a later day counts from 12:00 local time that day; no app fields on the receipt.
+    m2, day = api.id("M2"), held + timedelta(days=1)
+    assert api.brief("S1", doc, [m2], held_on=day).json["results"] == [{"member_id": m2, "status": "ok"}]
+    rec = receipt(doc, m2)
+    assert rec.acknowledged_at == datetime.combine(day, time(12, 0), tzinfo=ZONE), rec.acknowledged_at
+    assert (rec.method, rec.platform, rec.device, rec.client_acknowledged_at) == ("briefing", None, None, None)
     assert_counters_exact()
 
 
