@@ -683,6 +683,27 @@ def test_an_extension_that_ran_out_is_overdue_again_and_bad_ones_are_refused(api
     assert_problem(extend(api, doc, ["M2"], local_today() + timedelta(days=30), by="M1"), 403, "forbidden")
 
 
+def test_the_deadline_day_of_an_extension_is_local_whatever_the_servers_zone(api, tree, monkeypatch):
+    """A deadline is 23:59:59 local (Hà Nội) time, 16:59:59 UTC; in a process whose own zone is further
+    east (Tokyo) that instant is already the next day. The day after the deadline is still a valid
+    extension: the deadline's day is taken in the local zone, not the process's."""
+    import time as clock
+
+    from content.models import Document
+
+    doc = api.publish("b1")
+    deadline_day = db.session.get(Document, doc).deadline.astimezone(ZONE).date()
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    clock.tzset()
+    try:
+        response = extend(api, doc, ["M1"], deadline_day + timedelta(days=1))
+    finally:
+        monkeypatch.undo()
+        clock.tzset()
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert receipt(doc, api.id("M1")).extended_until == deadline_day + timedelta(days=1)
+
+
 def test_past_the_deadline_progress_finds_the_extensions_by_their_index_on_postgresql(backend, api, tree):
     """Past a document's deadline every progress read looks for the pending members whose extension still
     runs: through the partial index of the extended receipts, not by reading every receipt of the document
