@@ -822,6 +822,19 @@ def test_briefing_after_material_change(api, tree):
     assert_counters_exact()
 
 
+def test_an_app_acknowledgement_after_a_stale_briefing_keeps_nothing_of_the_briefing(api, tree):
+    """Briefed on version 1, asked again by a material change, then acknowledged in the app: the receipt
+    is the app's acknowledgement alone, without the old briefing's day and note."""
+    doc = api.publish()
+    m2 = api.id("M2")
+    assert api.brief("S1", doc, [m2], note="Sinh hoạt chi bộ tháng 8").json["results"][0]["status"] == "ok"
+    api.patch(doc, reack=True)
+    assert api.ack("M2", doc, 2).status_code == 200
+    rec = receipt(doc, m2)
+    assert (rec.method, rec.acknowledged_version, rec.recorded_by, rec.held_on, rec.note) == ("app", 2, m2, None, None)
+    assert_counters_exact()
+
+
 # --- exemptions ------------------------------------------------------------------------------------
 
 def test_exemption_leaves_the_denominator_and_undo(api, tree):
