@@ -344,7 +344,8 @@ def test_material_change_asks_again_and_old_version_is_stale(api, tree):
 
     stale = api.ack("M1", doc, 1)
     body = assert_problem(stale, 409, "stale_version")
-    assert body["current_version"] == 2
+    assert (body["current_version"], body["ack_version"]) == (2, 2)
+    assert "(2)" in body["detail"]   # the detail names the current version
     assert counter(doc, tree["b1"]) == (4, 2, 0, 0)
     stale_new = api.ack("M4", doc, 1)  # never acknowledged, and reads an old copy
     assert assert_problem(stale_new, 409, "stale_version")["current_version"] == 2
