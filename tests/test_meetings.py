@@ -521,6 +521,49 @@ def test_the_meeting_notifications_figures_are_for_its_runners(world, fcm, card)
         assert_problem(response, 404, "not_found")
 
 
+def test_a_meeting_briefs_its_audience_at_noon_of_the_meeting_day_and_audits_it(api, tree):
+    """brief_at_meeting, as the close calls it: only present members of the document's audience are
+    briefed; the acknowledgement time is 12:00 local time on the meeting's day; the receipt carries no
+    app fields; one audit entry names the actor, the document, the members, the day and the meeting. A
+    document that is scheduled but not out yet briefs nobody."""
+    from datetime import time
+
+    from content.acknowledgements import brief_at_meeting
+    from content.models import Document
+    from handbook.members import Member
+
+    doc = api.publish("b1")
+    published_at = datetime.now(UTC) - timedelta(days=3)
+    db.session.get(Document, doc).published_at = published_at
+    db.session.commit()
+    m1, m3, s1 = api.id("M1"), api.id("M3"), api.id("S1")   # M3 is b2's: outside the audience
+    held_on = local_today() - timedelta(days=1)
+    briefed = brief_at_meeting(db.session.get(Member, s1), doc, [m3, m1], held_on, 77)
+    db.session.commit()
+    assert briefed == [m1]
+    assert receipt(doc, m3) is None
+    stored = receipt(doc, m1)
+    noon = datetime.combine(held_on, time(12, 0), tzinfo=ZONE)
+    assert stored.acknowledged_at == noon, (stored.acknowledged_at, noon)
+    assert (stored.method, stored.held_on, stored.recorded_by, stored.acknowledged_version, stored.note) == (
+        "meeting", held_on, s1, 1, None)
+    assert (stored.platform, stored.device, stored.client_acknowledged_at) == (None, None, None)
+    entries = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "acknowledgement.briefing")).all()
+    assert [(e.actor_id, e.target_type, e.target_id, e.details) for e in entries] == [
+        (s1, "document", str(doc), {"members": [m1], "held_on": held_on.isoformat(), "method": "meeting",
+                                    "meeting": 77})]
+    assert_counters_exact()
+
+    # Scheduled for tomorrow: in an active status, but not out yet.
+    later = api.publish("b1", title="Kế hoạch tháng sau")
+    row = db.session.get(Document, later)
+    row.status, row.published_at = "scheduled", datetime.now(UTC) + timedelta(days=1)
+    db.session.commit()
+    assert brief_at_meeting(db.session.get(Member, s1), later, [m1], local_today(), 78) == []
+    db.session.commit()
+    assert receipt(later, m1) is None
+
+
 # --- per-member deadline extensions (API.md "Deadline extensions") -------------------------------------------
 
 def _past_deadline(doc_id: int, days: int = 2) -> None:
@@ -573,9 +616,14 @@ def test_an_extended_member_is_neither_overdue_nor_reminded_until_the_day_ends(w
     feed = api.client.get(f"{API}/documents", query_string={"state": "overdue"}, headers=api.auth("M1")).json
     assert feed["items"] == []
 
-    # Undone: M1 is overdue again.
+    stored = receipt(doc, api.id("M1"))
+    assert (stored.extension_reason, stored.extended_by) == ("Điều trị tại bệnh viện", api.id("S1"))
+
+    # Undone: M1 is overdue again, and nothing of the extension is left on the receipt.
     assert api.client.delete(f"{API}/documents/{doc}/extensions/{api.id('M1')}",
                              headers=api.auth("S1")).status_code == 204
+    stored = receipt(doc, api.id("M1"))
+    assert (stored.extended_until, stored.extension_reason, stored.extended_by) == (None, None, None)
     assert api.figures("S1", doc, "b1")["overdue"] == 3
     assert_problem(api.client.delete(f"{API}/documents/{doc}/extensions/{api.id('M1')}", headers=api.auth("S1")),
                    404, "not_found")
@@ -595,16 +643,65 @@ def test_an_extension_that_ran_out_is_overdue_again_and_bad_ones_are_refused(api
     db.session.execute(update(Receipt).values(extended_until=local_today() - timedelta(days=1)))   # it ended
     db.session.commit()
     assert api.figures("S1", doc, "b1")["overdue"] == 4
+    from handbook.i18n import FIELD_MESSAGES_VI
+
+    said = lambda *codes: [FIELD_MESSAGES_VI[c] for c in codes]  # noqa: E731  (the errors as the API words them)
     deadline_day = db.session.get(Document, doc).deadline.astimezone(ZONE).date()
-    for until, field in ((deadline_day, "until"), (deadline_day + timedelta(days=91), "until")):
-        assert field in assert_problem(extend(api, doc, ["M2"], until), 422, "validation_error")["errors"]
-    assert_problem(api.client.post(f"{API}/documents/{doc}/extensions", headers=api.auth("S1"), json={
-        "member_ids": [api.id("M2")], "until": (local_today() + timedelta(days=30)).isoformat(), "reason": " "}),
-        422, "validation_error")
+    for until, error in ((deadline_day, "not_after_deadline"),
+                         (deadline_day - timedelta(days=1), "not_after_deadline"),
+                         (deadline_day + timedelta(days=91), "too_far")):
+        refused = assert_problem(extend(api, doc, ["M2"], until), 422, "validation_error")
+        assert refused["errors"] == {"until": said(error)}
+    blank = api.client.post(f"{API}/documents/{doc}/extensions", headers=api.auth("S1"), json={
+        "member_ids": [api.id("M2")], "until": (deadline_day + timedelta(days=30)).isoformat(), "reason": " "})
+    assert assert_problem(blank, 422, "validation_error")["errors"] == {"reason": said("required")}
+    both = extend(api, doc, ["M2"], deadline_day, reason=" ")
+    assert assert_problem(both, 422, "validation_error")["errors"] == {"reason": said("required"),
+                                                                       "until": said("not_after_deadline")}
+    assert receipt(doc, api.id("M2")) is None or receipt(doc, api.id("M2")).extended_until is None
+    # 90 days past the deadline is the limit, and allowed; the audit entry names who, whom, until and why.
+    farthest = extend(api, doc, ["M2", "M1"], deadline_day + timedelta(days=90), reason="Đi công tác dài ngày")
+    assert [r["status"] for r in farthest.json["results"]] == ["ok", "ok"]
+    assert receipt(doc, api.id("M2")).extended_until == deadline_day + timedelta(days=90)
+    entry = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "acknowledgement.extension")
+                               .order_by(AuditEntry.id.desc())).first()
+    assert (entry.actor_id, entry.target_type, entry.target_id, entry.details) == (
+        api.id("S1"), "document", str(doc),
+        {"members": sorted([api.id("M1"), api.id("M2")]), "until": (deadline_day + timedelta(days=90)).isoformat(),
+         "reason": "Đi công tác dài ngày"})
+    undone = api.client.delete(f"{API}/documents/{doc}/extensions/{api.id('M2')}", headers=api.auth("S1"))
+    assert undone.status_code == 204
+    entry = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "acknowledgement.extension_undo")).one()
+    assert (entry.actor_id, entry.target_type, entry.target_id, entry.details) == (
+        api.id("S1"), "document", str(doc), {"member": api.id("M2")})
+    # A document that asks for no acknowledgement has no deadline to extend.
+    notice = api.publish("b1", kind="notice", requires_ack=False, title="Thông báo lịch sinh hoạt")
+    assert_problem(extend(api, notice, ["M2"], local_today() + timedelta(days=30)), 409, "ack_not_required")
     # Scope: another branch's members are not_found; a member cannot extend.
     other = extend(api, doc, ["M3"], local_today() + timedelta(days=30), by="S1")
     assert other.status_code == 200 and other.json["results"][0]["status"] == "not_found"
     assert_problem(extend(api, doc, ["M2"], local_today() + timedelta(days=30), by="M1"), 403, "forbidden")
+
+
+def test_the_deadline_day_of_an_extension_is_local_whatever_the_servers_zone(api, tree, monkeypatch):
+    """A deadline is 23:59:59 local (Hà Nội) time, 16:59:59 UTC; in a process whose own zone is further
+    east (Tokyo) that instant is already the next day. The day after the deadline is still a valid
+    extension: the deadline's day is taken in the local zone, not the process's."""
+    import time as clock
+
+    from content.models import Document
+
+    doc = api.publish("b1")
+    deadline_day = db.session.get(Document, doc).deadline.astimezone(ZONE).date()
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    clock.tzset()
+    try:
+        response = extend(api, doc, ["M1"], deadline_day + timedelta(days=1))
+    finally:
+        monkeypatch.undo()
+        clock.tzset()
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert receipt(doc, api.id("M1")).extended_until == deadline_day + timedelta(days=1)
 
 
 def test_past_the_deadline_progress_finds_the_extensions_by_their_index_on_postgresql(backend, api, tree):

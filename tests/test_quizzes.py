@@ -373,6 +373,12 @@ def test_reading_time_with_clamped_client_times(api, tree):
                               "acknowledged_at": now.isoformat()}]).json["results"]
     assert item["status"] == "read_too_fast"
     assert api.my("M4", doc)["state"] == "opened"                        # the open itself counted
+    # The reading time runs to the phone's acknowledgement time, not to when the sync arrives: opened
+    # 5 minutes ago and acknowledged 30 s later is too fast, though the open is 5 minutes old now.
+    [item] = api.sync("M5", [{"document_id": doc, "version": 1, "opened_at": (now - timedelta(minutes=5)).isoformat(),
+                              "acknowledged_at": (now - timedelta(minutes=4, seconds=30)).isoformat()}]).json["results"]
+    assert item["status"] == "read_too_fast"
+    assert api.my("M5", doc)["state"] == "opened"
     assert_counters_exact()
 
 
