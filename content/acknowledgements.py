@@ -94,13 +94,6 @@ def _change_many(doc: Document, member_ids: list[int], mutate: Callable[[Receipt
     return changes
 
 
-def my_receipt(doc: Document, receipt: Receipt) -> dict:
-    acknowledged = progress.classify(receipt, doc.ack_version) == "acknowledged"
-    return {"state": "acknowledged" if acknowledged else ("opened" if receipt.opened_at else "new"),
-            "opened_at": receipt.opened_at, "acknowledged_at": receipt.acknowledged_at,
-            "acknowledged_version": receipt.acknowledged_version}
-
-
 # --- members ---------------------------------------------------------------------------------------
 
 def _open(receipt: Receipt, at: datetime) -> None:
