@@ -52,7 +52,7 @@ from content.access import went_out
 from content.acknowledgements import brief_at_meeting
 from content.models import (Document, Meeting, MeetingAgendaItem, MeetingMinutes, MeetingMonthCounter,
                             MeetingMonthVersion, MeetingParticipant, Status)
-from content.progress import audience_members, child_column, levels, scope_condition
+from content.progress import _lock_active, audience_members, child_column, levels, scope_condition
 from handbook import audit, throttle
 from handbook.errors import ProblemError
 from handbook.extensions import db, one_of, upsert
@@ -666,14 +666,12 @@ def mine(member: Member, *, upcoming: bool = True, limit: int = 20, cursor: str 
 
 # --- follow-up: the month's meetings, rolled up the tree ---------------------------------------------
 
-def _month_bounds(month: str) -> tuple[datetime, datetime]:
+def _month_start(month: str) -> date:
+    """The first day of 'YYYY-MM' (422 for a month that is none)."""
     year, number = (int(p) for p in month.split("-"))
     if not (1900 <= year <= 2999 and 1 <= number <= 12):   # (the fuzzing sent 0000-01: a 500 then)
         raise ProblemError("validation_error", 422, errors={"month": ["invalid_month"]})
-    zone = local_zone()
-    start = datetime(year, number, 1, tzinfo=zone)
-    end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=zone)
-    return start, end
+    return date(year, number, 1)
 
 
 def month_of(starts_at: datetime) -> int:
@@ -764,8 +762,6 @@ def on_units_moved(sender, unit_ids: set[int], **_) -> None:
                 stale.append((unit_id, wanted))
     if not stale:
         return
-    from content.progress import _lock_active
-
     _lock_active()
     for unit_id, wanted in sorted(stale, key=lambda s: s[0]):
         db.session.execute(update(MeetingMonthCounter).where(MeetingMonthCounter.org_unit_id == unit_id)
@@ -848,7 +844,7 @@ def stats(viewer: Member, org_unit_id: int, month: str, *, overdue_limit: int | 
         raise not_found()
     if not has_role_over(viewer, unit, FOLLOW_UP_ROLES):
         raise forbidden()
-    start, _ = _month_bounds(month)
+    start = _month_start(month)
     key = start.year * 100 + start.month
     tree, tree_version = _tree_index()
     today = utcnow().astimezone(local_zone()).date()
