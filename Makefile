@@ -40,13 +40,15 @@ clean:
 # Mutation testing (not part of `make test`): mutmut (setup.cfg [mutmut]) mutates the modules below one
 # at a time, runs the tests that call each mutated function on SQLite, and docs/mutation-report.md lists
 # the mutants no test noticed. Each module gets at most MUTATE_SECONDS; results are kept in mutants/, so
-# running it again goes on where it stopped and re-checks the survivors (`rm -rf mutants` starts afresh).
+# running it again goes on where it stopped and re-checks the survivors. mutants/ is git-ignored, so its
+# results are also saved to tests/mutation-cache/ and a fresh clone starts from them (MUTATE_FRESH=1: from nothing).
 MUTATE_MODULES ?= handbook.permissions handbook.auth content.access content.progress content.acknowledgements \
 	push.schedule push.fanout
 MUTATE_SECONDS ?= 1200
 MUTATE_CHILDREN ?= 2
 .PHONY: mutate
 mutate: install
+	@if [ -n "$(MUTATE_FRESH)" ]; then rm -rf mutants; else $(BIN)/python -m tests.mutation_cache restore; fi
 	@mkdir -p mutants
 	@for module in $(MUTATE_MODULES); do \
 		todo=$$($(BIN)/python -m tests.mutation_report --pending $$module) || exit 1; \
@@ -57,6 +59,7 @@ mutate: install
 		status=$$?; [ $$status -eq 124 ] && echo "  stopped after $(MUTATE_SECONDS) s: run again to go on"; \
 		[ $$status -ne 0 ] && [ $$status -ne 124 ] && { tail -n 30 mutants/$$module.log; exit $$status; }; \
 	done; true
+	$(BIN)/python -m tests.mutation_cache save
 	$(BIN)/python -m tests.mutation_report
 
 # Benchmark (bench/run.py): a dedicated PostgreSQL database (BENCH_DATABASE_URL, default

@@ -10,12 +10,15 @@ surviving mutant that is not listed there is a behaviour change no test notices:
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
+
+from tests import mutation_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ["content.progress", "content.acknowledgements", "content.access", "handbook.permissions",
@@ -52,12 +55,45 @@ def results() -> dict[str, str]:
     return statuses
 
 
+def current_mutants(modules: list[str]) -> dict[str, str]:
+    """Every mutant mutmut makes of the modules' current source, with the hash of its function's source."""
+    from mutmut.mutation.file_mutation import mutate_file_contents
+    from mutmut.utils.format_utils import get_mutant_name, mangled_name_from_mutant_name
+    hashes = {}
+    for module in modules:
+        path = Path(*module.split(".")).with_suffix(".py")
+        mutated = mutate_file_contents(str(path), (ROOT / path).read_text(encoding="utf-8"))
+        for name in mutated.mutant_names:
+            key = get_mutant_name(path, name)
+            hashes[key] = mutated.hash_by_function_name[mangled_name_from_mutant_name(key).rpartition(".")[2]]
+    return hashes
+
+
+def current_results(modules: list[str] = MODULES) -> dict[str, str]:
+    """`results()` for the modules' current source: a verdict recorded for a function whose source changed
+    since (mutmut drops it when it next generates that file) is 'not checked', and so is a mutant of new
+    code; mutants of code that is gone are left out."""
+    recorded = results()
+    stored_hashes = {}
+    for module in modules:
+        meta = ROOT / "mutants" / Path(*module.split(".")).with_suffix(".py.meta")
+        if meta.exists():
+            hashes = json.loads(meta.read_text(encoding="utf-8")).get("hash_by_function_name", {})
+            stored_hashes.update({f"{module}.{function}": h for function, h in hashes.items()})
+    statuses = {}
+    for name, digest in current_mutants(modules).items():
+        function = name.partition("__mutmut_")[0]
+        same = stored_hashes.get(function) == digest
+        statuses[name] = recorded.get(name, "not checked") if same else "not checked"
+    return statuses
+
+
 def pending(module: str) -> list[str]:
     """What `mutmut run` should be given for `module`: its mutants not killed yet (not checked, survived,
     timed out: tests may have been added since), or the module's pattern when nothing was generated yet.
     (mutmut re-runs every mutant it is given by name or pattern, and only unchecked ones when given none.)"""
     try:
-        statuses = {n: s for n, s in results().items() if n.startswith(module + ".")}
+        statuses = current_results([module])
     except (subprocess.CalledProcessError, FileNotFoundError):
         statuses = {}
     if not statuses:
@@ -74,7 +110,7 @@ def main() -> None:
         print(" ".join(pending(args.pending)))
         return
     out = Path(args.out)
-    statuses = results()
+    statuses = current_results()
     known = equivalents()
     counts: dict[str, Counter] = defaultdict(Counter)
     for name, status in statuses.items():
@@ -84,6 +120,10 @@ def main() -> None:
     lines = ["# Mutation testing report (`make mutate`)", "",
              f"Written by `python -m tests.mutation_report` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from mutmut's "
              "results in mutants/ (SQLite only). See docs/mutation.md for what was run.", "",
+             "Started from: " + (f"the results saved in tests/mutation-cache/ ({restored}); mutmut kept the "
+                                 "verdicts of the functions whose source had not changed, and every mutant not "
+                                 "killed was run again." if (restored := mutation_cache.restored_from())
+                                 else "nothing saved (this mutants/ was built by its own runs)."), "",
              "| module | mutants | killed | survived (of them known, with why) | timeout | no tests | not run yet | other |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for module in MODULES:
