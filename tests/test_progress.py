@@ -967,6 +967,92 @@ def test_closing_skips_a_document_another_closer_holds_and_ignores_key_share_loc
     assert [d.id for d in close_due(now)] == [held]
 
 
+def _locked_before_blocking(app, writer, held: int, probes: list[int]) -> list[int]:
+    """Lock order, seen from outside (PostgreSQL): another transaction holds document `held`; `writer()`
+    runs in a thread until it waits for that row; then: which of `probes` had it already locked? A writer
+    that takes its documents in id order, with `held` the smallest, waits on `held` before it touches any.
+    Two writers that each lock several documents in their own orders can deadlock (content/progress.py's
+    one lock order); this is how a test sees the order without needing the deadlock itself."""
+    import threading
+    import time
+
+    import psycopg
+
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    db.session.commit()
+    failures: list[BaseException] = []
+
+    def run():
+        with app.app_context():
+            try:
+                writer()
+            except BaseException as e:   # reported below, not lost in the thread
+                failures.append(e)
+            finally:
+                db.session.rollback()
+                db.session.remove()
+
+    with psycopg.connect(url) as holder, psycopg.connect(url, autocommit=True) as probe_connection:
+        holder.execute("SELECT id FROM documents WHERE id = %s FOR UPDATE", (held,))
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not probe_connection.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'").fetchone()[0]:
+            assert time.monotonic() < deadline and thread.is_alive(), f"the writer never waited: {failures}"
+            time.sleep(0.02)
+        probe_connection.execute("SET lock_timeout = '300ms'")
+        locked = []
+        for probe in probes:
+            try:
+                probe_connection.execute("SELECT id FROM documents WHERE id = %s FOR UPDATE", (probe,))
+            except psycopg.errors.LockNotAvailable:
+                locked.append(probe)
+        holder.rollback()   # the writer goes on
+        thread.join(timeout=30)
+    assert not thread.is_alive() and not failures, failures
+    return locked
+
+
+def _rewrite_rows(*document_ids: int) -> None:
+    """Rewrite these documents' rows, in this order (a no-op UPDATE writes a new tuple after the others):
+    the table's physical order, which a plan without ORDER BY follows (forwards or, through a hash join,
+    backwards), is no longer the ids' order."""
+    for document_id in document_ids:
+        db.session.execute(update(Document).where(Document.id == document_id).values(title=Document.title))
+        db.session.commit()
+
+
+def test_a_recount_locks_its_documents_in_id_order(pg_only, app, api, tree):
+    """_lock_active (every membership change and recount) locks the active documents in id order, whatever
+    order the table returns them in: with the first document held elsewhere, it waits there before
+    taking the second."""
+    from content.progress import _lock_active
+
+    first, second, third = api.publish(), api.publish(title="Kế hoạch B"), api.publish(title="Kế hoạch C")
+    _rewrite_rows(first, third)   # physically: second, first, third: the first is in the middle either way
+    physical = [d for (d,) in db.session.execute(text("SELECT id FROM documents ORDER BY ctid"))]
+    assert physical == [second, first, third]
+    assert _locked_before_blocking(app, _lock_active, held=first, probes=[second, third]) == []
+
+
+def test_an_offline_sync_locks_its_documents_in_id_order(pg_only, app, api, tree):
+    """sync answers in the phone's order but locks the documents in id order (two syncs of one phone with
+    crossed orders would otherwise deadlock): with the first document held elsewhere, a sync listing the
+    second one first waits on the first before it touches the second."""
+    first, second = api.publish(), api.publish(title="Kế hoạch B")
+    auth = api.auth("M1")
+    items = [{"document_id": second, "version": 1}, {"document_id": first, "version": 1}]
+    answers = []
+
+    def writer():
+        response = app.test_client().post(f"{API}/me/acknowledgements/sync", json={"items": items}, headers=auth)
+        answers.append((response.status_code, [i["status"] for i in response.json["results"]]))
+
+    assert _locked_before_blocking(app, writer, held=first, probes=[second]) == []
+    assert answers == [(200, ["ok", "ok"])]
+
+
 @pytest.mark.parametrize("threads", [2, 8])
 def test_parallel_acknowledgements_of_one_member_count_once(pg_only, app, api, tree, threads):
     doc = api.publish()
