@@ -999,3 +999,21 @@ def test_a_former_secretary_no_longer_sees_the_figures_of_a_reminder_they_sent(w
         assert_problem(secretary("GET", stats), 404, "not_found")
     finally:
         worlds.spoil()
+
+
+def test_only_an_admin_over_a_root_unit_may_import(worlds, tmp_path):
+    """A file of units or members may move a member or grant a role anywhere in the tree, so the console's
+    imports are for an admin over a root unit only: a role at the root that is not admin (the city's
+    publisher or committee) is refused, and so is an admin of one district. (The matrix's callers hold
+    neither, so its cells cannot tell `and` from `or` in permissions.can_import.)"""
+    world = worlds.current()
+    browser = world.browser("publisher_other")
+    card, unit_code = CARDS["publisher_other"], "HN.DD.LT.1"
+    try:
+        seen = []
+        for roles in ("publisher@HN", "committee@HN", "admin@HN.DD", "admin@HN"):
+            _import_member(tmp_path, card, unit_code, roles)
+            seen.append((roles, browser.get("/imports").status_code))
+        assert seen == [("publisher@HN", 403), ("committee@HN", 403), ("admin@HN.DD", 403), ("admin@HN", 200)]
+    finally:
+        worlds.spoil()
