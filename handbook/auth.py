@@ -431,7 +431,9 @@ def _remember_verified_tokens(manager) -> None:
     settings; on every request the time-bound claims (exp, nbf, iat, with the configured leeway) are
     checked again, and a token failing them goes through flask-jwt-extended's own decoding, which raises
     exactly what it always raised. Revocation is not cached here: it is the session check that follows."""
-    original = manager._decode_jwt_from_config
+    # The undecorated decoder is kept, so that installing this again (tests/conftest.py under `make mutate`,
+    # where the module was imported before the mutant was chosen) starts afresh instead of stacking.
+    original = manager.__dict__.setdefault("_handbook_undecorated_decode", manager._decode_jwt_from_config)
     verified: dict = {}
 
     def decode(encoded_token, csrf_value=None, allow_expired=False):

@@ -124,6 +124,40 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=order)
 
 
+# Also under `make mutate` only (mutmut's stats, clean and mutant runs all set MUTANT_UNDER_TEST): what a
+# process builds once and keeps is built again for every test. Statements cached with functools.cache
+# call content.access's conditions (and the like) only the first time; mutmut traces which tests call a
+# function, so only the first test of the run was tied to them, and their mutants were run against that
+# one test (false survivors), or, built before the mutant was chosen, never ran at all. Likewise the
+# verified-token wrapper that handbook.auth installs at import time is installed again per test.
+def _forget_per_process_state() -> None:
+    import functools
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(("content.", "handbook.", "push.", "api.", "console.")):
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, functools._lru_cache_wrapper):   # functools.cache and lru_cache
+                value.cache_clear()
+    if "content.acknowledgements" in sys.modules:
+        sys.modules["content.acknowledgements"]._COMPILED.clear()   # keyed by id() of the statements above
+    if "content.meetings" in sys.modules:
+        sys.modules["content.meetings"]._TREES.clear()
+        sys.modules["content.meetings"]._STATS.clear()
+    if "handbook.auth" in sys.modules:
+        from handbook.extensions import jwt
+
+        sys.modules["handbook.auth"]._remember_verified_tokens(jwt)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_per_process_state_under_mutmut():
+    if "MUTANT_UNDER_TEST" in os.environ:
+        _forget_per_process_state()
+    yield
+
+
 @pytest.fixture(scope="session")
 def database_url(backend, tmp_path_factory):
     if backend == "sqlite":
