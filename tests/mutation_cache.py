@@ -62,7 +62,7 @@ def save() -> str:
 def restore() -> str:
     if not (CACHE / STATS).exists():
         return "mutation cache: none saved, starting from nothing"
-    if (MUTANTS / STATS).exists():
+    if (MUTANTS / STATS).exists() or (MUTANTS.exists() and _metas(MUTANTS)):
         return "mutation cache: mutants/ already has results, the saved cache is not used"
     for relative in [Path(STATS), *_metas(CACHE)]:
         target = MUTANTS / relative

@@ -34,6 +34,8 @@ def test_saved_results_are_restored_into_an_empty_mutants_folder_only(places):
         "content/access.py.meta", "mutmut-stats.json", "origin.json"]
 
     assert "already has results" in mutation_cache.restore()   # a mutants/ with results is left as it is
+    (mutants / "mutmut-stats.json").unlink()                      # (stats deleted to have them collected again)
+    assert "already has results" in mutation_cache.restore()
     assert mutation_cache.restored_from() is None
 
     shutil.rmtree(mutants)
