@@ -85,15 +85,11 @@ def readable(reader: Reader, now: datetime | None = None):
     return and_(is_out(now), in_audience(reader))
 
 
-def readable_document(member: Member, document_id: int, *, include_withdrawn: bool = False,
-                      lock: bool = False) -> Document:
-    """The document if the member may read it, else 404. Withdrawn ones only when asked (for 410). With
-    `lock`, read afresh under the shared lock that member-level writers hold (see content.progress)."""
+def readable_document(member: Member, document_id: int, *, lock: bool = False) -> Document:
+    """The document if the member may read it (out, and in its audience), else 404. With `lock`, read
+    afresh under the shared lock that member-level writers hold (see content.progress)."""
     reader = Reader.of(member)
-    out = is_out()
-    if include_withdrawn:
-        out = or_(out, was_out())
-    stmt = select(Document).where(Document.id == document_id, out, in_audience(reader))
+    stmt = select(Document).where(Document.id == document_id, is_out(), in_audience(reader))
     doc = db.session.scalar(share_locked(stmt) if lock else stmt)
     if doc is None:
         raise not_found()
