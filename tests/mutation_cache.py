@@ -21,6 +21,7 @@ The report (docs/mutation-report.md) says when the cache it started from was sav
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import shutil
 import subprocess
@@ -49,25 +50,31 @@ def save() -> str:
         return "mutation cache: nothing to save (no mutants/mutmut-stats.json)"
     if CACHE.exists():
         shutil.rmtree(CACHE)
-    for relative in [Path(STATS), *_metas(MUTANTS)]:
+    for relative in _metas(MUTANTS):   # small, and a diff of them shows which verdicts changed
         _write_json(CACHE / relative, json.loads((MUTANTS / relative).read_text(encoding="utf-8")))
+    # Which test calls which function: megabytes of JSON, kept compressed (mtime 0: the same stats give
+    # the same bytes).
+    with open(CACHE / (STATS + ".gz"), "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+        out.write((MUTANTS / STATS).read_bytes())
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "content", "handbook", "push", "api", "tests"],
                                 cwd=ROOT, capture_output=True, text=True).stdout.strip())
     _write_json(CACHE / ORIGIN, {"saved_at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "commit": commit,
                                  "uncommitted_changes": dirty})
-    return f"mutation cache: saved {len(_metas(CACHE))} .meta files and {STATS} to {CACHE}"
+    return f"mutation cache: saved {len(_metas(CACHE))} .meta files and {STATS}.gz to {CACHE}"
 
 
 def restore() -> str:
-    if not (CACHE / STATS).exists():
+    if not (CACHE / (STATS + ".gz")).exists():
         return "mutation cache: none saved, starting from nothing"
     if (MUTANTS / STATS).exists() or (MUTANTS.exists() and _metas(MUTANTS)):
         return "mutation cache: mutants/ already has results, the saved cache is not used"
-    for relative in [Path(STATS), *_metas(CACHE)]:
+    for relative in _metas(CACHE):
         target = MUTANTS / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(CACHE / relative, target)
+    with gzip.open(CACHE / (STATS + ".gz"), "rb") as stats:
+        (MUTANTS / STATS).write_bytes(stats.read())
     (MUTANTS / "restored-from.txt").write_text(origin() + "\n", encoding="utf-8")
     return f"mutation cache: restored into mutants/ ({origin()})"
 

@@ -31,7 +31,7 @@ def test_saved_results_are_restored_into_an_empty_mutants_folder_only(places):
 
     assert "saved 1 .meta files" in mutation_cache.save()
     assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file()) == [
-        "content/access.py.meta", "mutmut-stats.json", "origin.json"]
+        "content/access.py.meta", "mutmut-stats.json.gz", "origin.json"]
 
     assert "already has results" in mutation_cache.restore()   # a mutants/ with results is left as it is
     (mutants / "mutmut-stats.json").unlink()                      # (stats deleted to have them collected again)
