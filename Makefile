@@ -58,8 +58,8 @@ mutate: install
 			$$todo >mutants/$$module.log 2>&1; \
 		status=$$?; [ $$status -eq 124 ] && echo "  stopped after $(MUTATE_SECONDS) s: run again to go on"; \
 		[ $$status -ne 0 ] && [ $$status -ne 124 ] && { tail -n 30 mutants/$$module.log; exit $$status; }; \
+		$(BIN)/python -m tests.mutation_cache save; \
 	done; true
-	$(BIN)/python -m tests.mutation_cache save
 	$(BIN)/python -m tests.mutation_report
 
 # Benchmark (bench/run.py): a dedicated PostgreSQL database (BENCH_DATABASE_URL, default
