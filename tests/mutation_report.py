@@ -10,6 +10,7 @@ surviving mutant that is not listed there is a behaviour change no test notices:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import subprocess
@@ -32,14 +33,44 @@ def mutmut(*args: str) -> str:
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
 
 
-def equivalents() -> dict[str, str]:
+def equivalents() -> dict[str, tuple[str | None, str]]:
+    """tests/mutation_equivalents.txt: `name: why`, or `name @pin: why` once the why was checked against the
+    mutant's diff (`pin`: its fingerprint). mutmut numbers mutants per function, so a name can come to mean
+    another mutant when the function changes; a pinned explanation then no longer counts."""
     known = {}
     if EQUIVALENTS.exists():
         for line in EQUIVALENTS.read_text(encoding="utf-8").splitlines():
             if line.strip() and not line.startswith("#"):
-                name, _, why = line.partition(":")
-                known[name.strip()] = why.strip()
+                head, _, why = line.partition(": ")
+                name, _, pinned = head.strip().partition(" @")
+                known[name] = (pinned or None, why.strip())
     return known
+
+
+def diff(name: str) -> str:
+    return mutmut("show", name).split("\n", 1)[-1].strip()
+
+
+def pin(mutant_diff: str) -> str:
+    """The fingerprint of a mutant: its removed and added lines, whitespace aside."""
+    changed = [line.strip() for line in mutant_diff.splitlines()
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    return hashlib.sha256("\n".join(changed).encode()).hexdigest()[:10]
+
+
+def pin_entries(names: list[str]) -> None:
+    """Write the current diff's pin into each named entry (after checking its why against that diff)."""
+    wanted, lines = set(names), []
+    for line in EQUIVALENTS.read_text(encoding="utf-8").splitlines():
+        head, sep, why = line.partition(": ")
+        name = head.strip().partition(" @")[0]
+        if sep and not line.startswith("#") and name in wanted:
+            line = f"{name} @{pin(diff(name))}: {why}"
+            wanted.discard(name)
+        lines.append(line)
+    if wanted:
+        raise SystemExit(f"not in {EQUIVALENTS.name}: {sorted(wanted)}")
+    EQUIVALENTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def module_of(name: str) -> str:
@@ -105,17 +136,27 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=str(ROOT / "docs" / "mutation-report.md"))
     parser.add_argument("--pending", metavar="MODULE", help="print the mutants of MODULE still to run, and stop")
+    parser.add_argument("--pin", nargs="+", metavar="MUTANT",
+                        help="pin these entries of tests/mutation_equivalents.txt to their current diffs, and stop")
     args = parser.parse_args()
     if args.pending:
         print(" ".join(pending(args.pending)))
         return
+    if args.pin:
+        pin_entries(args.pin)
+        return
     out = Path(args.out)
     statuses = current_results()
-    known = equivalents()
     counts: dict[str, Counter] = defaultdict(Counter)
     for name, status in statuses.items():
         counts[module_of(name)][status] += 1
     survivors = sorted(n for n, s in statuses.items() if s == "survived")
+    diffs = {n: diff(n) for n in survivors}
+    entries = equivalents()
+    # An explanation pinned to another diff explains nothing now (the function changed, the name moved).
+    moved = {n for n in survivors if n in entries and entries[n][0] not in (None, pin(diffs[n]))}
+    known = {n: why for n, (_, why) in entries.items() if n not in moved}
+    unpinned = {n for n in survivors if n in known and entries[n][0] is None}
     real = [n for n in survivors if n not in known]
     lines = ["# Mutation testing report (`make mutate`)", "",
              f"Written by `python -m tests.mutation_report` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from mutmut's "
@@ -133,7 +174,9 @@ def main() -> None:
         lines.append(f"| {module} | {sum(c.values())} | {c['killed']} | {c['survived']} ({equivalent}) | "
                      f"{c['timeout']} | {c['no tests']} | {c['not checked']} | {other} |")
     not_run = sum(1 for s in statuses.values() if s == "not checked")
-    lines += ["", f"Surviving mutants not explained in tests/mutation_equivalents.txt: **{len(real)}**.",
+    lines += ["", f"Surviving mutants not explained in tests/mutation_equivalents.txt: **{len(real)}**"
+              f" ({len(moved)} of them explained for another diff). Explained but not yet pinned to their "
+              f"diffs: {len(unpinned)}.",
               "", f"Not run yet: **{not_run}** of {len(statuses)} mutants (each module's run stops at "
               "MUTATE_SECONDS; `make mutate` again goes on). Until that is 0 this report is partial.", ""]
     for title, names in (("Surviving mutants (behaviour changes no test notices)", real),
@@ -145,9 +188,11 @@ def main() -> None:
         for name in names:
             lines.append(f"### `{name}`")
             if name in known:
-                lines += ["", f"Why: {known[name]}"]
-            diff = mutmut("show", name).split("\n", 1)[-1].strip()
-            lines += ["", "```diff", diff, "```", ""]
+                lines += ["", f"Why: {known[name]}" + (" (not yet pinned to this diff: check that it is the "
+                                                        "mutant the why describes)" if name in unpinned else "")]
+            elif name in moved:
+                lines += ["", f"Explained for another diff (the function changed since): {entries[name][1]}"]
+            lines += ["", "```diff", diffs[name], "```", ""]
     # Not run yet and no tests are counted in the table; anything else (timeouts, crashes) is named.
     others = sorted(n for n, s in statuses.items() if s not in ("killed", "survived", "not checked", "no tests"))
     if others:

@@ -326,6 +326,25 @@ def test_a_document_withdrawn_the_instant_it_came_out_had_come_out(client, tree,
     assert_problem(an.get(f"/documents/{early}"), 404, "not_found")
 
 
+def test_a_document_is_out_from_the_very_instant_of_its_publication(client, tree, people):
+    """`is_out` (SQL, at a given instant) and `went_out` (Python) agree at the boundary: a document
+    scheduled for T is out at T itself, and not a microsecond before."""
+    from content.access import Reader, readable, went_out
+
+    at = utcnow().replace(microsecond=0) + timedelta(hours=1)
+    doc = document(tree["city"], [tree["b1"]], title="Hẹn giờ đúng lúc", status="scheduled").id
+    set_doc(doc, published_at=at)
+    reader = Reader.of(people["an"])
+    instants = (at - timedelta(microseconds=1), at, at + timedelta(microseconds=1))
+
+    def readable_at(now):
+        return db.session.scalars(select(Document.id).where(Document.id == doc, readable(reader, now))).all() == [doc]
+
+    assert [readable_at(now) for now in instants] == [False, True, True]
+    loaded = db.session.get(Document, doc)
+    assert [went_out(loaded, now) for now in instants] == [False, True, True]
+
+
 def test_a_document_withdrawn_before_its_scheduled_time_never_existed_for_readers(client, tree, pub, an):
     start = utcnow() - timedelta(seconds=1)
     doc = pub.create(title="Hẹn giờ rồi hủy", audience={"org_units": [tree["b1"].id]})

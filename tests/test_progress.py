@@ -1053,6 +1053,37 @@ def test_an_offline_sync_locks_its_documents_in_id_order(pg_only, app, api, tree
     assert answers == [(200, ["ok", "ok"])]
 
 
+def test_a_manager_reading_a_document_is_not_held_up_by_a_writer(pg_only, app, api, tree):
+    """content.access.managed_document locks the row only for writers (for_update=True): a manager's
+    reads (the document, its versions) answer at once while another transaction holds the row."""
+    import threading
+
+    import psycopg
+
+    doc = api.publish()
+    auth = api.auth("BT")
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    db.session.commit()
+    answers = []
+
+    def read():
+        with app.app_context():
+            client = app.test_client()
+            answers.extend(client.get(f"/api/v1/admin/documents/{doc}{tail}", headers=auth).status_code
+                           for tail in ("", "/versions"))
+            db.session.remove()
+
+    with psycopg.connect(url) as holder:
+        holder.execute("SELECT id FROM documents WHERE id = %s FOR UPDATE", (doc,))
+        reader = threading.Thread(target=read)
+        reader.start()
+        reader.join(timeout=10)
+        answered_while_held = not reader.is_alive()
+        holder.rollback()
+    reader.join(timeout=30)
+    assert (answered_while_held, answers) == (True, [200, 200])
+
+
 @pytest.mark.parametrize("threads", [2, 8])
 def test_parallel_acknowledgements_of_one_member_count_once(pg_only, app, api, tree, threads):
     doc = api.publish()
