@@ -1053,6 +1053,29 @@ def test_an_offline_sync_locks_its_documents_in_id_order(pg_only, app, api, tree
     assert answers == [(200, ["ok", "ok"])]
 
 
+def test_a_document_writer_locks_the_row_but_not_its_key(pg_only, app, api, tree):
+    """managed_document(for_update=True), which every write to a document goes through, holds the row FOR
+    NO KEY UPDATE until the transaction ends: a member-level writer's FOR SHARE waits for it, a foreign-key
+    check's KEY SHARE (a receipt or notification referencing the document) does not."""
+    import psycopg
+
+    from content.access import managed_document
+
+    doc = api.publish()
+    actor = db.session.get(Member, api.id("BT"))
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    db.session.commit()
+    assert managed_document(actor, doc, for_update=True).id == doc   # the transaction stays open
+    try:
+        with psycopg.connect(url, autocommit=True) as other:
+            other.execute("SET lock_timeout = '500ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute("SELECT id FROM documents WHERE id = %s FOR SHARE", (doc,))
+            other.execute("SELECT id FROM documents WHERE id = %s FOR KEY SHARE", (doc,))
+    finally:
+        db.session.rollback()
+
+
 def test_a_manager_reading_a_document_is_not_held_up_by_a_writer(pg_only, app, api, tree):
     """content.access.managed_document locks the row only for writers (for_update=True): a manager's
     reads (the document, its versions) answer at once while another transaction holds the row."""
