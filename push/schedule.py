@@ -179,10 +179,11 @@ def due_notifications(at: datetime, limit: int = 100) -> list[int]:
 
 # --- manual reminders --------------------------------------------------------------------------------
 
-def remind(actor: Member, document_id: int, org_unit_id: int) -> dict:
-    """POST /documents/{id}/reminders: push the pending members of one unit (its subtree)."""
+def remind(actor: Member, document_id: int, org_unit_id: int, *, now: datetime | None = None) -> dict:
+    """POST /documents/{id}/reminders: push the pending members of one unit (its subtree). `now`: the
+    request's time (utcnow(); given by tests, as `run_due(at)` is)."""
     doc = followed_for_briefing(actor, document_id)
-    now = utcnow()
+    now = utcnow() if now is None else now
     if not went_out(doc, now):   # as content.access sees it: members cannot open it yet, nothing to remind of
         raise ProblemError("document_not_out", 409)
     if not doc.requires_ack:

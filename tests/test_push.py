@@ -9,7 +9,7 @@ SD and the publisher BT); every member but M4 registers one phone, M1 two (a fid
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -384,6 +384,30 @@ def quiet(app):
     app.config["QUIET_HOURS"] = ""
 
 
+@pytest.mark.parametrize(("window", "at", "ends"), [
+    ("22:00-23:30", (5, 22, 30), (5, 23, 30)),   # an evening window ends the same local day
+    ("21:00-07:00", (5, 23, 0), (6, 7, 0)),      # a night window, before midnight: the next morning
+    ("21:00-07:00", (6, 2, 0), (6, 7, 0)),       # after midnight: this morning
+    ("21:00-07:00", (6, 7, 0), (6, 7, 0)),       # its end is not quiet
+])
+@pytest.mark.parametrize("server_zone", ["Pacific/Kiritimati", "America/Los_Angeles", "UTC"])
+def test_quiet_hours_end_on_hanoi_s_clock_whatever_the_server_s_zone(app, monkeypatch, window, at, ends,
+                                                                    server_zone):
+    """quiet_ends reads the window on Hà Nội's clock: the server's own zone (here up to 7 hours ahead of
+    Hà Nội and 15 behind) changes nothing."""
+    from push.schedule import quiet_ends
+
+    monkeypatch.setitem(app.config, "QUIET_HOURS", window)
+    monkeypatch.setenv("TZ", server_zone)
+    time.tzset()
+    try:
+        got = quiet_ends(datetime(2026, 12, at[0], at[1], at[2], tzinfo=ZONE))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert got == datetime(2026, 12, ends[0], ends[1], ends[2], tzinfo=ZONE)
+
+
 def test_quiet_hours_hold_pushes_across_midnight(world, fcm, quiet):
     doc_id = world.publish("city")
     tomorrow = datetime.now(ZONE) + timedelta(days=1)
@@ -576,6 +600,102 @@ def test_a_secretary_reminds_the_pending_members_of_a_unit_once_a_day(world, fcm
     assert remind(world, "S1", doc_id, "b1").status_code == 202
     audit = world.audit("notification.manual")
     assert len(audit) == 3
+
+
+def test_the_24_hours_of_a_manual_reminder_end_to_the_microsecond_and_each_reminder_is_audited(world, fcm,
+                                                                                                monkeypatch):
+    """The domain call behind POST /documents/{id}/reminders, at chosen instants: within 24 hours of the
+    last reminder of a unit it is 429 with the wait rounded up to a whole second (at least 1) and the
+    local (Hà Nội) moment it ends; at exactly 24 hours it is allowed again. Each reminder is audited whole."""
+    from handbook.errors import ProblemError
+    from handbook.members import Member
+    from handbook.timeutil import utcnow
+    from push.schedule import remind as remind_at
+
+    doc_id = world.publish("city")
+    secretary, b1 = db.session.get(Member, world.id("S1")), world.tree["b1"].id
+    t0 = utcnow().replace(microsecond=0) + timedelta(minutes=1)
+    day = timedelta(hours=24)
+    published = as_naive(db.session.get(Document, doc_id).published_at)
+    with pytest.raises(ProblemError, match="document_not_out"):   # judged at the request's time
+        remind_at(secretary, doc_id, b1, now=published.replace(tzinfo=UTC) - timedelta(microseconds=1))
+    first = remind_at(secretary, doc_id, b1, now=t0)
+
+    refused = []
+    monkeypatch.setenv("TZ", "Asia/Tokyo")   # the server's own zone is not Hà Nội's
+    time.tzset()
+    try:
+        for now in (t0 + day - timedelta(seconds=1.5), t0 + day - timedelta(microseconds=1)):
+            with pytest.raises(ProblemError) as caught:
+                remind_at(secretary, doc_id, b1, now=now)
+            e = caught.value
+            refused.append((e.code, e.status, e.headers, e.extra))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    at = (t0 + day).astimezone(ZONE).isoformat()   # whole seconds: t0 is
+    assert at.endswith("+07:00")
+    assert refused == [   # waits of 1.5 s and 1 µs, rounded up to 2 s and 1 s: either way back at t0 + 24 h
+        ("reminder_too_soon", 429, {"Retry-After": "2"}, {"retry_after": 2, "retry_at": at}),
+        ("reminder_too_soon", 429, {"Retry-After": "1"}, {"retry_after": 1, "retry_at": at}),
+    ]
+    second = remind_at(secretary, doc_id, b1, now=t0 + day)   # 24 hours exactly: allowed again
+
+    audited = [(e["actor"]["id"] if e.get("actor") else None, e["target_type"], e["target_id"], e["details"])
+               for e in reversed(world.audit("notification.manual"))]
+    assert audited == [(secretary.id, "document", str(doc_id),
+                        {"org_unit_id": b1, "notification_id": r["notification_id"], "recipients": 4})
+                       for r in (first, second)]
+    assert first["notification_id"] != second["notification_id"]
+    created = db.session.execute(select(Notification.created_at, Notification.due_at)
+                                 .where(Notification.kind == "manual").order_by(Notification.id)).all()
+    assert [(as_naive(c), as_naive(d)) for c, d in created] == [(as_naive(t0),) * 2, (as_naive(t0 + day),) * 2]
+
+
+def as_naive(value: datetime) -> datetime:
+    from handbook.timeutil import as_utc
+
+    return as_utc(value).replace(tzinfo=None)
+
+
+def test_a_manual_reminder_locks_its_unit_against_another_reminder_but_not_its_key(world, fcm, app, backend):
+    """PostgreSQL: a reminder holds its unit FOR NO KEY UPDATE, so two reminders of one unit take turns
+    (the 24-hour rule holds), while a foreign-key check on the unit (KEY SHARE: a recount inserting its
+    counters) does not hold a reminder up."""
+    import threading
+
+    import psycopg
+
+    if backend != "postgresql":
+        pytest.skip("row locks: PostgreSQL only")
+    doc_id = world.publish("city")
+    b1, headers = world.tree["b1"].id, world.auth("S1")
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    db.session.commit()
+    statuses = []
+
+    def post():
+        with app.app_context():
+            statuses.append(app.test_client().post(f"{API}/documents/{doc_id}/reminders", json={"org_unit": b1},
+                                                   headers=headers).status_code)
+            db.session.remove()
+
+    with psycopg.connect(url) as holder:
+        holder.execute("SELECT id FROM org_units WHERE id = %s FOR KEY SHARE", (b1,))
+        first = threading.Thread(target=post)
+        first.start()
+        first.join(timeout=10)
+        first_done = not first.is_alive()
+        holder.rollback()
+        first.join(timeout=30)
+        holder.execute("SELECT id FROM org_units WHERE id = %s FOR NO KEY UPDATE", (b1,))   # another reminder
+        second = threading.Thread(target=post)
+        second.start()
+        second.join(timeout=1)
+        second_waited = second.is_alive()
+        holder.rollback()
+        second.join(timeout=30)
+    assert (first_done, second_waited, statuses) == (True, True, [202, 429])
 
 
 def test_manual_reminders_need_a_secretary_over_the_unit(world, fcm):

@@ -250,6 +250,23 @@ def test_a_manual_reminder_cannot_push_a_document_that_is_not_out_yet(world, fcm
         Notification.kind == "manual")) == 0
 
 
+def test_a_scheduled_document_s_reminders_count_from_its_publication_time_not_from_its_release(world, fcm):
+    """The first acknowledgement round starts at `published_at`. A scheduled document's version 1 is
+    recorded when run-due releases it, which can be much earlier than that time (here the release runs
+    on the real clock, a week before the simulated one) or later (a worker that was down): the round
+    must not start then."""
+    doc_id = create_document(world, "city")
+    at = datetime.now(UTC) + timedelta(days=7, hours=1)
+    scheduled = world.client.post(f"{ADMIN}/{doc_id}/publish", json={"publish_at": at.isoformat()},
+                                  headers=world.auth("BT"))
+    assert scheduled.status_code == 200 and scheduled.json["status"] == "scheduled"
+    run_due(at + timedelta(minutes=1))   # released and pushed; the first reminder is 7 days after `at`
+    kinds = db.session.scalars(select(Notification.kind).where(Notification.document_id == doc_id)
+                               .order_by(Notification.id)).all()
+    assert kinds == ["published"]
+    assert accepted(fcm, "reminder") == [] and len(accepted(fcm, "published")) > 0
+
+
 # Regression (was a bug: a re-acknowledgement push held by quiet hours still tells members who acknowledged the new version meanwhile to acknowledge again (REACK is not skipped like reminders are))
 def test_a_reack_push_skips_members_who_already_acknowledged_the_new_version(world, fcm, config):
     doc_id = world.publish("b1")
