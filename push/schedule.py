@@ -90,8 +90,8 @@ def schedule_due(at: datetime) -> list[tuple[str, str, int]]:
     """Create the reminders and escalations due at `at` (idempotent, also between concurrent runners:
     INSERT … ON CONFLICT DO NOTHING on (document, key)). Returns (kind, key, document id) of those
     created to be sent."""
-    reminder_days = sorted(current_app.config.get("REMINDER_DAYS", []))
-    escalation_days = sorted(current_app.config.get("ESCALATION_DAYS", []))
+    reminder_days = sorted(current_app.config["REMINDER_DAYS"])   # config.py always sets both ([]: none)
+    escalation_days = sorted(current_app.config["ESCALATION_DAYS"])
     if not reminder_days and not escalation_days:
         return []
     horizon = max(reminder_days + escalation_days)

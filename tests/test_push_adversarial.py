@@ -250,6 +250,38 @@ def test_a_manual_reminder_cannot_push_a_document_that_is_not_out_yet(world, fcm
         Notification.kind == "manual")) == 0
 
 
+def test_a_withdrawn_document_gets_no_reminders_nor_escalations(world, fcm):
+    doc_id = world.publish("city")
+    start = published_at(doc_id)
+    run_due(start + timedelta(minutes=1))
+    world.withdraw(doc_id)
+    fcm.reset()
+    for day in (7, 12, 14, 15):
+        run_due(start + timedelta(days=day, minutes=1))
+    kinds = db.session.scalars(select(Notification.kind).where(Notification.document_id == doc_id)).all()
+    assert (sorted(kinds), fcm.accepted_count()) == (["published"], 0)
+
+
+def test_run_due_looks_back_only_as_far_as_a_round_can_reach(world, fcm):
+    """schedule_due skips documents whose deadline passed longer ago than the longest reminder or
+    escalation day plus 400 days (a round begins at most that long before its deadline): nothing is due
+    for them any more, and at 440,000 members their receipts are not worth reading. Just inside that
+    bound a document is still looked at (it gets its rounds' rows, the passed ones cancelled)."""
+    from push.schedule import schedule_due
+
+    at = datetime.now(UTC)
+    bound = at - timedelta(days=15 + 400)   # ESCALATION_DAYS 12, 15 and REMINDER_DAYS 7, 12, 14: 15
+    inside, outside = world.publish("city", title="Vừa trong giới hạn"), world.publish("city", title="Ngoài giới hạn")
+    for doc_id, deadline in ((inside, bound + timedelta(hours=1)), (outside, bound - timedelta(hours=1))):
+        db.session.execute(update(Document).where(Document.id == doc_id).values(
+            published_at=deadline - timedelta(days=14), deadline=deadline))
+    db.session.commit()
+    schedule_due(at)
+    rows = db.session.execute(select(Notification.document_id, Notification.dedupe_key)
+                              .where(Notification.dedupe_key.is_not(None))).all()
+    assert {doc for doc, _ in rows} == {inside}
+
+
 def test_a_scheduled_document_s_reminders_count_from_its_publication_time_not_from_its_release(world, fcm):
     """The first acknowledgement round starts at `published_at`. A scheduled document's version 1 is
     recorded when run-due releases it, which can be much earlier than that time (here the release runs
