@@ -250,6 +250,23 @@ def test_a_manual_reminder_cannot_push_a_document_that_is_not_out_yet(world, fcm
         Notification.kind == "manual")) == 0
 
 
+def test_run_due_again_at_the_same_instant_writes_nothing(world, fcm):
+    """Every run (each minute, over every active document) reads the rounds' keys it already wrote and
+    skips them: a second run at the same instant inserts nothing at all (the unique key would keep it
+    right anyway, but at the cost of one INSERT per document and day, every minute)."""
+    from push.schedule import schedule_due
+    from tests.factories import executed_statements
+
+    doc_id = world.publish("city")
+    at = published_at(doc_id).replace(tzinfo=UTC) + timedelta(days=15, minutes=1)
+    first = schedule_due(at)
+    assert [key for _, key, _ in first] == ["escalation:v1:d15"]   # past the deadline: no reminder is sent
+    keys = db.session.scalars(select(Notification.dedupe_key).where(Notification.dedupe_key.is_not(None))).all()
+    assert len(keys) == 5   # reminders d7, d12, d14 and escalation d12 recorded cancelled
+    again = executed_statements(lambda: schedule_due(at))
+    assert not [s for s in again if s.lstrip().upper().startswith("INSERT")], again
+
+
 def test_a_withdrawn_document_gets_no_reminders_nor_escalations(world, fcm):
     doc_id = world.publish("city")
     start = published_at(doc_id)
