@@ -250,6 +250,18 @@ def test_a_manual_reminder_cannot_push_a_document_that_is_not_out_yet(world, fcm
         Notification.kind == "manual")) == 0
 
 
+def test_a_reminder_is_due_from_the_very_instant_of_its_day_and_still_at_the_deadline_itself(world, fcm):
+    from push.schedule import schedule_due
+
+    doc_id = world.publish("city")
+    start = published_at(doc_id).replace(tzinfo=UTC)
+    deadline = db.session.get(Document, doc_id).deadline.replace(tzinfo=UTC)
+    assert deadline >= start + timedelta(days=14)
+    assert schedule_due(start + timedelta(days=7) - timedelta(microseconds=1)) == []
+    assert [key for _, key, _ in schedule_due(start + timedelta(days=7))] == ["reminder:v1:d7"]
+    assert [key for _, key, _ in schedule_due(deadline)] == ["reminder:v1:d14", "escalation:v1:d12"]
+
+
 def test_run_due_again_at_the_same_instant_writes_nothing(world, fcm):
     """Every run (each minute, over every active document) reads the rounds' keys it already wrote and
     skips them: a second run at the same instant inserts nothing at all (the unique key would keep it
