@@ -259,6 +259,10 @@ def test_a_reminder_is_due_from_the_very_instant_of_its_day_and_still_at_the_dea
     assert deadline >= start + timedelta(days=14)
     assert schedule_due(start + timedelta(days=7) - timedelta(microseconds=1)) == []
     assert [key for _, key, _ in schedule_due(start + timedelta(days=7))] == ["reminder:v1:d7"]
+    reminder = db.session.scalar(select(Notification.id).where(Notification.dedupe_key == "reminder:v1:d7"))
+    stats = world.client.get(f"{API}/admin/notifications/{reminder}", headers=world.auth("BT"))
+    assert (stats.status_code, stats.json["kind"], stats.json["org_unit_id"]) == (
+        200, "reminder", world.tree["city"].id)   # the document's own unit, as for its publication
     assert [key for _, key, _ in schedule_due(deadline)] == ["reminder:v1:d14", "escalation:v1:d12"]
 
 
