@@ -263,6 +263,7 @@ def test_a_reminder_is_due_from_the_very_instant_of_its_day_and_still_at_the_dea
     stats = world.client.get(f"{API}/admin/notifications/{reminder}", headers=world.auth("BT"))
     assert (stats.status_code, stats.json["kind"], stats.json["org_unit_id"]) == (
         200, "reminder", world.tree["city"].id)   # the document's own unit, as for its publication
+    assert datetime.fromisoformat(stats.json["due_at"]) == start + timedelta(days=7)   # its day, not the run's time
     assert [key for _, key, _ in schedule_due(deadline)] == ["reminder:v1:d14", "escalation:v1:d12"]
 
 
@@ -277,8 +278,12 @@ def test_run_due_again_at_the_same_instant_writes_nothing(world, fcm):
     at = published_at(doc_id).replace(tzinfo=UTC) + timedelta(days=15, minutes=1)
     first = schedule_due(at)
     assert [key for _, key, _ in first] == ["escalation:v1:d15"]   # past the deadline: no reminder is sent
-    keys = db.session.scalars(select(Notification.dedupe_key).where(Notification.dedupe_key.is_not(None))).all()
-    assert len(keys) == 5   # reminders d7, d12, d14 and escalation d12 recorded cancelled
+    rows = db.session.execute(select(Notification.dedupe_key, Notification.state, Notification.finished_at)
+                              .where(Notification.dedupe_key.is_not(None)).order_by(Notification.id)).all()
+    cancelled = ("cancelled", at.replace(tzinfo=None))   # the days that passed unsent, closed at the run's time
+    assert [(key, state, finished and finished.replace(tzinfo=None)) for key, state, finished in rows] == [
+        ("reminder:v1:d7", *cancelled), ("reminder:v1:d12", *cancelled), ("reminder:v1:d14", *cancelled),
+        ("escalation:v1:d12", *cancelled), ("escalation:v1:d15", "pending", None)]
     again = executed_statements(lambda: schedule_due(at))
     assert not [s for s in again if s.lstrip().upper().startswith("INSERT")], again
 
