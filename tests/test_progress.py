@@ -1053,6 +1053,55 @@ def test_an_offline_sync_locks_its_documents_in_id_order(pg_only, app, api, tree
     assert answers == [(200, ["ok", "ok"])]
 
 
+def _answered_while_held(app, request, doc: int, lock: str) -> tuple[bool, object]:
+    """Another transaction holds document `doc` (`lock`: FOR UPDATE, or FOR NO KEY UPDATE as a material
+    change or recount does) while `request(client)` runs in a thread: did it answer within a second
+    (not waiting for the row), and what did it answer once the row was released?"""
+    import threading
+
+    import psycopg
+
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    db.session.commit()
+    answers = []
+
+    def run():
+        with app.app_context():
+            answers.append(request(app.test_client()))
+            db.session.remove()
+
+    with psycopg.connect(url) as holder:
+        holder.execute(f"SELECT id FROM documents WHERE id = %s {lock}", (doc,))
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(timeout=1)
+        answered = not thread.is_alive()
+        holder.rollback()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    return answered, answers[0]
+
+
+def test_an_open_waits_for_a_material_change_holding_its_document(pg_only, app, api, tree):
+    """open_document reads the document under the members' shared lock (readable_document(lock=True)):
+    an open cannot slip past a material change that holds the row and count itself on the old round."""
+    doc = api.publish()
+    auth = api.auth("M1")
+    answered, status = _answered_while_held(
+        app, lambda c: c.post(f"{API}/documents/{doc}/open", headers=auth).status_code, doc, "FOR NO KEY UPDATE")
+    assert (answered, status) == (False, 204)
+
+
+def test_a_member_reading_a_document_s_public_answers_is_not_held_up_by_a_writer(pg_only, app, api, tree):
+    """readable_document locks only when asked (open_document): the other reads of a member (the public
+    answers, a quiz, an attachment) answer at once while a writer holds the document."""
+    doc = api.publish()
+    auth = api.auth("M1")
+    answered, status = _answered_while_held(
+        app, lambda c: c.get(f"{API}/documents/{doc}/questions", headers=auth).status_code, doc, "FOR UPDATE")
+    assert (answered, status) == (True, 200)
+
+
 def test_a_document_writer_locks_the_row_but_not_its_key(pg_only, app, api, tree):
     """managed_document(for_update=True), which every write to a document goes through, holds the row FOR
     NO KEY UPDATE until the transaction ends: a member-level writer's FOR SHARE waits for it, a foreign-key
