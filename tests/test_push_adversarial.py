@@ -288,6 +288,35 @@ def test_run_due_again_at_the_same_instant_writes_nothing(world, fcm):
     assert not [s for s in again if s.lstrip().upper().startswith("INSERT")], again
 
 
+def test_past_the_deadline_only_pending_reminders_whose_time_has_come_are_cancelled(world, fcm):
+    """cancel_expired (each run-due) closes the reminders that quiet hours held past the deadline: pending
+    reminders (scheduled or manual) whose time has come; not one already sent, not one whose time is still
+    to come (the run that reaches it closes it), not another kind."""
+    from push.schedule import cancel_expired
+
+    doc_id = world.publish("city")
+    deadline = db.session.get(Document, doc_id).deadline.replace(tzinfo=UTC)
+    at = deadline + timedelta(hours=1)
+    rows = {name: Notification(kind=kind, state=state, document_id=doc_id, due_at=due)
+            for name, kind, state, due in (
+                ("held", "reminder", "pending", deadline - timedelta(hours=2)),
+                ("manual", "manual", "pending", at),
+                ("sent", "reminder", "done", deadline - timedelta(hours=2)),
+                ("later", "reminder", "pending", at + timedelta(minutes=1)),
+                ("escalation", "escalation", "pending", deadline - timedelta(hours=2)))}
+    db.session.add_all(rows.values())
+    db.session.commit()
+    ids = {row.id: name for name, row in rows.items()}
+    assert [(ids[i], kind, doc) for i, kind, doc in cancel_expired(at)] == [
+        ("held", "reminder", doc_id), ("manual", "manual", doc_id)]
+    db.session.expire_all()
+    states = {ids[n.id]: (n.state, n.finished_at and n.finished_at.replace(tzinfo=None))
+              for n in db.session.scalars(select(Notification).where(Notification.id.in_(ids)))}
+    closed = ("cancelled", at.replace(tzinfo=None))
+    assert states == {"held": closed, "manual": closed, "sent": ("done", None), "later": ("pending", None),
+                      "escalation": ("pending", None)}
+
+
 def test_a_withdrawn_document_gets_no_reminders_nor_escalations(world, fcm):
     doc_id = world.publish("city")
     start = published_at(doc_id)
