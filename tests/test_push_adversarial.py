@@ -264,6 +264,7 @@ def test_a_reminder_is_due_from_the_very_instant_of_its_day_and_still_at_the_dea
     assert (stats.status_code, stats.json["kind"], stats.json["org_unit_id"]) == (
         200, "reminder", world.tree["city"].id)   # the document's own unit, as for its publication
     assert datetime.fromisoformat(stats.json["due_at"]) == start + timedelta(days=7)   # its day, not the run's time
+    assert stats.json["created_at"] is not None
     assert [key for _, key, _ in schedule_due(deadline)] == ["reminder:v1:d14", "escalation:v1:d12"]
 
 
@@ -338,15 +339,15 @@ def test_run_due_looks_back_only_as_far_as_a_round_can_reach(world, fcm):
 
     at = datetime.now(UTC)
     bound = at - timedelta(days=15 + 400)   # ESCALATION_DAYS 12, 15 and REMINDER_DAYS 7, 12, 14: 15
-    inside, outside = world.publish("city", title="Vừa trong giới hạn"), world.publish("city", title="Ngoài giới hạn")
-    for doc_id, deadline in ((inside, bound + timedelta(hours=1)), (outside, bound - timedelta(hours=1))):
+    inside, edge, outside = (world.publish("city", title=t) for t in ("Trong giới hạn", "Đúng giới hạn", "Ngoài giới hạn"))
+    for doc_id, deadline in ((inside, bound + timedelta(hours=1)), (edge, bound), (outside, bound - timedelta(hours=1))):
         db.session.execute(update(Document).where(Document.id == doc_id).values(
             published_at=deadline - timedelta(days=14), deadline=deadline))
     db.session.commit()
     schedule_due(at)
     rows = db.session.execute(select(Notification.document_id, Notification.dedupe_key)
                               .where(Notification.dedupe_key.is_not(None))).all()
-    assert {doc for doc, _ in rows} == {inside}
+    assert {doc for doc, _ in rows} == {inside, edge}
 
 
 def test_a_scheduled_document_s_reminders_count_from_its_publication_time_not_from_its_release(world, fcm):
