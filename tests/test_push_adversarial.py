@@ -308,6 +308,7 @@ def test_past_the_deadline_only_pending_reminders_whose_time_has_come_are_cancel
     db.session.add_all(rows.values())
     db.session.commit()
     ids = {row.id: name for name, row in rows.items()}
+    assert cancel_expired(deadline) == []   # at the deadline itself it has not passed yet
     assert [(ids[i], kind, doc) for i, kind, doc in cancel_expired(at)] == [
         ("held", "reminder", doc_id), ("manual", "manual", doc_id)]
     db.session.expire_all()
@@ -316,6 +317,39 @@ def test_past_the_deadline_only_pending_reminders_whose_time_has_come_are_cancel
     closed = ("cancelled", at.replace(tzinfo=None))
     assert states == {"held": closed, "manual": closed, "sent": ("done", None), "later": ("pending", None),
                       "escalation": ("pending", None)}
+
+
+def test_only_pending_meeting_reminders_of_a_meeting_that_started_are_cancelled(world, fcm):
+    """cancel_started_meeting_reminders (each run-due): a meeting reminder that quiet hours held until its
+    meeting began is not sent any more; one already sent, one of a meeting still to come and another kind
+    of notification about the meeting are left alone."""
+    from content.models import Meeting
+    from push.schedule import cancel_started_meeting_reminders
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    meetings = {name: Meeting(org_unit_id=world.tree["b1"].id, kind="regular", title=name, starts_at=starts,
+                              ends_at=starts + timedelta(hours=2), place="Nhà văn hóa", code_secret=f"secret-{name}")
+                for name, starts in (("started", now - timedelta(minutes=5)), ("later", now + timedelta(hours=1)))}
+    db.session.add_all(meetings.values())
+    db.session.flush()
+    rows = {name: Notification(kind=kind, state=state, meeting_id=meetings[meeting].id,
+                               org_unit_id=world.tree["b1"].id, due_at=now - timedelta(hours=1))
+            for name, kind, state, meeting in (
+                ("held", "meeting_reminder", "pending", "started"),
+                ("sent", "meeting_reminder", "done", "started"),
+                ("to_come", "meeting_reminder", "pending", "later"),
+                ("invitation", "meeting", "pending", "started"))}
+    db.session.add_all(rows.values())
+    db.session.commit()
+    ids = {row.id: name for name, row in rows.items()}
+    started = now - timedelta(minutes=5)
+    assert cancel_started_meeting_reminders(started - timedelta(microseconds=1)) == []
+    assert [(ids[i], m) for i, m in cancel_started_meeting_reminders(started)] == [("held", meetings["started"].id)]
+    db.session.expire_all()
+    states = {ids[n.id]: (n.state, n.finished_at and n.finished_at.replace(tzinfo=None))
+              for n in db.session.scalars(select(Notification).where(Notification.id.in_(ids)))}
+    assert states == {"held": ("cancelled", started.replace(tzinfo=None)), "sent": ("done", None),
+                      "to_come": ("pending", None), "invitation": ("pending", None)}
 
 
 def test_a_withdrawn_document_gets_no_reminders_nor_escalations(world, fcm):
