@@ -352,6 +352,56 @@ def test_only_pending_meeting_reminders_of_a_meeting_that_started_are_cancelled(
                       "to_come": ("pending", None), "invitation": ("pending", None)}
 
 
+def test_due_notifications_are_the_pending_ones_whose_time_has_come_oldest_first_a_hundred_at_a_time(
+        world, fcm, config):
+    """What each run-due hands to the fan-out: pending notifications due by `at` (its very instant
+    included), oldest due first and then by id, at most 100 (the default batch); in quiet hours only the
+    urgent ones."""
+    from push.schedule import due_notifications
+
+    config(QUIET_HOURS="21:00-07:00")
+    at = datetime(2026, 12, 7, 10, 0, tzinfo=ZONE)   # a Monday morning in Hà Nội: not quiet
+    rows = {name: Notification(kind="published", state=state, due_at=due, urgent=urgent)
+            for name, state, due, urgent in (
+                ("later_id_older", "pending", at - timedelta(hours=3), False),
+                ("now", "pending", at, False),
+                ("too_soon", "pending", at + timedelta(microseconds=1), False),
+                ("done", "done", at - timedelta(hours=5), False),
+                ("urgent", "pending", at - timedelta(hours=1), True))}
+    rows["earlier_id_newer"] = Notification(kind="published", state="pending", due_at=at - timedelta(hours=2))
+    db.session.add_all([rows["earlier_id_newer"], *(r for n, r in rows.items() if n != "earlier_id_newer")])
+    db.session.commit()
+    names = {row.id: name for name, row in rows.items()}
+    assert rows["earlier_id_newer"].id < rows["later_id_older"].id
+    assert [names[i] for i in due_notifications(at)] == ["later_id_older", "earlier_id_newer", "urgent", "now"]
+    assert [names[i] for i in due_notifications(at.replace(hour=23))] == ["urgent"]   # quiet hours
+
+    backlog = [Notification(kind="published", state="pending", due_at=at - timedelta(days=1)) for _ in range(101)]
+    db.session.add_all(backlog)
+    db.session.commit()
+    first = due_notifications(at)
+    assert first == sorted(n.id for n in backlog)[:100]
+
+
+def test_notifications_due_at_the_same_time_go_in_id_order_on_postgresql(world, fcm, backend):
+    """Ties on due_at are broken by id, not by where the rows happen to lie in the table (on PostgreSQL
+    an UPDATE moves a row, as the state changes of the fan-out do)."""
+    from push.schedule import due_notifications
+
+    if backend != "postgresql":
+        pytest.skip("SQLite returns equal keys in rowid (= id) order anyway")
+    at = datetime(2026, 12, 7, 10, 0, tzinfo=ZONE)
+    first, second = (Notification(kind="published", state="pending", due_at=at - timedelta(hours=1)) for _ in "ab")
+    db.session.add_all([first, second])
+    db.session.commit()
+    for due in (at, at - timedelta(hours=1)):   # moved and back: new row versions, new index entries
+        db.session.execute(update(Notification).where(Notification.id == first.id).values(due_at=due))
+        db.session.commit()   # the first row now lies after the second
+    physical = [i for (i,) in db.session.execute(text("SELECT id FROM notifications ORDER BY ctid"))]
+    assert physical == [second.id, first.id]
+    assert due_notifications(at) == [first.id, second.id]
+
+
 def test_a_withdrawn_document_gets_no_reminders_nor_escalations(world, fcm):
     doc_id = world.publish("city")
     start = published_at(doc_id)
