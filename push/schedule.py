@@ -38,7 +38,7 @@ MANUAL_INTERVAL = timedelta(hours=24)
 
 def quiet_window(spec: str | None = None) -> tuple[time, time] | None:
     """'21:00-07:00' → (21:00, 07:00); empty → None. `create_app` checks the setting at start-up."""
-    spec = current_app.config.get("QUIET_HOURS", "") if spec is None else spec
+    spec = current_app.config["QUIET_HOURS"] if spec is None else spec   # config.py always sets it
     if not spec or not spec.strip():
         return None
     try:

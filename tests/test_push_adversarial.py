@@ -720,6 +720,25 @@ def test_a_quiet_hours_setting_that_cannot_be_read_stops_the_start(database_url,
         make_app(database_url, QUIET_HOURS=spec)
 
 
+@pytest.mark.parametrize("spec", ["", "   ", "07:00-07:00", None])
+def test_an_empty_quiet_hours_setting_means_none(world, fcm, database_url, spec):
+    """Empty, blank, a window that ends where it starts, or unset (None): no quiet hours; the app starts
+    and a publication at 23:00 goes out at once."""
+    from push.schedule import quiet_window
+
+    other = make_app(database_url, QUIET_HOURS=spec)
+    with other.app_context():
+        db.engine.dispose()
+        assert quiet_window() is None
+    world.publish("b1")
+    world.client.application.config["QUIET_HOURS"] = spec
+    try:
+        run_due(local(1, 23, 0))
+        assert fcm.accepted_count() == 5
+    finally:
+        world.client.application.config["QUIET_HOURS"] = ""
+
+
 def test_a_malformed_quiet_hours_setting_is_caught_at_start_up(world, fcm, database_url):
     """'21:00-7:00' (one-digit hour) is read as 21:00-07:00: the app starts, 23:00 is held, 07:00 sends."""
     other = make_app(database_url, QUIET_HOURS="21:00-7:00")
