@@ -42,6 +42,7 @@ clean:
 # the mutants no test noticed. Each module gets at most MUTATE_SECONDS; results are kept in mutants/, so
 # running it again goes on where it stopped and re-checks the survivors. mutants/ is git-ignored, so its
 # results are also saved to tests/mutation-cache/ and a fresh clone starts from them (MUTATE_FRESH=1: from nothing).
+# Survivors explained for their current diff are not run again (MUTATE_RECHECK=1: they are).
 MUTATE_MODULES ?= handbook.permissions handbook.auth content.access content.progress content.acknowledgements \
 	push.schedule push.fanout
 MUTATE_SECONDS ?= 1200
@@ -51,7 +52,7 @@ mutate: install
 	@if [ -n "$(MUTATE_FRESH)" ]; then rm -rf mutants; else $(BIN)/python -m tests.mutation_cache restore; fi
 	@mkdir -p mutants
 	@for module in $(MUTATE_MODULES); do \
-		todo=$$($(BIN)/python -m tests.mutation_report --pending $$module) || exit 1; \
+		todo=$$(MUTATE_RECHECK=$(MUTATE_RECHECK) $(BIN)/python -m tests.mutation_report --pending $$module) || exit 1; \
 		[ -z "$$todo" ] && { echo "mutmut: $$module: every mutant killed"; continue; }; \
 		echo "mutmut: $$module (at most $(MUTATE_SECONDS) s, log in mutants/$$module.log)"; \
 		TEST_BACKENDS=sqlite timeout $(MUTATE_SECONDS) $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) \
