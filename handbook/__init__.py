@@ -120,6 +120,12 @@ def create_app(config: type[Config] | Mapping | None = None) -> Flask:
     app = Flask(__name__, instance_path=os.path.abspath(instance), static_folder=None)  # an API: no files
     app.url_map.converters["int"] = _IdConverter
     _load_config(app, config)
+    # Settings that would make every later run fail are refused here, before any extension shared by
+    # the process's apps (flask-smorest's Api, the JWT manager) is set up for this one: a refused app must
+    # not leave them half-initialised (the OpenAPI document without its paths).
+    from push.schedule import check_config
+
+    check_config(app.config)
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     app.wsgi_app = _AuthSchemeCaseFix(app.wsgi_app)

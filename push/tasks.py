@@ -33,10 +33,6 @@ def broker_url(config) -> str | None:
 
 
 def init_app(app: Flask) -> Celery:
-    from push.schedule import check_config
-
-    check_config(app.config)
-
     class FlaskTask(Task):
         def __call__(self, *args, **kwargs):
             with app.app_context():

@@ -720,6 +720,17 @@ def test_a_quiet_hours_setting_that_cannot_be_read_stops_the_start(database_url,
         make_app(database_url, QUIET_HOURS=spec)
 
 
+def test_an_app_refused_for_its_settings_leaves_the_running_app_s_openapi_document_whole(client, database_url):
+    """The settings are checked before any extension shared by the process's apps is set up: a refused
+    app used to leave flask-smorest's Api with an OpenAPI document without paths, which the running app
+    then served (found by running the tests in another order)."""
+    before = client.get(f"{API}/openapi.json").json["paths"]
+    with pytest.raises(ValueError, match="QUIET_HOURS must look like"):
+        make_app(database_url, QUIET_HOURS="9pm-7am")
+    after = client.get(f"{API}/openapi.json").json["paths"]
+    assert f"{API}/me/notifications" in after and sorted(after) == sorted(before)
+
+
 @pytest.mark.parametrize("spec", ["", "   ", "07:00-07:00", None])
 def test_an_empty_quiet_hours_setting_means_none(world, fcm, database_url, spec):
     """Empty, blank, a window that ends where it starts, or unset (None): no quiet hours; the app starts
