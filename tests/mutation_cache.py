@@ -37,7 +37,9 @@ ORIGIN = "origin.json"
 
 
 def _metas(root: Path) -> list[Path]:
-    return sorted(p.relative_to(root) for p in root.rglob("*.meta"))
+    """mutmut's `.meta` files under `root`, one per mutated source file (not the copy of this cache that
+    mutmut makes when it copies tests/ into mutants/)."""
+    return sorted(p.relative_to(root) for p in root.rglob("*.meta") if p.relative_to(root).parts[0] != "tests")
 
 
 def _write_json(path: Path, data: object) -> None:

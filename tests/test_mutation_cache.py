@@ -28,6 +28,7 @@ def test_saved_results_are_restored_into_an_empty_mutants_folder_only(places):
     _write(mutants / "content" / "access.py.meta", meta)
     _write(mutants / "mutmut-stats.json", {"duration_by_test": {"t": 0.5}})
     (mutants / "content" / "access.py").write_text("mutated copy, not kept", encoding="utf-8")
+    _write(mutants / "tests" / "mutation-cache" / "content" / "access.py.meta", meta)   # mutmut's copy of tests/
 
     assert "saved 1 .meta files" in mutation_cache.save()
     assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file()) == [
