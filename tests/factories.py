@@ -122,3 +122,31 @@ def executed_with_parameters(run) -> list[tuple[str, object]]:
     finally:
         event.remove(db.engine, "before_cursor_execute", keep)
     return seen
+
+
+def answered_while_row_held(app, request, table: str, row_id: int, lock: str, *, wait: float) -> tuple[bool, object]:
+    """PostgreSQL row locks, seen from a request: another transaction holds row `row_id` of `table` with
+    `lock` (FOR UPDATE, FOR NO KEY UPDATE, FOR KEY SHARE ...) while `request(test_client)` runs in a thread.
+    Did it answer within `wait` seconds (so it did not wait for the row), and what did it answer once the
+    row was released?"""
+    import psycopg
+
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    db.session.commit()
+    answers = []
+
+    def run():
+        with app.app_context():
+            answers.append(request(app.test_client()))
+            db.session.remove()
+
+    with psycopg.connect(url) as holder:
+        holder.execute(f"SELECT id FROM {table} WHERE id = %s {lock}", (row_id,))
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(timeout=wait)
+        answered = not thread.is_alive()
+        holder.rollback()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and answers, "the request never finished"
+    return answered, answers[0]

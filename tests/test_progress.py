@@ -1053,53 +1053,26 @@ def test_an_offline_sync_locks_its_documents_in_id_order(pg_only, app, api, tree
     assert answers == [(200, ["ok", "ok"])]
 
 
-def _answered_while_held(app, request, doc: int, lock: str) -> tuple[bool, object]:
-    """Another transaction holds document `doc` (`lock`: FOR UPDATE, or FOR NO KEY UPDATE as a material
-    change or recount does) while `request(client)` runs in a thread: did it answer within a second
-    (not waiting for the row), and what did it answer once the row was released?"""
-    import threading
+@pytest.mark.parametrize(("card", "method", "path", "lock", "waits", "status"), [
+    # open_document reads under the members' shared lock: an open cannot slip past a material change that
+    # holds the row and count itself on the old round.
+    ("M1", "POST", "/documents/{doc}/open", "FOR NO KEY UPDATE", True, 204),
+    # readable_document and managed_document lock only when asked: a member's other reads (public answers,
+    # quizzes, attachments) and a manager's reads answer at once while a writer holds the document.
+    ("M1", "GET", "/documents/{doc}/questions", "FOR UPDATE", False, 200),
+    ("BT", "GET", "/admin/documents/{doc}", "FOR UPDATE", False, 200),
+    ("BT", "GET", "/admin/documents/{doc}/versions", "FOR UPDATE", False, 200),
+], ids=["open waits", "public answers", "admin document", "admin versions"])
+def test_which_requests_wait_for_a_transaction_holding_their_document(pg_only, app, api, tree, card, method,
+                                                                      path, lock, waits, status):
+    from tests.factories import answered_while_row_held
 
-    import psycopg
-
-    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    db.session.commit()
-    answers = []
-
-    def run():
-        with app.app_context():
-            answers.append(request(app.test_client()))
-            db.session.remove()
-
-    with psycopg.connect(url) as holder:
-        holder.execute(f"SELECT id FROM documents WHERE id = %s {lock}", (doc,))
-        thread = threading.Thread(target=run)
-        thread.start()
-        thread.join(timeout=1)
-        answered = not thread.is_alive()
-        holder.rollback()
-    thread.join(timeout=30)
-    assert not thread.is_alive()
-    return answered, answers[0]
-
-
-def test_an_open_waits_for_a_material_change_holding_its_document(pg_only, app, api, tree):
-    """open_document reads the document under the members' shared lock (readable_document(lock=True)):
-    an open cannot slip past a material change that holds the row and count itself on the old round."""
     doc = api.publish()
-    auth = api.auth("M1")
-    answered, status = _answered_while_held(
-        app, lambda c: c.post(f"{API}/documents/{doc}/open", headers=auth).status_code, doc, "FOR NO KEY UPDATE")
-    assert (answered, status) == (False, 204)
-
-
-def test_a_member_reading_a_document_s_public_answers_is_not_held_up_by_a_writer(pg_only, app, api, tree):
-    """readable_document locks only when asked (open_document): the other reads of a member (the public
-    answers, a quiz, an attachment) answer at once while a writer holds the document."""
-    doc = api.publish()
-    auth = api.auth("M1")
-    answered, status = _answered_while_held(
-        app, lambda c: c.get(f"{API}/documents/{doc}/questions", headers=auth).status_code, doc, "FOR UPDATE")
-    assert (answered, status) == (True, 200)
+    auth = api.auth(card)
+    answered, got = answered_while_row_held(
+        app, lambda c: c.open(f"{API}{path.format(doc=doc)}", method=method, headers=auth).status_code,
+        "documents", doc, lock, wait=1 if waits else 10)
+    assert (answered, got) == (not waits, status)
 
 
 def test_a_document_writer_locks_the_row_but_not_its_key(pg_only, app, api, tree):
@@ -1123,37 +1096,6 @@ def test_a_document_writer_locks_the_row_but_not_its_key(pg_only, app, api, tree
             other.execute("SELECT id FROM documents WHERE id = %s FOR KEY SHARE", (doc,))
     finally:
         db.session.rollback()
-
-
-def test_a_manager_reading_a_document_is_not_held_up_by_a_writer(pg_only, app, api, tree):
-    """content.access.managed_document locks the row only for writers (for_update=True): a manager's
-    reads (the document, its versions) answer at once while another transaction holds the row."""
-    import threading
-
-    import psycopg
-
-    doc = api.publish()
-    auth = api.auth("BT")
-    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    db.session.commit()
-    answers = []
-
-    def read():
-        with app.app_context():
-            client = app.test_client()
-            answers.extend(client.get(f"/api/v1/admin/documents/{doc}{tail}", headers=auth).status_code
-                           for tail in ("", "/versions"))
-            db.session.remove()
-
-    with psycopg.connect(url) as holder:
-        holder.execute("SELECT id FROM documents WHERE id = %s FOR UPDATE", (doc,))
-        reader = threading.Thread(target=read)
-        reader.start()
-        reader.join(timeout=10)
-        answered_while_held = not reader.is_alive()
-        holder.rollback()
-    reader.join(timeout=30)
-    assert (answered_while_held, answers) == (True, [200, 200])
 
 
 @pytest.mark.parametrize("threads", [2, 8])

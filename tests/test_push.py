@@ -662,40 +662,19 @@ def test_a_manual_reminder_locks_its_unit_against_another_reminder_but_not_its_k
     """PostgreSQL: a reminder holds its unit FOR NO KEY UPDATE, so two reminders of one unit take turns
     (the 24-hour rule holds), while a foreign-key check on the unit (KEY SHARE: a recount inserting its
     counters) does not hold a reminder up."""
-    import threading
-
-    import psycopg
+    from tests.factories import answered_while_row_held
 
     if backend != "postgresql":
         pytest.skip("row locks: PostgreSQL only")
     doc_id = world.publish("city")
     b1, headers = world.tree["b1"].id, world.auth("S1")
-    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    db.session.commit()
-    statuses = []
 
-    def post():
-        with app.app_context():
-            statuses.append(app.test_client().post(f"{API}/documents/{doc_id}/reminders", json={"org_unit": b1},
-                                                   headers=headers).status_code)
-            db.session.remove()
+    def post(client):
+        return client.post(f"{API}/documents/{doc_id}/reminders", json={"org_unit": b1}, headers=headers).status_code
 
-    with psycopg.connect(url) as holder:
-        holder.execute("SELECT id FROM org_units WHERE id = %s FOR KEY SHARE", (b1,))
-        first = threading.Thread(target=post)
-        first.start()
-        first.join(timeout=10)
-        first_done = not first.is_alive()
-        holder.rollback()
-        first.join(timeout=30)
-        holder.execute("SELECT id FROM org_units WHERE id = %s FOR NO KEY UPDATE", (b1,))   # another reminder
-        second = threading.Thread(target=post)
-        second.start()
-        second.join(timeout=1)
-        second_waited = second.is_alive()
-        holder.rollback()
-        second.join(timeout=30)
-    assert (first_done, second_waited, statuses) == (True, True, [202, 429])
+    first = answered_while_row_held(app, post, "org_units", b1, "FOR KEY SHARE", wait=10)
+    second = answered_while_row_held(app, post, "org_units", b1, "FOR NO KEY UPDATE", wait=1)   # another reminder
+    assert (first, second) == ((True, 202), (False, 429))
 
 
 def test_manual_reminders_need_a_secretary_over_the_unit(world, fcm):
