@@ -924,22 +924,29 @@ def test_a_recount_locks_its_documents_against_member_writers_but_not_their_keys
     """recount (and every membership change, through _lock_active) holds its documents FOR NO KEY UPDATE
     until its transaction ends: a member-level writer's FOR SHARE waits for it, a foreign-key check's
     KEY SHARE (a notification or counter row referencing the document) does not (module docstring)."""
-    import psycopg
-
     from content.progress import recount
 
     doc = api.publish()
     other_doc = api.publish(title="Kế hoạch B")
-    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     db.session.commit()
     assert recount([doc]) > 0                    # the app's transaction stays open, holding its locks
+    _assert_held_for_no_key_update(doc, free=other_doc)   # the other document was not asked for
+
+
+def _assert_held_for_no_key_update(doc: int, free: int | None = None) -> None:
+    """The app's open transaction holds document `doc` FOR NO KEY UPDATE (and `free` not at all), seen from
+    another connection: FOR SHARE waits, KEY SHARE does not. Ends the app's transaction."""
+    import psycopg
+
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
         with psycopg.connect(url, autocommit=True) as other:
             other.execute("SET lock_timeout = '500ms'")
             with pytest.raises(psycopg.errors.LockNotAvailable):
                 other.execute("SELECT id FROM documents WHERE id = %s FOR SHARE", (doc,))
             other.execute("SELECT id FROM documents WHERE id = %s FOR KEY SHARE", (doc,))
-            other.execute("SELECT id FROM documents WHERE id = %s FOR SHARE", (other_doc,))   # not asked
+            if free is not None:
+                other.execute("SELECT id FROM documents WHERE id = %s FOR SHARE", (free,))
     finally:
         db.session.rollback()
 
@@ -1079,23 +1086,13 @@ def test_a_document_writer_locks_the_row_but_not_its_key(pg_only, app, api, tree
     """managed_document(for_update=True), which every write to a document goes through, holds the row FOR
     NO KEY UPDATE until the transaction ends: a member-level writer's FOR SHARE waits for it, a foreign-key
     check's KEY SHARE (a receipt or notification referencing the document) does not."""
-    import psycopg
-
     from content.access import managed_document
 
     doc = api.publish()
     actor = db.session.get(Member, api.id("BT"))
-    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     db.session.commit()
     assert managed_document(actor, doc, for_update=True).id == doc   # the transaction stays open
-    try:
-        with psycopg.connect(url, autocommit=True) as other:
-            other.execute("SET lock_timeout = '500ms'")
-            with pytest.raises(psycopg.errors.LockNotAvailable):
-                other.execute("SELECT id FROM documents WHERE id = %s FOR SHARE", (doc,))
-            other.execute("SELECT id FROM documents WHERE id = %s FOR KEY SHARE", (doc,))
-    finally:
-        db.session.rollback()
+    _assert_held_for_no_key_update(doc)
 
 
 @pytest.mark.parametrize("threads", [2, 8])
