@@ -974,6 +974,25 @@ def test_closing_skips_a_document_another_closer_holds_and_ignores_key_share_loc
     assert [d.id for d in close_due(now)] == [held]
 
 
+def test_a_batch_moves_every_member_s_count(api, tree):
+    """A batch (briefing, exemption) hands the counters one move per member, also for a member already in
+    the target state (no move): the members after that one still move, and two members of one unit
+    leaving the same state move two counts."""
+    doc = api.publish()
+    m5, m6 = sorted((api.id("M5"), api.id("M6")))   # both in cbcs; a batch takes members in id order
+    first, second = ("M5", "M6") if m5 == api.id("M5") else ("M6", "M5")
+    assert api.exempt("SD", doc, [m5]).status_code == 200
+    assert api.exempt("SD", doc, [m5, m6]).status_code == 200   # m5 does not move, m6 does
+    assert counter(doc, tree["cbcs"])[3] == 2
+    for card in (first, second):
+        assert api.unexempt("SD", doc, api.id(card)).status_code == 204
+        assert api.open(card, doc).status_code == 204
+    assert counter(doc, tree["cbcs"])[1:] == (2, 0, 0)
+    assert api.brief("SD", doc, [m5, m6]).status_code == 200   # both leave "opened" in one batch
+    assert counter(doc, tree["cbcs"])[1:] == (0, 2, 0)
+    assert_counters_exact()
+
+
 def _locked_before_blocking(app, writer, held: int, probes: list[int]) -> list[int]:
     """Lock order, seen from outside (PostgreSQL): another transaction holds document `held`; `writer()`
     runs in a thread until it waits for that row; then: which of `probes` had it already locked? A writer
