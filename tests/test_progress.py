@@ -993,6 +993,42 @@ def test_a_batch_moves_every_member_s_count(api, tree):
     assert_counters_exact()
 
 
+def test_a_writer_s_locked_read_of_a_document_sees_a_change_made_since_it_was_loaded(api, tree):
+    """lock_document (share_locked) re-reads the row: a document this session loaded before another
+    transaction asked everyone to acknowledge again is seen with the new ack_version, not the stale copy
+    the session holds (a writer counting on the old round would put the member in the wrong column)."""
+    from content.progress import lock_document
+
+    doc = api.publish()
+    loaded = db.session.get(Document, doc)
+    assert loaded.ack_version == 1
+    with db.engine.begin() as other:   # another writer: a material change
+        other.execute(update(Document).where(Document.id == doc).values(ack_version=2, version=2))
+    assert lock_document(doc).ack_version == 2
+    db.session.rollback()
+
+
+def test_a_writer_s_locked_read_shares_the_document_with_other_writers_only(pg_only, app, api, tree):
+    """PostgreSQL: lock_document holds the row FOR SHARE until the transaction ends: other member-level
+    writers (FOR SHARE) go on, a recount or material change (FOR NO KEY UPDATE) waits."""
+    import psycopg
+
+    from content.progress import lock_document
+
+    doc = api.publish()
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    db.session.commit()
+    assert lock_document(doc).id == doc   # the transaction stays open
+    try:
+        with psycopg.connect(url, autocommit=True) as other:
+            other.execute("SET lock_timeout = '500ms'")
+            other.execute("SELECT id FROM documents WHERE id = %s FOR SHARE", (doc,))
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute("SELECT id FROM documents WHERE id = %s FOR NO KEY UPDATE", (doc,))
+    finally:
+        db.session.rollback()
+
+
 def _locked_before_blocking(app, writer, held: int, probes: list[int]) -> list[int]:
     """Lock order, seen from outside (PostgreSQL): another transaction holds document `held`; `writer()`
     runs in a thread until it waits for that row; then: which of `probes` had it already locked? A writer
