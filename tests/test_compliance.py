@@ -154,3 +154,35 @@ def test_documents_close_in_deadline_order_and_a_withdrawn_one_never(app, client
     # Closing the later ones kept the first one's frozen rows (5 member-holding units each), and the
     # withdrawn document has none.
     assert frozen == {sooner.id: 5, middle.id: 5, first.id: 5}
+
+
+def test_the_frozen_figures_count_only_acknowledgements_of_the_current_round_made_by_the_deadline(app, client, world):
+    """At the deadline an acknowledgement counts if it is of the version to acknowledge and made by the
+    deadline, its very instant included: one of an earlier round (before a material change asked everyone
+    again) does not, however early it was made."""
+    from content.progress import close_due
+
+    doc, people = world["doc"], world["people"]
+    deadline = doc.deadline.replace(tzinfo=UTC) if doc.deadline.tzinfo is None else doc.deadline
+    db.session.execute(Document.__table__.update().where(Document.id == doc.id).values(ack_version=2, version=2))
+    for card, version, at in (("M1", 2, deadline), ("M2", 1, deadline - timedelta(days=1)),
+                              ("M3", 2, deadline + timedelta(microseconds=1))):
+        db.session.add(Receipt(document_id=doc.id, member_id=people[card].id, opened_at=at, acknowledged_at=at,
+                               acknowledged_version=version, method="app"))
+    db.session.commit()
+    assert [d.id for d in close_due(deadline)] == [doc.id]
+    frozen = dict(db.session.execute(select(ProgressSnapshot.org_unit_id, ProgressSnapshot.acknowledged)
+                                     .where(ProgressSnapshot.document_id == doc.id)).all())
+    tree = world["tree"]
+    assert (frozen[tree["b1"].id], frozen[tree["b2"].id]) == (1, 0)   # M1 only: M2's is of round 1, M3's late
+
+
+def test_recounting_a_document_that_is_not_active_writes_no_rows(app, client, world):
+    from content.progress import recount_document
+
+    doc = world["doc"]
+    assert client.post(f"/api/v1/admin/documents/{doc.id}/withdraw", json={"reason": "Thay thế"},
+                       headers=world["auth"]["B1"]).status_code == 200
+    db.session.expire_all()
+    assert recount_document(db.session.get(Document, doc.id)) == 0
+    db.session.rollback()
