@@ -1029,6 +1029,22 @@ def test_a_writer_s_locked_read_shares_the_document_with_other_writers_only(pg_o
         db.session.rollback()
 
 
+def test_a_document_without_an_audience_reaches_nobody(api, tree):
+    """audience_members for a document whose audience lists no unit (the API refuses one, but rows can
+    be removed under it): no member at all, not every member."""
+    import warnings
+
+    from content.progress import audience_members
+    from tests.factories import document
+
+    doc = document(tree["city"], [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # an empty or_() is deprecated and would mean "true"
+        count = db.session.scalar(select(func.count()).select_from(Member).join(OrgUnit, OrgUnit.id == Member.org_unit_id)
+                                  .where(audience_members(doc)))
+    assert count == 0 and db.session.scalar(select(func.count()).select_from(Member)) > 0
+
+
 def _locked_before_blocking(app, writer, held: int, probes: list[int]) -> list[int]:
     """Lock order, seen from outside (PostgreSQL): another transaction holds document `held`; `writer()`
     runs in a thread until it waits for that row; then: which of `probes` had it already locked? A writer
