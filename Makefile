@@ -53,7 +53,7 @@ mutate: install
 	@mkdir -p mutants
 	@for module in $(MUTATE_MODULES); do \
 		todo=$$(MUTATE_RECHECK=$(MUTATE_RECHECK) $(BIN)/python -m tests.mutation_report --pending $$module) || exit 1; \
-		[ -z "$$todo" ] && { echo "mutmut: $$module: every mutant killed"; continue; }; \
+		[ -z "$$todo" ] && { echo "mutmut: $$module: nothing to run (every mutant killed or explained)"; continue; }; \
 		echo "mutmut: $$module (at most $(MUTATE_SECONDS) s, log in mutants/$$module.log)"; \
 		TEST_BACKENDS=sqlite timeout $(MUTATE_SECONDS) $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) \
 			$$todo >mutants/$$module.log 2>&1; \
