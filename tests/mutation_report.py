@@ -41,11 +41,19 @@ def equivalents() -> dict[str, tuple[str | None, str]]:
     known = {}
     if EQUIVALENTS.exists():
         for line in EQUIVALENTS.read_text(encoding="utf-8").splitlines():
-            if line.strip() and not line.startswith("#"):
-                head, _, why = line.partition(": ")
-                name, _, pinned = head.strip().partition(" @")
-                known[name] = (pinned or None, why.strip())
+            if entry := _entry(line):
+                name, pinned, why = entry
+                known[name] = (pinned, why.strip())
     return known
+
+
+def _entry(line: str) -> tuple[str, str | None, str] | None:
+    """(name, pin or None, why) of one line of tests/mutation_equivalents.txt; None for a comment or blank."""
+    head, sep, why = line.partition(": ")
+    if not sep or not line.strip() or line.startswith("#"):
+        return None
+    name, _, pinned = head.strip().partition(" @")
+    return name, pinned or None, why
 
 
 def diff(name: str) -> str:
@@ -63,9 +71,8 @@ def pin_entries(names: list[str]) -> None:
     """Write the current diff's pin into each named entry (after checking its why against that diff)."""
     wanted, lines = set(names), []
     for line in EQUIVALENTS.read_text(encoding="utf-8").splitlines():
-        head, sep, why = line.partition(": ")
-        name = head.strip().partition(" @")[0]
-        if sep and not line.startswith("#") and name in wanted:
+        if (entry := _entry(line)) and entry[0] in wanted:
+            name, _, why = entry
             line = f"{name} @{pin(diff(name))}: {why}"
             wanted.discard(name)
         lines.append(line)
@@ -87,13 +94,18 @@ def results() -> dict[str, str]:
     return statuses
 
 
+def _source(module: str) -> Path:
+    """content.progress → content/progress.py (relative to ROOT, as mutmut names it; mutants/ + `.meta`)."""
+    return Path(*module.split(".")).with_suffix(".py")
+
+
 def current_mutants(modules: list[str]) -> dict[str, str]:
     """Every mutant mutmut makes of the modules' current source, with the hash of its function's source."""
     from mutmut.mutation.file_mutation import mutate_file_contents
     from mutmut.utils.format_utils import get_mutant_name, mangled_name_from_mutant_name
     hashes = {}
     for module in modules:
-        path = Path(*module.split(".")).with_suffix(".py")
+        path = _source(module)
         mutated = mutate_file_contents(str(path), (ROOT / path).read_text(encoding="utf-8"))
         for name in mutated.mutant_names:
             key = get_mutant_name(path, name)
@@ -108,7 +120,7 @@ def current_results(modules: list[str] = MODULES) -> dict[str, str]:
     recorded = results()
     stored_hashes = {}
     for module in modules:
-        meta = ROOT / "mutants" / Path(*module.split(".")).with_suffix(".py.meta")
+        meta = ROOT / "mutants" / _source(module).with_suffix(".py.meta")
         if meta.exists():
             hashes = json.loads(meta.read_text(encoding="utf-8")).get("hash_by_function_name", {})
             stored_hashes.update({f"{module}.{function}": h for function, h in hashes.items()})
