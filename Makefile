@@ -47,18 +47,25 @@ MUTATE_MODULES ?= handbook.permissions handbook.auth content.access content.prog
 	push.schedule push.fanout
 MUTATE_SECONDS ?= 1200
 MUTATE_CHILDREN ?= 2
+# The mutants SQLite cannot judge (PostgreSQL-only code) are then run on PostgreSQL, when reachable, in this
+# database (emptied by the tests: not one another run is using). See tests/mutation_postgresql.py.
+MUTATE_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 .PHONY: mutate
 mutate: install
 	@if [ -n "$(MUTATE_FRESH)" ]; then rm -rf mutants; else $(BIN)/python -m tests.mutation_cache restore; fi
 	@mkdir -p mutants
 	@for module in $(MUTATE_MODULES); do \
 		todo=$$(MUTATE_RECHECK=$(MUTATE_RECHECK) $(BIN)/python -m tests.mutation_report --pending $$module) || exit 1; \
-		[ -z "$$todo" ] && { echo "mutmut: $$module: nothing to run (every mutant killed or explained)"; continue; }; \
-		echo "mutmut: $$module (at most $(MUTATE_SECONDS) s, log in mutants/$$module.log)"; \
-		TEST_BACKENDS=sqlite timeout $(MUTATE_SECONDS) $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) \
-			$$todo >mutants/$$module.log 2>&1; \
-		status=$$?; [ $$status -eq 124 ] && echo "  stopped after $(MUTATE_SECONDS) s: run again to go on"; \
-		[ $$status -ne 0 ] && [ $$status -ne 124 ] && { tail -n 30 mutants/$$module.log; exit $$status; }; \
+		if [ -z "$$todo" ]; then echo "mutmut: $$module: nothing to run on SQLite (every mutant killed or explained)"; else \
+			echo "mutmut: $$module (at most $(MUTATE_SECONDS) s, log in mutants/$$module.log)"; \
+			TEST_BACKENDS=sqlite timeout $(MUTATE_SECONDS) $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) \
+				$$todo >mutants/$$module.log 2>&1; \
+			status=$$?; [ $$status -eq 124 ] && echo "  stopped after $(MUTATE_SECONDS) s: run again to go on"; \
+			[ $$status -ne 0 ] && [ $$status -ne 124 ] && { tail -n 30 mutants/$$module.log; exit $$status; }; \
+			$(BIN)/python -m tests.mutation_cache save; \
+		fi; \
+		TEST_DATABASE_URL=$(MUTATE_DATABASE_URL) MUTATE_RECHECK=$(MUTATE_RECHECK) \
+			$(BIN)/python -m tests.mutation_postgresql $$module --seconds $(MUTATE_SECONDS) || exit 1; \
 		$(BIN)/python -m tests.mutation_cache save; \
 	done; true
 	$(BIN)/python -m tests.mutation_report

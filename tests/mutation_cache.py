@@ -5,8 +5,10 @@
 
 mutmut keeps its results in mutants/ (git-ignored): per mutated file a `.meta` file (each mutant's exit
 code, and a hash of every function's source) and `mutmut-stats.json` (which test calls which function,
-and each test's duration). A whole run takes most of a day on a two-core machine, longer than any one
-session, so without this every fresh clone started from nothing.
+and each test's duration); beside them, the verdicts of the mutants judged on PostgreSQL
+(tests.mutation_postgresql: postgresql-verdicts.json, each with its function's source hash). A whole run
+takes most of a day on a two-core machine, longer than any one session, so without this every fresh clone
+started from nothing.
 
 What is kept is exactly mutmut's own cache, and mutmut decides what of it still holds, as it does when
 mutants/ survives between two runs:
@@ -34,6 +36,7 @@ MUTANTS = ROOT / "mutants"
 CACHE = ROOT / "tests" / "mutation-cache"
 STATS = "mutmut-stats.json"
 ORIGIN = "origin.json"
+VERDICTS = "postgresql-verdicts.json"   # written by tests.mutation_postgresql
 
 
 def _metas(root: Path) -> list[Path]:
@@ -58,6 +61,8 @@ def save() -> str:
     # the same bytes).
     with open(CACHE / (STATS + ".gz"), "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
         out.write((MUTANTS / STATS).read_bytes())
+    if (MUTANTS / VERDICTS).exists():   # the run on PostgreSQL (tests.mutation_postgresql)
+        shutil.copyfile(MUTANTS / VERDICTS, CACHE / VERDICTS)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "content", "handbook", "push", "api", "tests"],
                                 cwd=ROOT, capture_output=True, text=True).stdout.strip())
@@ -77,6 +82,8 @@ def restore() -> str:
         shutil.copyfile(CACHE / relative, target)
     with gzip.open(CACHE / (STATS + ".gz"), "rb") as stats:
         (MUTANTS / STATS).write_bytes(stats.read())
+    if (CACHE / VERDICTS).exists():
+        shutil.copyfile(CACHE / VERDICTS, MUTANTS / VERDICTS)
     (MUTANTS / "restored-from.txt").write_text(origin() + "\n", encoding="utf-8")
     return f"mutation cache: restored into mutants/ ({origin()})"
 

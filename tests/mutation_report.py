@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests import mutation_cache
+from tests import mutation_cache, mutation_postgresql
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ["content.progress", "content.acknowledgements", "content.access", "handbook.permissions",
@@ -114,6 +114,17 @@ def current_mutants(modules: list[str]) -> dict[str, str]:
 
 
 def current_results(modules: list[str] = MODULES) -> dict[str, str]:
+    """`sqlite_results()`, with the verdicts of the run on PostgreSQL (tests.mutation_postgresql) for the
+    mutants SQLite could not judge: killed there is killed, surviving there is a survivor."""
+    hashes = current_mutants(modules)
+    statuses = sqlite_results(modules, hashes)
+    for name, verdict in mutation_postgresql.current(mutation_postgresql.load(), hashes).items():
+        if statuses.get(name) in ("no tests", "survived"):
+            statuses[name] = verdict
+    return statuses
+
+
+def sqlite_results(modules: list[str], hashes: dict[str, str] | None = None) -> dict[str, str]:
     """`results()` for the modules' current source: a verdict recorded for a function whose source changed
     since (mutmut drops it when it next generates that file) is 'not checked', and so is a mutant of new
     code; mutants of code that is gone are left out."""
@@ -125,7 +136,7 @@ def current_results(modules: list[str] = MODULES) -> dict[str, str]:
             hashes = json.loads(meta.read_text(encoding="utf-8")).get("hash_by_function_name", {})
             stored_hashes.update({f"{module}.{function}": h for function, h in hashes.items()})
     statuses = {}
-    for name, digest in current_mutants(modules).items():
+    for name, digest in (hashes or current_mutants(modules)).items():
         function = name.partition("__mutmut_")[0]
         same = stored_hashes.get(function) == digest
         statuses[name] = recorded.get(name, "not checked") if same else "not checked"
@@ -177,6 +188,7 @@ def main() -> None:
         return
     out = Path(args.out)
     statuses = current_results()
+    on_pg = Counter(mutation_postgresql.current(mutation_postgresql.load(), current_mutants(MODULES)).values())
     counts: dict[str, Counter] = defaultdict(Counter)
     for name, status in statuses.items():
         counts[module_of(name)][status] += 1
@@ -190,7 +202,10 @@ def main() -> None:
     real = [n for n in survivors if n not in known]
     lines = ["# Mutation testing report (`make mutate`)", "",
              f"Written by `python -m tests.mutation_report` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from mutmut's "
-             "results in mutants/ (SQLite only). See docs/mutation.md for what was run.", "",
+             "results in mutants/ (on SQLite) and the verdicts on PostgreSQL of the mutants SQLite cannot judge "
+             f"(tests.mutation_postgresql: {on_pg['killed']} killed there, {on_pg['survived']} surviving there, "
+             f"{sum(on_pg.values()) - on_pg['killed'] - on_pg['survived']} neither). "
+             "See docs/mutation.md for what was run.", "",
              "Started from: " + (f"the results saved in tests/mutation-cache/ ({restored}); mutmut kept the "
                                  "verdicts of the functions whose source had not changed, and every mutant not "
                                  "killed was run again." if (restored := mutation_cache.restored_from())

@@ -1,11 +1,13 @@
 """`make mutate`'s results survive a fresh clone: tests/mutation_cache.py copies mutmut's own cache (the
-`.meta` files and mutmut-stats.json) out of the git-ignored mutants/ and back into an empty one."""
+`.meta` files and mutmut-stats.json), and the verdicts on PostgreSQL, out of the git-ignored mutants/ and
+back into an empty one. And tests/mutation_postgresql.py picks the mutants SQLite cannot judge, and the
+tests to judge them with on PostgreSQL."""
 import json
 import shutil
 
 import pytest
 
-from tests import mutation_cache
+from tests import mutation_cache, mutation_postgresql
 
 
 @pytest.fixture()
@@ -29,10 +31,12 @@ def test_saved_results_are_restored_into_an_empty_mutants_folder_only(places):
     _write(mutants / "mutmut-stats.json", {"duration_by_test": {"t": 0.5}})
     (mutants / "content" / "access.py").write_text("mutated copy, not kept", encoding="utf-8")
     _write(mutants / "tests" / "mutation-cache" / "content" / "access.py.meta", meta)   # mutmut's copy of tests/
+    verdicts = {"content.access.x_f__mutmut_3": {"verdict": "killed", "hash": "abc"}}   # judged on PostgreSQL
+    _write(mutants / "postgresql-verdicts.json", verdicts)
 
     assert "saved 1 .meta files" in mutation_cache.save()
     assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file()) == [
-        "content/access.py.meta", "mutmut-stats.json.gz", "origin.json"]
+        "content/access.py.meta", "mutmut-stats.json.gz", "origin.json", "postgresql-verdicts.json"]
 
     assert "already has results" in mutation_cache.restore()   # a mutants/ with results is left as it is
     (mutants / "mutmut-stats.json").unlink()                      # (stats deleted to have them collected again)
@@ -43,6 +47,7 @@ def test_saved_results_are_restored_into_an_empty_mutants_folder_only(places):
     assert "restored into mutants/" in mutation_cache.restore()
     assert json.loads((mutants / "content" / "access.py.meta").read_text(encoding="utf-8")) == meta
     assert json.loads((mutants / "mutmut-stats.json").read_text(encoding="utf-8")) == {"duration_by_test": {"t": 0.5}}
+    assert json.loads((mutants / "postgresql-verdicts.json").read_text(encoding="utf-8")) == verdicts
     assert not (mutants / "content" / "access.py").exists()   # mutmut makes the mutated copies again
     assert mutation_cache.restored_from().startswith("saved ")
 
@@ -53,3 +58,50 @@ def test_nothing_saved_means_a_run_from_nothing(places):
     assert not cache.exists()
     assert "none saved" in mutation_cache.restore()
     assert not mutants.exists()
+
+
+SOURCE = """
+def _compiled(stmt):
+    return stmt
+
+def _pipelined(conn, writes):
+    return [_compiled(s) for s in writes]
+
+def acknowledge(member):
+    _pipelined(None, [member])
+
+class _State:
+    def brief(self):
+        return acknowledge(self)
+"""
+
+
+def test_a_function_only_postgresql_calls_is_judged_by_the_tests_of_its_nearest_traced_callers():
+    stats = {"tests_by_mangled_function_name": {
+        "content.acknowledgements.x_acknowledge": ["tests/test_a.py::test_ack[sqlite]", "tests/test_a.py::test_x[sqlite-2]"],
+        "content.acknowledgements.xǁ_Stateǁbrief": ["tests/test_b.py::test_brief[sqlite]"],
+        "content.acknowledgements.x__pipelined": [],
+    }}
+    tests = mutation_postgresql.tests_for
+    module = "content.acknowledgements"
+    # Untraced two levels down: acknowledge's tests (not _State.brief's, one level further), on PostgreSQL.
+    assert tests(module, "_compiled", SOURCE, stats) == [
+        "tests/test_a.py::test_ack[postgresql]", "tests/test_a.py::test_x[postgresql-2]"]
+    assert tests(module, "acknowledge", SOURCE, stats) == tests(module, "_pipelined", SOURCE, stats)
+    assert tests(module, "_State.brief", SOURCE, stats) == ["tests/test_b.py::test_brief[postgresql]"]
+    assert mutation_postgresql._function_of(f"{module}.xǁ_Stateǁbrief__mutmut_4", module) == "_State.brief"
+    assert mutation_postgresql._function_of(f"{module}.x__compiled__mutmut_12", module) == "_compiled"
+
+
+def test_what_is_judged_on_postgresql():
+    statuses = {"m.x_a__mutmut_1": "no tests", "m.x_a__mutmut_2": "no tests", "m.x_b__mutmut_1": "survived",
+                "m.x_b__mutmut_2": "survived", "m.x_b__mutmut_3": "killed", "m.x_c__mutmut_1": "not checked"}
+    entries = {"m.x_b__mutmut_1": ("pin", "PostgreSQL only: the lock left out"),
+               "m.x_b__mutmut_2": ("pin", "equivalent: the same rows")}
+    judged = {"m.x_a__mutmut_2": "killed", "m.x_b__mutmut_1": "survived"}
+    # SQLite's "no tests" and its survivors explained as PostgreSQL-only, unless already killed there.
+    assert mutation_postgresql.wanted(statuses, entries, judged) == ["m.x_a__mutmut_1", "m.x_b__mutmut_1"]
+    # A verdict holds while its function's source is the one it was judged on.
+    verdicts = {"m.x_a__mutmut_2": {"verdict": "killed", "hash": "h1"}, "m.x_b__mutmut_1": {"verdict": "killed", "hash": "old"}}
+    assert mutation_postgresql.current(verdicts, {"m.x_a__mutmut_2": "h1", "m.x_b__mutmut_1": "new"}) == {
+        "m.x_a__mutmut_2": "killed"}

@@ -1,0 +1,176 @@
+"""Judge on PostgreSQL the mutants that mutmut's run on SQLite cannot judge (`make mutate`, per module).
+
+    python -m tests.mutation_postgresql MODULE [--seconds N]
+
+mutmut runs the tests on SQLite. Code that runs only on PostgreSQL (the pipelined writes of an
+acknowledgement, row locks, SKIP LOCKED, ...) leaves it two kinds of mutants it cannot judge:
+- "no tests": SQLite never calls the function, so no test is tied to it;
+- survivors that only PostgreSQL's tests can kill (tests/mutation_equivalents.txt says "PostgreSQL only").
+Each of them is run here the way mutmut runs a mutant — pytest -x in mutants/, with MUTANT_UNDER_TEST set
+to its name — on PostgreSQL only (TEST_BACKENDS=postgresql), over the tests that mutmut tied to its
+function or, for a function only PostgreSQL calls, to the functions of the module that call it; plus the
+module's own test files (conftest.MUTATION_FIRST), where the PostgreSQL-only tests are (SQLite skips them,
+so mutmut never tied them to anything).
+
+The verdicts go to mutants/postgresql-verdicts.json with the hash of the function's source (a verdict for
+a function that changed since is judged again) and are saved with mutmut's results (tests.mutation_cache);
+the report (tests.mutation_report) counts a mutant killed here as killed and one surviving here as a
+survivor to kill or explain. Without a reachable PostgreSQL (TEST_DATABASE_URL) this says so and does
+nothing. The database is emptied by the tests as in `make test`: give it one no other run is using.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+from tests.mutation_cache import MUTANTS, ROOT, VERDICTS
+
+PER_MUTANT_SECONDS = 900
+
+
+def load() -> dict[str, dict]:
+    path = MUTANTS / VERDICTS
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def _store(verdicts: dict[str, dict]) -> None:
+    (MUTANTS / VERDICTS).write_text(json.dumps(verdicts, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def current(verdicts: dict[str, dict], hashes: dict[str, str]) -> dict[str, str]:
+    """The verdicts that still hold: those recorded for the current source of the mutant's function."""
+    return {name: v["verdict"] for name, v in verdicts.items() if hashes.get(name) == v["hash"]}
+
+
+def wanted(statuses: dict[str, str], entries: dict[str, tuple[str | None, str]], judged: dict[str, str]) -> list[str]:
+    """The mutants to run on PostgreSQL: SQLite's "no tests" and its survivors explained as PostgreSQL-only,
+    less those already killed here (a survivor here is run again: tests may have been added since)."""
+    todo = [name for name, status in statuses.items()
+            if status == "no tests" or (status == "survived" and name in entries
+                                       and entries[name][1].startswith("PostgreSQL only"))]
+    return sorted(n for n in todo if judged.get(n) != "killed")
+
+
+def callers(source: str) -> dict[str, set[str]]:
+    """For each top-level function (and method, as `Class.method`) of a module: the others that name it."""
+    tree = ast.parse(source)
+    bodies: dict[str, ast.AST] = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            bodies[node.name] = node
+        elif isinstance(node, ast.ClassDef):
+            bodies.update({f"{node.name}.{n.name}": n for n in node.body
+                           if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))})
+    named = {f: {n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(body)
+                 if isinstance(n, (ast.Name, ast.Attribute))} for f, body in bodies.items()}
+    return {f: {g for g, names in named.items() if g != f and f.rpartition(".")[2] in names} for f in bodies}
+
+
+def _mangled(module: str, function: str) -> str:
+    """mutmut's key of a function in its stats: `content.acknowledgements.x__pipelined`, `…xǁ_Stateǁ__init__`."""
+    cls, _, name = function.rpartition(".")
+    return f"{module}.x{'ǁ' + cls + 'ǁ' if cls else '_'}{name}"
+
+
+def tests_for(module: str, function: str, source: str, stats: dict) -> list[str]:
+    """The tests mutmut tied to the function, or else to the nearest functions of the module that call it
+    (breadth first), as PostgreSQL's node ids."""
+    by_function = stats.get("tests_by_mangled_function_name", {})
+    graph = callers(source)
+    seen, frontier, tests = {function}, [function], set()
+    while frontier and not tests:
+        tests = {t for f in frontier for t in by_function.get(_mangled(module, f), ())}
+        frontier = [g for f in frontier for g in sorted(graph.get(f, ())) if g not in seen]
+        seen.update(frontier)
+    return sorted(re.sub(r"\[sqlite(?=[\]-])", "[postgresql", t) for t in tests)
+
+
+def _function_of(name: str, module: str) -> str:
+    """`content.acknowledgements.x__pipelined__mutmut_3` → `_pipelined`; `…xǁ_Stateǁ__init____mutmut_1` →
+    `_State.__init__`."""
+    mangled = name[len(module) + 1:].rpartition("__mutmut_")[0]
+    if mangled.startswith("xǁ"):
+        cls, _, method = mangled[2:].partition("ǁ")
+        return f"{cls}.{method}"
+    return mangled[2:]
+
+
+def run(name: str, tests: list[str], database_url: str, seconds: float) -> str:
+    env = {**os.environ, "MUTANT_UNDER_TEST": name, "TEST_BACKENDS": "postgresql",
+           "TEST_DATABASE_URL": database_url}
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]
+    try:
+        done = subprocess.run(command, cwd=MUTANTS, env=env, capture_output=True, text=True, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return "timeout"
+    # pytest: 0 all passed, 1 some failed, 5 nothing collected; anything else is a broken run, not a verdict.
+    verdict = {0: "survived", 1: "killed", 5: "no tests"}.get(done.returncode)
+    if verdict is None:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        print(f"  {name}: pytest exit {done.returncode}\n{tail}", file=sys.stderr)
+        return f"error (pytest exit {done.returncode})"
+    return verdict
+
+
+def reachable(url: str) -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=3).close()
+        return True
+    except psycopg.Error:
+        return False
+
+
+def main() -> None:
+    from tests import mutation_report
+    from tests.conftest import MUTATION_FIRST
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("module", choices=mutation_report.MODULES)
+    parser.add_argument("--seconds", type=float, default=float(os.environ.get("MUTATE_SECONDS", 1200)))
+    args = parser.parse_args()
+    url = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    if not reachable(url):
+        print(f"mutation on PostgreSQL: {args.module}: PostgreSQL not reachable at {url}, nothing judged")
+        return
+    module, deadline = args.module, time.monotonic() + args.seconds
+    statuses = mutation_report.sqlite_results([module])
+    hashes = mutation_report.current_mutants([module])
+    verdicts = load()
+    if not (MUTANTS / mutation_report._source(module)).exists():
+        print(f"mutation on PostgreSQL: {module}: mutmut has not generated its mutants in this mutants/ yet "
+              "(nothing to run on SQLite): nothing judged")
+        return
+    entries, judged = mutation_report.equivalents(), current(verdicts, hashes)
+    todo = wanted(statuses, entries, judged)
+    # As on SQLite: a survivor explained for exactly its current diff is not run again (MUTATE_RECHECK=1: it is).
+    if not os.environ.get("MUTATE_RECHECK"):
+        todo = [n for n in todo if not (judged.get(n) == "survived" and n in entries
+                                        and entries[n][0] == mutation_report.current_pin(n))]
+    source = (ROOT / mutation_report._source(module)).read_text(encoding="utf-8")
+    stats = json.loads((MUTANTS / "mutmut-stats.json").read_text(encoding="utf-8"))
+    own = list(next((files for prefix, files in MUTATION_FIRST.items() if module.startswith(prefix)), ()))
+    print(f"mutation on PostgreSQL: {module}: {len(todo)} mutants to judge")
+    for name in todo:
+        left = deadline - time.monotonic()
+        if left < 30:
+            print(f"  stopped at the time limit: {len(todo) - todo.index(name)} left, run again to go on")
+            break
+        tests = tests_for(module, _function_of(name, module), source, stats)
+        selected = own + [t for t in tests if not t.startswith(tuple(f + "::" for f in own))]
+        started = time.monotonic()
+        verdict = run(name, selected, url, min(PER_MUTANT_SECONDS, left))
+        verdicts[name] = {"verdict": verdict, "hash": hashes[name]}
+        _store(verdicts)
+        print(f"  {name}: {verdict} ({time.monotonic() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
