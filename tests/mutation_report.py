@@ -133,8 +133,8 @@ def sqlite_results(modules: list[str], hashes: dict[str, str] | None = None) -> 
     for module in modules:
         meta = ROOT / "mutants" / _source(module).with_suffix(".py.meta")
         if meta.exists():
-            hashes = json.loads(meta.read_text(encoding="utf-8")).get("hash_by_function_name", {})
-            stored_hashes.update({f"{module}.{function}": h for function, h in hashes.items()})
+            stored = json.loads(meta.read_text(encoding="utf-8")).get("hash_by_function_name", {})
+            stored_hashes.update({f"{module}.{function}": h for function, h in stored.items()})
     statuses = {}
     for name, digest in (hashes or current_mutants(modules)).items():
         function = name.partition("__mutmut_")[0]
