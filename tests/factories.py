@@ -124,6 +124,11 @@ def executed_with_parameters(run) -> list[tuple[str, object]]:
     return seen
 
 
+def raw_pg_url() -> str:
+    """The test database's URL for psycopg itself (another connection than the app's, e.g. to hold a lock)."""
+    return db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def answered_while_row_held(app, request, table: str, row_id: int, lock: str, *, wait: float) -> tuple[bool, object]:
     """PostgreSQL row locks, seen from a request: another transaction holds row `row_id` of `table` with
     `lock` (FOR UPDATE, FOR NO KEY UPDATE, FOR KEY SHARE ...) while `request(test_client)` runs in a thread.
@@ -131,7 +136,7 @@ def answered_while_row_held(app, request, table: str, row_id: int, lock: str, *,
     row was released?"""
     import psycopg
 
-    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    url = raw_pg_url()
     db.session.commit()
     answers = []
 

@@ -118,26 +118,16 @@ def run(name: str, tests: list[str], database_url: str, seconds: float) -> str:
     return verdict
 
 
-def reachable(url: str) -> bool:
-    import psycopg
-
-    try:
-        psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=3).close()
-        return True
-    except psycopg.Error:
-        return False
-
-
 def main() -> None:
     from tests import mutation_report
-    from tests.conftest import MUTATION_FIRST
+    from tests.conftest import MUTATION_FIRST, _postgres_reachable
 
     parser = argparse.ArgumentParser()
     parser.add_argument("module", choices=mutation_report.MODULES)
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("MUTATE_SECONDS", 1200)))
     args = parser.parse_args()
     url = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    if not reachable(url):
+    if not _postgres_reachable(url):
         print(f"mutation on PostgreSQL: {args.module}: PostgreSQL not reachable at {url}, nothing judged")
         return
     module, deadline = args.module, time.monotonic() + args.seconds

@@ -24,7 +24,7 @@ from handbook.extensions import db, limiter
 from handbook.imports import import_members, import_org_units
 from handbook.members import Member
 from handbook.orgunits import OrgUnit
-from tests.factories import PASSWORD, in_parallel, member, small_tree
+from tests.factories import PASSWORD, in_parallel, member, raw_pg_url, small_tree
 from tests.test_acknowledgements import (
     API,
     WORLD_MEMBERS,
@@ -934,19 +934,25 @@ def test_a_recount_locks_its_documents_against_member_writers_but_not_their_keys
 
 
 def _assert_held_for_no_key_update(doc: int, free: int | None = None) -> None:
-    """The app's open transaction holds document `doc` FOR NO KEY UPDATE (and `free` not at all), seen from
-    another connection: FOR SHARE waits, KEY SHARE does not. Ends the app's transaction."""
+    """The app's open transaction holds document `doc` FOR NO KEY UPDATE (and `free` not at all): FOR SHARE
+    waits, KEY SHARE does not. Ends the app's transaction."""
+    _assert_document_lock(doc, goes="KEY SHARE", waits="SHARE", free=free)
+
+
+def _assert_document_lock(doc: int, *, goes: str, waits: str, free: int | None = None) -> None:
+    """How the app's open transaction holds document `doc`, seen from another connection: a `goes` lock
+    (FOR SHARE, FOR KEY SHARE, ...) is granted at once, a `waits` one waits; `free`, another document, is
+    not held at all (its `waits` lock is granted). Ends the app's transaction."""
     import psycopg
 
-    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
-        with psycopg.connect(url, autocommit=True) as other:
+        with psycopg.connect(raw_pg_url(), autocommit=True) as other:
             other.execute("SET lock_timeout = '500ms'")
+            other.execute(f"SELECT id FROM documents WHERE id = %s FOR {goes}", (doc,))
             with pytest.raises(psycopg.errors.LockNotAvailable):
-                other.execute("SELECT id FROM documents WHERE id = %s FOR SHARE", (doc,))
-            other.execute("SELECT id FROM documents WHERE id = %s FOR KEY SHARE", (doc,))
+                other.execute(f"SELECT id FROM documents WHERE id = %s FOR {waits}", (doc,))
             if free is not None:
-                other.execute("SELECT id FROM documents WHERE id = %s FOR SHARE", (free,))
+                other.execute(f"SELECT id FROM documents WHERE id = %s FOR {waits}", (free,))
     finally:
         db.session.rollback()
 
@@ -963,7 +969,7 @@ def test_closing_skips_a_document_another_closer_holds_and_ignores_key_share_loc
     now = datetime.now(UTC)
     for doc in (held, key_shared):
         set_deadline(doc, now - timedelta(hours=1))
-    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    url = raw_pg_url()
     with psycopg.connect(url) as other:
         other.execute("SELECT id FROM documents WHERE id = %s FOR NO KEY UPDATE", (held,))
         other.execute("SELECT id FROM documents WHERE id = %s FOR KEY SHARE", (key_shared,))
@@ -1011,22 +1017,12 @@ def test_a_writer_s_locked_read_of_a_document_sees_a_change_made_since_it_was_lo
 def test_a_writer_s_locked_read_shares_the_document_with_other_writers_only(pg_only, app, api, tree):
     """PostgreSQL: lock_document holds the row FOR SHARE until the transaction ends: other member-level
     writers (FOR SHARE) go on, a recount or material change (FOR NO KEY UPDATE) waits."""
-    import psycopg
-
     from content.progress import lock_document
 
     doc = api.publish()
-    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     db.session.commit()
     assert lock_document(doc).id == doc   # the transaction stays open
-    try:
-        with psycopg.connect(url, autocommit=True) as other:
-            other.execute("SET lock_timeout = '500ms'")
-            other.execute("SELECT id FROM documents WHERE id = %s FOR SHARE", (doc,))
-            with pytest.raises(psycopg.errors.LockNotAvailable):
-                other.execute("SELECT id FROM documents WHERE id = %s FOR NO KEY UPDATE", (doc,))
-    finally:
-        db.session.rollback()
+    _assert_document_lock(doc, goes="SHARE", waits="NO KEY UPDATE")
 
 
 def test_a_document_without_an_audience_reaches_nobody(api, tree):
@@ -1056,7 +1052,7 @@ def _locked_before_blocking(app, writer, held: int, probes: list[int]) -> list[i
 
     import psycopg
 
-    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    url = raw_pg_url()
     db.session.commit()
     failures: list[BaseException] = []
 
