@@ -104,6 +104,31 @@ def executed_statements(run) -> list[str]:
     return [statement for statement, _ in executed_with_parameters(run)]
 
 
+def cursor_events(run) -> list[tuple[str, str, object]]:
+    """("before" or "after", statement, parameters) of each cursor event the database engine dispatched
+    while `run()` ran, as a listener with the events' whole signature (SQLAlchemy's ConnectionEvents) gets them."""
+    from sqlalchemy import event
+
+    from handbook.extensions import db
+
+    seen: list[tuple[str, str, object]] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        seen.append(("before", statement, parameters))
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        seen.append(("after", statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", before)
+    event.listen(db.engine, "after_cursor_execute", after)
+    try:
+        run()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", before)
+        event.remove(db.engine, "after_cursor_execute", after)
+    return seen
+
+
 def executed_with_parameters(run) -> list[tuple[str, object]]:
     """(statement, parameters) of each statement the database engine executed while `run()` ran: the
     parameters as the driver got them, so that a test can EXPLAIN the very statement."""

@@ -306,6 +306,37 @@ def test_acknowledging_implies_opening(api, tree):
     assert_counters_exact()
 
 
+def test_an_acknowledgement_s_statements_are_each_seen_by_the_engine_s_cursor_events(api, tree):
+    """An acknowledgement is, after the caller's member row: the document under its lock, the receipt
+    upserted, the receipt's UPDATE and the counter's UPDATE; on PostgreSQL the two UPDATEs and the COMMIT
+    go in one round trip (content.acknowledgements._pipelined), yet each statement is seen by the engine's
+    cursor events before and after it runs, with the events' usual arguments and the parameters the driver
+    got (what logs, statement counts and timings listen to). Acknowledging again writes nothing."""
+    from tests.factories import cursor_events
+
+    doc = api.publish()
+    api.auth("M1")   # logged in before: only the acknowledgement's request is looked at
+    responses = []
+    events = cursor_events(lambda: responses.append(api.ack("M1", doc)))
+    assert responses[0].status_code == 200, responses[0].get_data(as_text=True)
+    # Every statement: "before", then "after" with the same statement and parameters, nothing in between.
+    assert [kind for kind, _, _ in events] == ["before", "after"] * (len(events) // 2) and len(events) % 2 == 0
+    assert all(events[i][1:] == events[i + 1][1:] for i in range(0, len(events), 2))
+    writes = [statement.split()[:3] for _, statement, _ in events[::2] if not statement.startswith("SELECT")]
+    assert writes == [["INSERT", "INTO", "receipts"], ["UPDATE", "receipts", "SET"], ["UPDATE", "progress_counters", "SET"]]
+    written = events[-4][2]   # the receipt's UPDATE, as the driver got it (the pipelined one compiled by hand)
+    if isinstance(written, dict):   # psycopg's named parameters; SQLite's are positional
+        assert (written["acknowledged_version"], written["method"], written["k_member_id"]) == (1, "app", api.id("M1"))
+    else:
+        assert {1, "app", api.id("M1")} <= set(written)
+    assert counter(doc, tree["b1"]) == (4, 0, 1, 0)   # the pipelined COMMIT took effect
+    assert_counters_exact()
+
+    again = cursor_events(lambda: responses.append(api.ack("M1", doc)))
+    assert responses[1].status_code == 200 and responses[1].json["state"] == "acknowledged"
+    assert [s.split()[0] for kind, s, _ in again if kind == "before"][-2:] == ["SELECT", "INSERT"]   # no UPDATE
+
+
 @pytest.mark.parametrize("payload, field", [
     ({"version": 2}, "version"),                 # above the current version
     ({"version": 0}, "version"),
