@@ -104,20 +104,26 @@ def executed_statements(run) -> list[str]:
     return [statement for statement, _ in executed_with_parameters(run)]
 
 
-def cursor_events(run) -> list[tuple[str, str, object]]:
-    """("before" or "after", statement, parameters) of each cursor event the database engine dispatched
-    while `run()` ran, as a listener with the events' whole signature (SQLAlchemy's ConnectionEvents) gets them."""
-    from sqlalchemy import event
+def cursor_events(run) -> list[tuple[str, str, object, bool, bool]]:
+    """(kind, statement, parameters, executemany, from_the_engine) of each cursor event the database engine
+    dispatched while `run()` ran, as a listener with the events' whole signature (SQLAlchemy's
+    ConnectionEvents) gets them: kind is "before" or "after"; from_the_engine says the event came with an
+    SQLAlchemy connection and a DB-API cursor (what a listener reads timings, logs and counts from)."""
+    from sqlalchemy import Connection, event
 
     from handbook.extensions import db
 
-    seen: list[tuple[str, str, object]] = []
+    seen: list[tuple[str, str, object, bool, bool]] = []
+
+    def keep(kind, conn, cursor, statement, parameters, executemany):
+        seen.append((kind, statement, parameters, executemany,
+                     isinstance(conn, Connection) and callable(getattr(cursor, "execute", None))))
 
     def before(conn, cursor, statement, parameters, context, executemany):
-        seen.append(("before", statement, parameters))
+        keep("before", conn, cursor, statement, parameters, executemany)
 
     def after(conn, cursor, statement, parameters, context, executemany):
-        seen.append(("after", statement, parameters))
+        keep("after", conn, cursor, statement, parameters, executemany)
 
     event.listen(db.engine, "before_cursor_execute", before)
     event.listen(db.engine, "after_cursor_execute", after)

@@ -320,9 +320,11 @@ def test_an_acknowledgement_s_statements_are_each_seen_by_the_engine_s_cursor_ev
     events = cursor_events(lambda: responses.append(api.ack("M1", doc)))
     assert responses[0].status_code == 200, responses[0].get_data(as_text=True)
     # Every statement: "before", then "after" with the same statement and parameters, nothing in between.
-    assert [kind for kind, _, _ in events] == ["before", "after"] * (len(events) // 2) and len(events) % 2 == 0
+    assert [kind for kind, *_ in events] == ["before", "after"] * (len(events) // 2) and len(events) % 2 == 0
     assert all(events[i][1:] == events[i + 1][1:] for i in range(0, len(events), 2))
-    writes = [statement.split()[:3] for _, statement, _ in events[::2] if not statement.startswith("SELECT")]
+    # One statement each (not executemany), with the engine's connection and the driver's cursor.
+    assert {(executemany, from_the_engine) for *_, executemany, from_the_engine in events} == {(False, True)}
+    writes = [statement.split()[:3] for _, statement, *_ in events[::2] if not statement.startswith("SELECT")]
     assert writes == [["INSERT", "INTO", "receipts"], ["UPDATE", "receipts", "SET"], ["UPDATE", "progress_counters", "SET"]]
     written = events[-4][2]   # the receipt's UPDATE, as the driver got it (the pipelined one compiled by hand)
     if isinstance(written, dict):   # psycopg's named parameters; SQLite's are positional
@@ -334,7 +336,7 @@ def test_an_acknowledgement_s_statements_are_each_seen_by_the_engine_s_cursor_ev
 
     again = cursor_events(lambda: responses.append(api.ack("M1", doc)))
     assert responses[1].status_code == 200 and responses[1].json["state"] == "acknowledged"
-    assert [s.split()[0] for kind, s, _ in again if kind == "before"][-2:] == ["SELECT", "INSERT"]   # no UPDATE
+    assert [s.split()[0] for kind, s, *_ in again if kind == "before"][-2:] == ["SELECT", "INSERT"]   # no UPDATE
 
 
 @pytest.mark.parametrize("payload, field", [
