@@ -48,8 +48,8 @@ MUTATE_MODULES ?= handbook.permissions handbook.auth content.access content.prog
 MUTATE_SECONDS ?= 1200
 MUTATE_CHILDREN ?= 2
 # The mutants SQLite cannot judge (PostgreSQL-only code) are then run on PostgreSQL, when reachable, in this
-# database (emptied by the tests: not one another run is using). See tests/mutation_postgresql.py.
-MUTATE_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+# database (its own, created when missing: the tests empty it). See tests/mutation_postgresql.py.
+MUTATE_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/handbook_mutate
 .PHONY: mutate
 mutate: install
 	@if [ -n "$(MUTATE_FRESH)" ]; then rm -rf mutants; else $(BIN)/python -m tests.mutation_cache restore; fi

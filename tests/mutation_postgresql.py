@@ -15,8 +15,9 @@ so mutmut never tied them to anything).
 The verdicts go to mutants/postgresql-verdicts.json with the hash of the function's source (a verdict for
 a function that changed since is judged again) and are saved with mutmut's results (tests.mutation_cache);
 the report (tests.mutation_report) counts a mutant killed here as killed and one surviving here as a
-survivor to kill or explain. Without a reachable PostgreSQL (TEST_DATABASE_URL) this says so and does
-nothing. The database is emptied by the tests as in `make test`: give it one no other run is using.
+survivor to kill or explain. The tests run in TEST_DATABASE_URL (`make mutate`: MUTATE_DATABASE_URL, by
+default its own database handbook_mutate, created when missing, not the one `make test` empties); without
+a reachable PostgreSQL this says so and does nothing.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ import time
 from tests.mutation_cache import MUTANTS, ROOT, VERDICTS
 
 PER_MUTANT_SECONDS = 900
+# Its own database (created when missing), so that a `make test` running meanwhile is not disturbed.
+DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/handbook_mutate"
 
 
 def load() -> dict[str, dict]:
@@ -118,6 +121,22 @@ def run(name: str, tests: list[str], database_url: str, seconds: float) -> str:
     return verdict
 
 
+def _create_database(url: str) -> bool:
+    """Create the database of `url` through the server's maintenance database; False if that fails."""
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    maintenance = target.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(maintenance, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target.database)))
+        return True
+    except psycopg.Error:
+        return False
+
+
 def main() -> None:
     from tests import mutation_report
     from tests.conftest import MUTATION_FIRST, _postgres_reachable
@@ -126,8 +145,8 @@ def main() -> None:
     parser.add_argument("module", choices=mutation_report.MODULES)
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("MUTATE_SECONDS", 1200)))
     args = parser.parse_args()
-    url = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    if not _postgres_reachable(url):
+    url = os.environ.get("TEST_DATABASE_URL", DATABASE_URL)
+    if not (_postgres_reachable(url) or (_create_database(url) and _postgres_reachable(url))):
         print(f"mutation on PostgreSQL: {args.module}: PostgreSQL not reachable at {url}, nothing judged")
         return
     module, deadline = args.module, time.monotonic() + args.seconds
