@@ -42,8 +42,12 @@ def load() -> dict[str, dict]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-def _store(verdicts: dict[str, dict]) -> None:
-    (MUTANTS / VERDICTS).write_text(json.dumps(verdicts, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+def _record(name: str, verdict: str, digest: str) -> None:
+    """Add one verdict to the file as it is now (another module's run may have added some meanwhile)."""
+    verdicts = {**load(), name: {"verdict": verdict, "hash": digest}}
+    scratch = MUTANTS / (VERDICTS + f".{os.getpid()}")
+    scratch.write_text(json.dumps(verdicts, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    scratch.replace(MUTANTS / VERDICTS)
 
 
 def current(verdicts: dict[str, dict], hashes: dict[str, str]) -> dict[str, str]:
@@ -150,14 +154,13 @@ def main() -> None:
         print(f"mutation on PostgreSQL: {args.module}: PostgreSQL not reachable at {url}, nothing judged")
         return
     module, deadline = args.module, time.monotonic() + args.seconds
-    statuses = mutation_report.sqlite_results([module])
-    hashes = mutation_report.current_mutants([module])
-    verdicts = load()
     if not (MUTANTS / mutation_report._source(module)).exists():
         print(f"mutation on PostgreSQL: {module}: mutmut has not generated its mutants in this mutants/ yet "
               "(nothing to run on SQLite): nothing judged")
         return
-    entries, judged = mutation_report.equivalents(), current(verdicts, hashes)
+    hashes = mutation_report.current_mutants([module])
+    statuses = mutation_report.sqlite_results([module], hashes)
+    entries, judged = mutation_report.equivalents(), current(load(), hashes)
     todo = wanted(statuses, entries, judged)
     # As on SQLite: a survivor explained for exactly its current diff is not run again (MUTATE_RECHECK=1: it is).
     if not os.environ.get("MUTATE_RECHECK"):
@@ -176,8 +179,7 @@ def main() -> None:
         selected = own + [t for t in tests if not t.startswith(tuple(f + "::" for f in own))]
         started = time.monotonic()
         verdict = run(name, selected, url, min(PER_MUTANT_SECONDS, left))
-        verdicts[name] = {"verdict": verdict, "hash": hashes[name]}
-        _store(verdicts)
+        _record(name, verdict, hashes[name])
         print(f"  {name}: {verdict} ({time.monotonic() - started:.0f} s)")
 
 
