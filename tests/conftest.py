@@ -143,8 +143,10 @@ def _forget_per_process_state() -> None:
         for value in list(vars(module).values()):
             if isinstance(value, functools._lru_cache_wrapper):   # functools.cache and lru_cache
                 value.cache_clear()
-    if "content.acknowledgements" in sys.modules:
-        sys.modules["content.acknowledgements"]._COMPILED.clear()   # keyed by id() of the statements above
+        # Compiled forms keyed by id() of the statements above (content.acknowledgements, handbook.auth):
+        # once those are freed, a new statement can get a freed one's id and would find its SQL.
+        if isinstance(getattr(module, "_COMPILED", None), dict):
+            module._COMPILED.clear()
     if "content.meetings" in sys.modules:
         sys.modules["content.meetings"]._TREES.clear()
         sys.modules["content.meetings"]._STATS.clear()
