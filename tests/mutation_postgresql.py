@@ -98,6 +98,11 @@ def tests_for(module: str, function: str, source: str, stats: dict) -> list[str]
     return sorted(re.sub(r"\[sqlite(?=[\]-])", "[postgresql", t) for t in tests)
 
 
+def own_test_files(module: str, first: dict[str, tuple[str, ...]]) -> list[str]:
+    """The module's own test files (conftest.MUTATION_FIRST, keyed by a mutant name's prefix)."""
+    return list(next((files for prefix, files in first.items() if f"{module}.".startswith(prefix)), ()))
+
+
 def _function_of(name: str, module: str) -> str:
     """`content.acknowledgements.x__pipelined__mutmut_3` → `_pipelined`; `…xǁ_Stateǁ__init____mutmut_1` →
     `_State.__init__`."""
@@ -168,7 +173,7 @@ def main() -> None:
                                         and entries[n][0] == mutation_report.current_pin(n))]
     source = (ROOT / mutation_report._source(module)).read_text(encoding="utf-8")
     stats = json.loads((MUTANTS / "mutmut-stats.json").read_text(encoding="utf-8"))
-    own = list(next((files for prefix, files in MUTATION_FIRST.items() if module.startswith(prefix)), ()))
+    own = own_test_files(module, MUTATION_FIRST)
     print(f"mutation on PostgreSQL: {module}: {len(todo)} mutants to judge")
     for name in todo:
         left = deadline - time.monotonic()

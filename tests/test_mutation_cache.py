@@ -91,6 +91,12 @@ def test_a_function_only_postgresql_calls_is_judged_by_the_tests_of_its_nearest_
     assert tests(module, "_State.brief", SOURCE, stats) == ["tests/test_b.py::test_brief[postgresql]"]
     assert mutation_postgresql._function_of(f"{module}.xǁ_Stateǁbrief__mutmut_4", module) == "_State.brief"
     assert mutation_postgresql._function_of(f"{module}.x__compiled__mutmut_12", module) == "_compiled"
+    # Plus the module's own test files whole: SQLite skips the PostgreSQL-only tests, so mutmut tied them to nothing.
+    from tests.conftest import MUTATION_FIRST
+
+    assert mutation_postgresql.own_test_files(module, MUTATION_FIRST) == ["tests/test_acknowledgements.py",
+                                                                         "tests/test_progress.py"]
+    assert mutation_postgresql.own_test_files("content.access", MUTATION_FIRST)[0] == "tests/test_feed.py"
 
 
 def test_what_is_judged_on_postgresql():
