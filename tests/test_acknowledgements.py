@@ -758,6 +758,39 @@ def test_briefing_results_receipts_undo_and_audit(api, tree):
     assert first["target_type"] == "document"
 
 
+def test_briefing_dates_are_days_in_hanoi_whatever_the_server_s_zone(api, tree, monkeypatch):
+    """held_on is a day in Hà Nội, on a server whose own zone is 12 hours behind UTC or 14 ahead: today
+    there is never in the future and tomorrow there always is (between the two zones, one of them is on
+    another date than Hà Nội at any hour), and the day before the publication's day in Hà Nội is refused
+    though in the server's zone (12 hours behind) the document came out on that day."""
+    import time as clock
+
+    doc = api.publish()
+    m1, m2 = api.id("M1"), api.id("M2")
+    published_day = local_today() - timedelta(days=3)
+    stored = db.session.get(Document, doc)
+    stored.published_at = datetime.combine(published_day, time(0, 30), tzinfo=ZONE).astimezone(UTC)
+    db.session.commit()
+    answers = {}
+    try:
+        for zone in ("Etc/GMT+12", "Etc/GMT-14"):   # POSIX signs: UTC-12 and UTC+14
+            monkeypatch.setenv("TZ", zone)
+            clock.tzset()
+            answers[zone] = (api.brief("S1", doc, [m1], held_on=local_today()),
+                             api.brief("S1", doc, [m2], held_on=local_today() + timedelta(days=1)),
+                             api.brief("S1", doc, [m2], held_on=published_day - timedelta(days=1)))
+    finally:
+        monkeypatch.undo()
+        clock.tzset()
+    for zone, (today, tomorrow, before) in answers.items():
+        assert today.status_code == 200, (zone, today.get_data(as_text=True))
+        assert_problem(tomorrow, 422, "validation_error")
+        assert tomorrow.json["errors"] == {"held_on": [FIELD_MESSAGES_VI["not_in_future"]]}, zone
+        assert_problem(before, 422, "validation_error")
+        assert before.json["errors"] == {"held_on": [FIELD_MESSAGES_VI["before_publication"]]}, zone
+    assert receipt(doc, m1).held_on == local_today() and receipt(doc, m2) is None
+
+
 def test_briefing_of_a_member_who_never_opened(api, tree):
     doc = api.publish()
     m4 = api.id("M4")
@@ -941,6 +974,43 @@ def test_exemption_needs_a_reason(api, tree):
         response = api.client.post(f"{API}/documents/{doc}/exemptions", json=payload, headers=api.auth("S1"))
         assert_problem(response, 422, "validation_error")
     assert receipt(doc, m1) is None
+    assert counter(doc, tree["b1"]) == (4, 0, 0, 0)
+
+
+def test_an_exemption_without_a_reason_names_the_field(api, tree):
+    """A reason that is empty once normalised (blank: the schema lets it through, being of length 1 to 2000)
+    is refused with the field named and why, as every 422."""
+    doc = api.publish()
+    for reason in ("   ", "\t \u00a0"):
+        response = api.exempt("S1", doc, [api.id("M1")], reason)
+        assert_problem(response, 422, "validation_error")
+        assert response.json["errors"] == {"reason": [FIELD_MESSAGES_VI["required"]]}, reason
+    assert receipt(doc, api.id("M1")) is None
+
+
+def test_a_secretary_s_recording_reads_only_the_members_it_lists(api, tree):
+    """Exemptions, briefings and their undo load the rows of the members they list (and the secretary's
+    own), not every member of the audience in the secretary's scope: a ward's directive reaches thousands."""
+    from sqlalchemy import event
+
+    doc = api.publish()
+    m1, s1 = api.id("M1"), api.id("S1")
+    api.auth("S1")
+    loaded = []
+
+    def keep(target, context):
+        loaded.append(target.id)
+
+    event.listen(Member, "load", keep)
+    try:
+        assert api.exempt("S1", doc, [m1]).status_code == 200
+        assert api.unexempt("S1", doc, m1).status_code == 204
+        assert api.brief("S1", doc, [m1]).status_code == 200
+        assert api.unbrief("S1", doc, m1).status_code == 204
+    finally:
+        event.remove(Member, "load", keep)
+    assert m1 in loaded   # the listener saw the loads
+    assert set(loaded) <= {m1, s1}, sorted(set(loaded) - {m1, s1})
     assert counter(doc, tree["b1"]) == (4, 0, 0, 0)
 
 
