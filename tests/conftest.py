@@ -98,16 +98,21 @@ def _clean_durations() -> dict[str, float]:
 
 
 def pytest_collection_modifyitems(config, items):
-    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
-    if "__mutmut_" not in mutant:
+    mutant = os.environ.get("MUTANT_UNDER_TEST")
+    if mutant is None:
         return
-    # A failing Hypothesis test is a killed mutant: shrinking the example only makes the report nicer, and
-    # on a mutant that breaks every example it ran past mutmut's time limit (a "timeout" instead of a kill).
-    from hypothesis import Phase, settings
+    # (Also mutmut's clean run, "" — the same tests in the same order as a mutant's, so that it checks the
+    # order the mutants' runs use — and its trace, "stats".)
+    prefixes = None
+    if "__mutmut_" in mutant:
+        # A failing Hypothesis test is a killed mutant: shrinking the example only makes the report nicer,
+        # and on a mutant that breaks every example it ran past mutmut's time limit (a "timeout" instead of
+        # a kill).
+        from hypothesis import Phase, settings
 
-    settings.register_profile("mutmut", phases=[Phase.explicit, Phase.reuse, Phase.generate])
-    settings.load_profile("mutmut")
-    prefixes = next((p for m, p in MUTATION_DESELECT.items() if mutant.startswith(m)), None)
+        settings.register_profile("mutmut", phases=[Phase.explicit, Phase.reuse, Phase.generate])
+        settings.load_profile("mutmut")
+        prefixes = next((p for m, p in MUTATION_DESELECT.items() if mutant.startswith(m)), None)
     if prefixes:
         keep = [i for i in items if not i.nodeid.startswith(prefixes)]
         if keep and len(keep) < len(items):   # never deselect every test (that would be "no tests")

@@ -246,7 +246,9 @@ class Row:
     # pages, anonymous visitors sent to the sign-in page (303).
     face: str = "api"
     # What a success of a non-GET leaves behind: by default a spoilt world (the next cell gets a new one);
-    # KEEPS when every later cell's answer stays the same; SIGNS_OUT when only the caller's tokens are gone.
+    # KEEPS when every later cell's answer stays the same; SIGNS_OUT when only the caller's own sessions
+    # changed (signed out; or the console's sign-in, which signs an anonymous caller's browser in as the
+    # member): the caller gets a new login and browser at its next cell.
     after: str = ""
 
     @property
@@ -603,7 +605,7 @@ ROWS: list[Row] = [
     console("GET", "/static/console/<path:filename>", "/static/console/console.css",
             E(200, 200, 200, 200, 200, 200, 200)),
     console("GET", "/login", "/login", E(200, 303, 303, 303, 303, 303, 303)),
-    console("POST", "/login", "/login", E(303, 303, 303, 303, 303, 303, 303), after=KEEPS,
+    console("POST", "/login", "/login", E(303, 303, 303, 303, 303, 303, 303), after=SIGNS_OUT,
             request=page(lambda w, c: {"username": CARDS["member" if c == "anonymous" else c],
                                        "password": PASSWORD})),
     console("POST", "/logout", "/logout", E(303, 303, 303, 303, 303, 303, 303), after=SIGNS_OUT),
