@@ -502,6 +502,69 @@ def test_a_member_who_acknowledges_after_planning_is_skipped(world, fcm):
     assert "fid-M2" not in targets(fcm) and "fid-M1" in targets(fcm)
 
 
+def test_whoever_settled_since_planning_gets_no_push_of_that_document_only(world, fcm):
+    """Two documents' reminders planned together; then, for document A only, members settle: before the
+    first send (M2 acknowledges, S1 gets an extension) their devices get a `skipped` delivery, counted, and
+    no push; after a failed first send (M1 acknowledges, S2 gets an extension) their retries are dropped,
+    while M3's retry (still pending) goes and what was already sent stays sent. Document B's reminder still
+    reaches every one of them."""
+    from push import fanout
+    from push.schedule import schedule_due
+
+    doc_a = world.publish("b1", "b2")
+    doc_b = world.publish("b1", "b2", title="Kế hoạch thực hiện")
+    run_due()
+    fcm.reset()
+    schedule_due(_published_at(doc_b) + timedelta(days=7, minutes=1))
+    chunks = {}
+    for doc in (doc_a, doc_b):
+        planned: list[int] = []
+        fanout.plan(notification("reminder", doc).id, planned.append)
+        chunks[doc] = planned
+    assert [len(c) for c in chunks.values()] == [1, 1]
+
+    def extend_a(card: str, by: str):
+        deadline_day = db.session.get(Document, doc_a).deadline.astimezone(ZONE).date()
+        response = world.client.post(f"{API}/documents/{doc_a}/extensions", headers=world.auth(by), json={
+            "member_ids": [world.id(card)], "until": (deadline_day + timedelta(days=5)).isoformat(),
+            "reason": "Điều trị tại bệnh viện"})
+        assert response.status_code == 200, response.get_data(as_text=True)
+
+    assert world.ack("M2", doc_a).status_code == 200
+    extend_a("S1", by="S1")
+    for target, times in (("fid-M1", 1), ("fid-S2", 1), ("fid-M3", 2)):
+        fcm.set_rule(target=target, error="UNAVAILABLE", times=times)
+    fanout.send_chunk(chunks[doc_a][0])   # fid-M1, fid-S2, fid-M3 fail: retries
+    fanout.send_chunk(chunks[doc_b][0])   # fid-M3 fails again
+    assert world.ack("M1", doc_a).status_code == 200
+    extend_a("S2", by="S2")
+    for _ in range(30):
+        time.sleep(0.1)
+        run_due()
+        if {notification("reminder", d).state for d in (doc_a, doc_b)} == {"done"}:
+            break
+    assert {notification("reminder", d).state for d in (doc_a, doc_b)} == {"done"}
+
+    def pushed(doc: int) -> list[str]:
+        return sorted(m["target"] for m in fcm.messages() if m["message"]["data"]["document_id"] == str(doc))
+
+    assert pushed(doc_a) == devices_of("CB", "M3", "BT") + ["legacy-M1"]
+    audience = ("M1", "M2", "S1", "CB", "M3", "M4", "S2", "BT")   # b1 and b2 (M4 has no phone)
+    assert pushed(doc_b) == devices_of(*audience)
+    assert [status for _, status in fcm.attempts("fid-M1")] == [503, 200]   # A's retry dropped; B's push
+    assert [status for _, status in fcm.attempts("fid-S2")] == [503, 200]
+    assert [status for _, status in fcm.attempts("fid-M3")] == [503, 503, 200, 200]
+    a = notification("reminder", doc_a)
+    states = dict(db.session.execute(select(func.coalesce(Device.fid, Device.token), Delivery.state)
+                                     .join(Device, Device.id == Delivery.device_id)
+                                     .where(Delivery.notification_id == a.id)).all())
+    assert states == {"fid-M1": "skipped", "fid-M2": "skipped", "fid-S1": "skipped", "fid-S2": "skipped",
+                      "legacy-M1": "sent", "fid-CB": "sent", "fid-M3": "sent", "fid-BT": "sent"}   # sent stays sent
+    assert (a.devices, a.sent) == (len(devices_of(*audience)), 4)
+    assert db.session.scalar(select(func.count()).select_from(Delivery).where(
+        Delivery.notification_id == a.id, Delivery.updated_at.is_(None))) == 0
+
+
 def test_no_reminders_after_the_deadline_and_only_the_latest_missed_day(world, fcm):
     doc_id = world.publish("b1")
     run_due()
