@@ -288,8 +288,11 @@ def _renew(chunk_id: int, attempt: int, now: datetime) -> bool:
 
 
 def _backoff(attempts: int, retry_after: float | None) -> float:
-    base = _setting("PUSH_RETRY_BASE_SECONDS", 2.0)
-    ceiling = min(_setting("PUSH_RETRY_MAX_SECONDS", 600.0), base * 2 ** max(0, attempts - 1))
+    """Seconds before a device's next try: FCM's Retry-After, or else a random time in the upper half of
+    a ceiling that doubles with each attempt up to PUSH_RETRY_MAX_SECONDS (config.py sets both settings)."""
+    config = current_app.config
+    base = config["PUSH_RETRY_BASE_SECONDS"]
+    ceiling = min(config["PUSH_RETRY_MAX_SECONDS"], base * 2 ** max(0, attempts - 1))
     return max(retry_after or 0.0, ceiling / 2 + random.uniform(0, ceiling / 2))
 
 

@@ -243,6 +243,23 @@ def test_retries_give_up_after_the_configured_attempts(world, fcm, app):
     assert [s for t, s in fcm.attempts() if t == "fid-M3"] == [503, 503]
 
 
+def test_a_retry_waits_a_random_time_in_the_upper_half_of_a_doubling_ceiling(app, monkeypatch):
+    """Attempt n waits between half and all of min(PUSH_RETRY_MAX_SECONDS, base·2^(n-1)), spread over that
+    whole half (many devices' retries do not come back at once, nor early), and never less than FCM's
+    Retry-After."""
+    from push.fanout import _backoff
+
+    monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 1.0)
+    monkeypatch.setitem(app.config, "PUSH_RETRY_MAX_SECONDS", 10.0)
+    for attempts, ceiling in ((0, 1.0), (1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 10.0), (9, 10.0)):
+        waits = [_backoff(attempts, None) for _ in range(300)]
+        # (300 draws: the chance that none falls in a tenth of the range at either end is 0.8^300.)
+        assert ceiling / 2 <= min(waits) < ceiling / 2 + ceiling / 10, (attempts, min(waits))
+        assert ceiling - ceiling / 10 < max(waits) <= ceiling, (attempts, max(waits))
+    assert _backoff(3, 30.0) == 30.0               # a longer Retry-After wins
+    assert 2.0 <= _backoff(3, 1.0) <= 4.0           # a shorter one does not shorten the backoff
+
+
 def test_a_429_storm_is_waited_out_as_retry_after_asks(world, fcm):
     """FCM answers 429 with Retry-After: 1 to everything for a while; nothing goes before a second has
     passed, and afterwards every device has the push exactly once."""
