@@ -74,11 +74,12 @@ MUTATION_DESELECT = {
 # files interleave and every module-scoped fixture (the fake FCM server, the matrix's worlds) is set up
 # again at each switch. They are grouped by file, the mutated module's own test files first (the
 # likeliest to fail, and with -x the first failure ends the run), fastest first within a file (clean
-# durations from mutmut's stats). Which tests run does not change.
+# durations from mutmut's stats). Which tests run does not change. (tests.mutation_postgresql also runs
+# these files whole, for their PostgreSQL-only tests: test_progress.py has content.access's lock tests.)
 MUTATION_FIRST = {
     "content.progress.": ("tests/test_progress.py",),
     "content.acknowledgements.": ("tests/test_acknowledgements.py", "tests/test_progress.py"),
-    "content.access.": ("tests/test_feed.py", "tests/test_acknowledgements.py"),
+    "content.access.": ("tests/test_feed.py", "tests/test_acknowledgements.py", "tests/test_progress.py"),
     "handbook.auth.": ("tests/test_auth.py",),
     "handbook.permissions.": ("tests/test_authz_matrix.py",),
     "push.schedule.": ("tests/test_push.py", "tests/test_push_adversarial.py"),
