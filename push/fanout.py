@@ -63,8 +63,10 @@ _limiters: dict[tuple, RateLimiter] = {}
 
 
 def limiter() -> RateLimiter:
-    key = (_setting("FCM_RATE_PER_MINUTE", 600000), _setting("REDIS_URL", None),
-           _setting("REDIS_TIMEOUT_SECONDS", 5.0))
+    """The FCM rate cap of these settings (config.py sets all three), one per process and settings: shared
+    through Redis by every worker when REDIS_URL is set."""
+    config = current_app.config
+    key = (config["FCM_RATE_PER_MINUTE"], config["REDIS_URL"], config["REDIS_TIMEOUT_SECONDS"])
     if key not in _limiters:
         rate, redis_url, timeout = key
         _limiters[key] = RateLimiter(rate, redis_url, timeout=timeout)

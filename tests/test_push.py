@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from content.models import Document
 from handbook.extensions import db
@@ -241,6 +241,61 @@ def test_retries_give_up_after_the_configured_attempts(world, fcm, app):
     n = notification("published", doc_id)
     assert (n.state, n.sent, n.failed) == ("done", 11, 1)
     assert [s for t, s in fcm.attempts() if t == "fid-M3"] == [503, 503]
+
+
+def test_a_worker_renews_only_its_own_running_claim_of_a_chunk(world, fcm):
+    """fanout._renew, the lease of a chunk being sent, extended between its batches: for that chunk only,
+    only while it is running under the worker's own attempt (another worker that took it over has a later
+    one), and for lease_duration() from the time it is renewed."""
+    from handbook.timeutil import as_utc, utcnow
+    from push import fanout
+    from push.models import ChunkState, PushChunk
+
+    chunks = []
+    for doc in (world.publish("b1"), world.publish("b2")):
+        fanout.plan(notification("published", doc).id, chunks.append)
+    mine, other = chunks
+    now = utcnow()
+    attempt = fanout._claim_chunk(mine, now)
+    assert attempt == 1 and fanout._claim_chunk(other, now) == 1
+
+    def lease(chunk_id: int) -> datetime:
+        db.session.expire_all()
+        return as_utc(db.session.get(PushChunk, chunk_id).lease_until)
+
+    later = now + timedelta(seconds=40)
+    assert fanout._renew(mine, attempt, later) is True
+    db.session.commit()
+    assert lease(mine) == later + fanout.lease_duration()
+    assert lease(other) == now + fanout.lease_duration()        # the other chunk's lease is not touched
+    assert fanout._renew(mine, attempt + 1, later + timedelta(seconds=1)) is False   # not that attempt
+    db.session.execute(update(PushChunk).where(PushChunk.id == mine).values(state=ChunkState.DONE.value))
+    assert fanout._renew(mine, attempt, later + timedelta(seconds=2)) is False        # no longer running
+    db.session.rollback()
+    assert lease(mine) == later + fanout.lease_duration()
+
+
+def test_the_fcm_rate_cap_is_built_from_its_settings_once_per_process(app, monkeypatch):
+    """fanout.limiter(): FCM_RATE_PER_MINUTE sets the interval between sends, REDIS_URL the shared cap (with
+    REDIS_TIMEOUT_SECONDS on each Redis call), and the same settings give the same limiter every time.
+    (Building the Redis client connects to nothing.)"""
+    from push.fanout import limiter
+
+    redis_url = "redis://127.0.0.1:6379/15"
+    monkeypatch.setitem(app.config, "FCM_RATE_PER_MINUTE", 1200)
+    monkeypatch.setitem(app.config, "REDIS_URL", redis_url)
+    monkeypatch.setitem(app.config, "REDIS_TIMEOUT_SECONDS", 0.75)
+    shared = limiter()
+    assert shared is limiter() and shared.interval == 60 / 1200
+    assert shared._redis is not None
+    connection = shared._redis.connection_pool.connection_kwargs
+    assert (connection["socket_timeout"], connection["socket_connect_timeout"]) == (0.75, 0.75)
+    monkeypatch.setitem(app.config, "FCM_RATE_PER_MINUTE", 600)
+    slower = limiter()
+    assert slower is not shared and slower.interval == 60 / 600
+    monkeypatch.setitem(app.config, "REDIS_URL", None)
+    local = limiter()
+    assert local is not slower and local._redis is None and local.interval == 60 / 600
 
 
 def test_a_retry_waits_a_random_time_in_the_upper_half_of_a_doubling_ceiling(app, monkeypatch):
@@ -577,6 +632,9 @@ def test_whoever_settled_since_planning_gets_no_push_of_that_document_only(world
                                      .where(Delivery.notification_id == a.id)).all())
     assert states == {"fid-M1": "skipped", "fid-M2": "skipped", "fid-S1": "skipped", "fid-S2": "skipped",
                       "legacy-M1": "sent", "fid-CB": "sent", "fid-M3": "sent", "fid-BT": "sent"}   # sent stays sent
+    assert set(db.session.execute(select(Delivery.attempts, Delivery.claim).where(   # never tried, nor claimed
+        Delivery.notification_id == a.id, Delivery.device_id.in_(select(Device.id).where(
+            Device.fid.in_(["fid-M2", "fid-S1"]))))).all()) == {(0, 0)}
     assert (a.devices, a.sent) == (len(devices_of(*audience)), 4)
     assert db.session.scalar(select(func.count()).select_from(Delivery).where(
         Delivery.notification_id == a.id, Delivery.updated_at.is_(None))) == 0
@@ -646,6 +704,13 @@ def test_escalations_tell_each_secretary_who_is_pending(world, fcm, tree):
     assert sorted(pushed) == ["fid-S1", "fid-S2", "fid-SP"]
     assert pushed["fid-S1"]["android"]["collapse_key"] == f"doc-{doc_id}-escalation"
     assert "Trần Thị Bình" in pushed["fid-S1"]["notification"]["body"]
+    # Every inbox item of the escalation carries the instant it was planned, as every notification's do
+    # (the inbox is ordered by it): one time for all three, the one its chunks start at.
+    from push.models import PushChunk
+
+    created = set(db.session.scalars(select(InboxItem.created_at).where(InboxItem.notification_id == escalation.id)))
+    planned = set(db.session.scalars(select(PushChunk.not_before).where(PushChunk.notification_id == escalation.id)))
+    assert len(created) == 1 and created == planned, (created, planned)
     fcm.reset()
     run_due(start + timedelta(days=12, minutes=2))
     assert fcm.accepted_count() == 0
