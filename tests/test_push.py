@@ -640,6 +640,37 @@ def test_whoever_settled_since_planning_gets_no_push_of_that_document_only(world
         Delivery.notification_id == a.id, Delivery.updated_at.is_(None))) == 0
 
 
+def test_an_extension_runs_through_its_last_day_in_hanoi_whatever_the_server_s_zone(world, monkeypatch):
+    """Whom reminders and escalations are about (fanout.remindable_condition): a member whose extension
+    ends today in Hà Nội is not, one whose extension ended yesterday is, on a server whose own zone is 14
+    hours ahead of UTC or 12 behind (between the two, one is on another date than Hà Nội at any hour)."""
+    import time as clock
+
+    from content.models import Receipt
+    from handbook.members import Member
+    from push.fanout import remindable_condition
+
+    doc = world.publish("b1")
+    today = datetime.now(ZONE).date()
+    ends_today, ended = world.id("M1"), world.id("M2")
+    for member_id, until in ((ends_today, today), (ended, today - timedelta(days=1))):
+        db.session.add(Receipt(document_id=doc, member_id=member_id, extended_until=until,
+                               extension_reason="Điều trị tại bệnh viện", extended_by=world.id("S1")))
+    db.session.commit()
+    stored = db.session.get(Document, doc)
+    remindable = {}
+    try:
+        for zone in ("Etc/GMT-14", "Etc/GMT+12"):   # POSIX signs: UTC+14 and UTC-12
+            monkeypatch.setenv("TZ", zone)
+            clock.tzset()
+            remindable[zone] = set(db.session.scalars(select(Member.id).where(
+                Member.id.in_([ends_today, ended]), remindable_condition(stored))))
+    finally:
+        monkeypatch.undo()
+        clock.tzset()
+    assert remindable == {"Etc/GMT-14": {ended}, "Etc/GMT+12": {ended}}
+
+
 def test_no_reminders_after_the_deadline_and_only_the_latest_missed_day(world, fcm):
     doc_id = world.publish("b1")
     run_due()
