@@ -298,6 +298,44 @@ def test_the_fcm_rate_cap_is_built_from_its_settings_once_per_process(app, monke
     assert local is not slower and local._redis is None and local.interval == 60 / 600
 
 
+def test_a_batch_fcm_answers_without_retry_after_does_not_pause_the_next(world, fcm, app, monkeypatch):
+    """Only FCM's Retry-After pauses every fan-out; a batch answered without one leaves the rate cap free."""
+    from push import fanout
+
+    monkeypatch.setitem(app.config, "FCM_RATE_PER_MINUTE", 600001)   # a rate cap of this test's own
+    doc = world.publish("b1")
+    run_due()
+    assert notification("published", doc).state == "done" and fcm.accepted_count() == len(devices_of("M1", "M2", "S1", "CB"))
+    assert fanout.limiter().acquire(1) == 0.0
+
+
+def test_a_backend_that_answers_fewer_outcomes_than_messages_is_an_error(world, fcm, app):
+    """Each message's outcome is matched to its device by position: a backend that answers fewer than it
+    was given fails the batch loudly (it stays in doubt, to be sent again) instead of leaving devices
+    without a delivery."""
+    from push import fanout
+    from push.fcm import get_backend
+
+    class AnswersOneFewer:
+        def __init__(self, real):
+            self.real, self.calls = real, 0
+
+        def send(self, messages):
+            self.calls += 1
+            if self.calls > 1:   # (the device left without a delivery would be sent to again and again)
+                raise RuntimeError("a second batch")
+            return self.real.send(messages)[:-1]
+
+    doc = world.publish("b1")
+    chunks: list[int] = []
+    fanout.plan(notification("published", doc).id, chunks.append)
+    with pytest.raises(ValueError):
+        fanout.send_chunk(chunks[0], backend=AnswersOneFewer(get_backend(app.config)))
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Delivery).where(
+        Delivery.notification_id == notification("published", doc).id, Delivery.state == "sent")) == 0
+
+
 def test_a_retry_waits_a_random_time_in_the_upper_half_of_a_doubling_ceiling(app, monkeypatch):
     """Attempt n waits between half and all of min(PUSH_RETRY_MAX_SECONDS, base·2^(n-1)), spread over that
     whole half (many devices' retries do not come back at once, nor early), and never less than FCM's
