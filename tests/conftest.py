@@ -75,7 +75,9 @@ MUTATION_DESELECT = {
 # again at each switch. They are grouped by file, the mutated module's own test files first (the
 # likeliest to fail, and with -x the first failure ends the run), fastest first within a file (clean
 # durations from mutmut's stats). Which tests run does not change. (tests.mutation_postgresql also runs
-# these files whole, for their PostgreSQL-only tests: test_progress.py has content.access's lock tests.)
+# these files whole, for their PostgreSQL-only tests — test_progress.py has content.access's lock tests —
+# and for the files outside setup.cfg's selection, e.g. test_push_batches.py: changing that selection makes
+# mutmut drop every verdict.)
 MUTATION_FIRST = {
     "content.progress.": ("tests/test_progress.py",),
     "content.acknowledgements.": ("tests/test_acknowledgements.py", "tests/test_progress.py"),
@@ -83,7 +85,7 @@ MUTATION_FIRST = {
     "handbook.auth.": ("tests/test_auth.py",),
     "handbook.permissions.": ("tests/test_authz_matrix.py",),
     "push.schedule.": ("tests/test_push.py", "tests/test_push_adversarial.py"),
-    "push.fanout.": ("tests/test_push.py", "tests/test_push_adversarial.py"),
+    "push.fanout.": ("tests/test_push.py", "tests/test_push_adversarial.py", "tests/test_push_batches.py"),
 }
 
 

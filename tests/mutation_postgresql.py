@@ -5,7 +5,8 @@
 mutmut runs the tests on SQLite. Code that runs only on PostgreSQL (the pipelined writes of an
 acknowledgement, row locks, SKIP LOCKED, ...) leaves it two kinds of mutants it cannot judge:
 - "no tests": SQLite never calls the function, so no test is tied to it;
-- survivors that only PostgreSQL's tests can kill (tests/mutation_equivalents.txt says "PostgreSQL only").
+- survivors that only PostgreSQL's tests can kill (tests/mutation_equivalents.txt says "PostgreSQL only"),
+  or only a test file outside mutmut's selection ("Outside mutmut's selection").
 Each of them is run here the way mutmut runs a mutant — pytest -x in mutants/, with MUTANT_UNDER_TEST set
 to its name — on PostgreSQL only (TEST_BACKENDS=postgresql), over the tests that mutmut tied to its
 function or, for a function only PostgreSQL calls, to the functions of the module that call it; plus the
@@ -55,12 +56,18 @@ def current(verdicts: dict[str, dict], hashes: dict[str, str]) -> dict[str, str]
     return {name: v["verdict"] for name, v in verdicts.items() if hashes.get(name) == v["hash"]}
 
 
+# Survivors explained as killed only by tests mutmut's run on SQLite does not have: PostgreSQL's, or those of
+# a test file outside setup.cfg's selection (conftest.MUTATION_FIRST lists it; changing the selection
+# would make mutmut drop every verdict).
+JUDGED_HERE = ("PostgreSQL only", "Outside mutmut's selection")
+
+
 def wanted(statuses: dict[str, str], entries: dict[str, tuple[str | None, str]], judged: dict[str, str]) -> list[str]:
     """The mutants to run on PostgreSQL: SQLite's "no tests" and its survivors explained as PostgreSQL-only,
     less those already killed here (a survivor here is run again: tests may have been added since)."""
     todo = [name for name, status in statuses.items()
             if status == "no tests" or (status == "survived" and name in entries
-                                       and entries[name][1].startswith("PostgreSQL only"))]
+                                       and entries[name][1].startswith(JUDGED_HERE))]
     return sorted(n for n in todo if judged.get(n) != "killed")
 
 
