@@ -228,6 +228,32 @@ def test_transient_errors_are_retried_until_each_device_has_it_once(world, fcm, 
     assert attempts == {"fid-M3": 3, "fid-M5": 2, "fid-M6": 1}
 
 
+def test_a_chunk_left_to_retry_says_when_it_wants_to_run_again(world, fcm, app):
+    """fanout.next_retry_at (the Celery worker's countdown for a chunk it could not finish): the chunk's
+    not_before while it waits in `retry`, as an aware UTC time; nothing once it is done, nor for another chunk."""
+    from push import fanout
+    from push.models import PushChunk
+
+    fcm.set_rule(target="fid-M3", error="UNAVAILABLE", times=1)
+    chunks: list[int] = []
+    for doc in (world.publish("city"), world.publish("b1")):
+        fanout.plan(notification("published", doc).id, chunks.append)
+    waiting, other = chunks
+    fanout.send_chunk(waiting)
+    db.session.expire_all()
+    chunk = db.session.get(PushChunk, waiting)
+    assert chunk.state == "retry"
+    retry_at = fanout.next_retry_at(waiting)
+    assert retry_at == chunk.not_before and retry_at.utcoffset() == timedelta(0)
+    assert fanout.next_retry_at(other) is None            # pending, not waiting to retry
+    for _ in range(20):
+        time.sleep(0.1)
+        if fanout.send_chunk(waiting) is not None and fanout.next_retry_at(waiting) is None:
+            break
+    assert db.session.get(PushChunk, waiting, populate_existing=True).state == "done"
+    assert fanout.next_retry_at(waiting) is None
+
+
 def test_retries_give_up_after_the_configured_attempts(world, fcm, app):
     app.config["PUSH_MAX_ATTEMPTS"] = 2
     try:
