@@ -76,13 +76,13 @@ MUTATION_DESELECT = {
 # likeliest to fail, and with -x the first failure ends the run), fastest first within a file (clean
 # durations from mutmut's stats). Which tests run does not change. (tests.mutation_postgresql also runs
 # these files whole, for their PostgreSQL-only tests — test_progress.py has content.access's lock tests —
-# and for the files outside setup.cfg's selection, e.g. test_push_batches.py: changing that selection makes
-# mutmut drop every verdict.)
+# and for the files outside setup.cfg's selection, test_push_batches.py and test_refresh_grace.py: changing
+# that selection makes mutmut drop every verdict.)
 MUTATION_FIRST = {
     "content.progress.": ("tests/test_progress.py",),
     "content.acknowledgements.": ("tests/test_acknowledgements.py", "tests/test_progress.py"),
     "content.access.": ("tests/test_feed.py", "tests/test_acknowledgements.py", "tests/test_progress.py"),
-    "handbook.auth.": ("tests/test_auth.py",),
+    "handbook.auth.": ("tests/test_auth.py", "tests/test_refresh_grace.py"),
     "handbook.permissions.": ("tests/test_authz_matrix.py",),
     "push.schedule.": ("tests/test_push.py", "tests/test_push_adversarial.py"),
     "push.fanout.": ("tests/test_push.py", "tests/test_push_adversarial.py", "tests/test_push_batches.py"),

@@ -6,7 +6,8 @@ mutmut runs the tests on SQLite. Code that runs only on PostgreSQL (the pipeline
 acknowledgement, row locks, SKIP LOCKED, ...) leaves it two kinds of mutants it cannot judge:
 - "no tests": SQLite never calls the function, so no test is tied to it;
 - survivors that only PostgreSQL's tests can kill (tests/mutation_equivalents.txt says "PostgreSQL only"),
-  or only a test file outside mutmut's selection ("Outside mutmut's selection").
+  or only a test file outside mutmut's selection ("Outside mutmut's selection"); every survivor not yet
+  explained is tried here too, before anyone writes a test or an explanation for it.
 Each of them is run here the way mutmut runs a mutant — pytest -x in mutants/, with MUTANT_UNDER_TEST set
 to its name — on PostgreSQL only (TEST_BACKENDS=postgresql), over the tests that mutmut tied to its
 function or, for a function only PostgreSQL calls, to the functions of the module that call it; plus the
@@ -63,11 +64,13 @@ JUDGED_HERE = ("PostgreSQL only", "Outside mutmut's selection")
 
 
 def wanted(statuses: dict[str, str], entries: dict[str, tuple[str | None, str]], judged: dict[str, str]) -> list[str]:
-    """The mutants to run on PostgreSQL: SQLite's "no tests" and its survivors explained as PostgreSQL-only,
-    less those already killed here (a survivor here is run again: tests may have been added since)."""
+    """The mutants to run here: SQLite's "no tests", and its survivors that no explanation calls equivalent
+    (an unexplained one may be killed by PostgreSQL's tests or a file outside the selection; and those
+    explained as such), less those already killed here (a survivor here is run again: tests may have been
+    added since)."""
     todo = [name for name, status in statuses.items()
-            if status == "no tests" or (status == "survived" and name in entries
-                                       and entries[name][1].startswith(JUDGED_HERE))]
+            if status == "no tests" or (status == "survived" and (name not in entries
+                                                                  or entries[name][1].startswith(JUDGED_HERE)))]
     return sorted(n for n in todo if judged.get(n) != "killed")
 
 

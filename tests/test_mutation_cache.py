@@ -102,15 +102,15 @@ def test_a_function_only_postgresql_calls_is_judged_by_the_tests_of_its_nearest_
 def test_what_is_judged_on_postgresql():
     statuses = {"m.x_a__mutmut_1": "no tests", "m.x_a__mutmut_2": "no tests", "m.x_b__mutmut_1": "survived",
                 "m.x_b__mutmut_2": "survived", "m.x_b__mutmut_3": "killed", "m.x_c__mutmut_1": "not checked"}
-    statuses["m.x_b__mutmut_4"] = "survived"
+    statuses["m.x_b__mutmut_4"] = statuses["m.x_b__mutmut_5"] = "survived"
     entries = {"m.x_b__mutmut_1": ("pin", "PostgreSQL only: the lock left out"),
                "m.x_b__mutmut_2": ("pin", "equivalent: the same rows"),
                "m.x_b__mutmut_4": ("pin", "Outside mutmut's selection: killed by tests/test_other.py::test_x")}
     judged = {"m.x_a__mutmut_2": "killed", "m.x_b__mutmut_1": "survived"}
-    # SQLite's "no tests" and its survivors explained as PostgreSQL-only or killed outside mutmut's
-    # selection, unless already killed here.
+    # SQLite's "no tests", its unexplained survivors and those explained as PostgreSQL-only or killed outside
+    # mutmut's selection (not those explained as equivalent), unless already killed here.
     assert mutation_postgresql.wanted(statuses, entries, judged) == ["m.x_a__mutmut_1", "m.x_b__mutmut_1",
-                                                                     "m.x_b__mutmut_4"]
+                                                                     "m.x_b__mutmut_4", "m.x_b__mutmut_5"]
     # A verdict holds while its function's source is the one it was judged on.
     verdicts = {"m.x_a__mutmut_2": {"verdict": "killed", "hash": "h1"}, "m.x_b__mutmut_1": {"verdict": "killed", "hash": "old"}}
     assert mutation_postgresql.current(verdicts, {"m.x_a__mutmut_2": "h1", "m.x_b__mutmut_1": "new"}) == {
