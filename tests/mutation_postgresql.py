@@ -1,6 +1,6 @@
 """Judge on PostgreSQL the mutants that mutmut's run on SQLite cannot judge (`make mutate`, per module).
 
-    python -m tests.mutation_postgresql MODULE [--seconds N]
+    python -m tests.mutation_postgresql MODULE [--seconds N] [--only PART...]
 
 mutmut runs the tests on SQLite. Code that runs only on PostgreSQL (the pipelined writes of an
 acknowledgement, row locks, SKIP LOCKED, ...) leaves it two kinds of mutants it cannot judge:
@@ -163,6 +163,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("module", choices=mutation_report.MODULES)
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("MUTATE_SECONDS", 1200)))
+    parser.add_argument("--only", nargs="+", metavar="PART", help="only mutants whose name contains one of these")
     args = parser.parse_args()
     url = os.environ.get("TEST_DATABASE_URL", DATABASE_URL)
     if not (_postgres_reachable(url) or (_create_database(url) and _postgres_reachable(url))):
@@ -176,7 +177,7 @@ def main() -> None:
     hashes = mutation_report.current_mutants([module])
     statuses = mutation_report.sqlite_results([module], hashes)
     entries, judged = mutation_report.equivalents(), current(load(), hashes)
-    todo = wanted(statuses, entries, judged)
+    todo = [n for n in wanted(statuses, entries, judged) if not args.only or any(p in n for p in args.only)]
     # As on SQLite: a survivor explained for exactly its current diff is not run again (MUTATE_RECHECK=1: it is).
     if not os.environ.get("MUTATE_RECHECK"):
         todo = [n for n in todo if not (judged.get(n) == "survived" and n in entries
