@@ -228,12 +228,13 @@ def test_transient_errors_are_retried_until_each_device_has_it_once(world, fcm, 
     assert attempts == {"fid-M3": 3, "fid-M5": 2, "fid-M6": 1}
 
 
-def test_a_chunk_left_to_retry_says_when_it_wants_to_run_again(world, fcm, app):
+def test_a_chunk_left_to_retry_says_when_it_wants_to_run_again(world, fcm, app, monkeypatch):
     """fanout.next_retry_at (the Celery worker's countdown for a chunk it could not finish): the chunk's
     not_before while it waits in `retry`, as an aware UTC time; nothing once it is done, nor for another chunk."""
     from push import fanout
     from push.models import PushChunk
 
+    monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 0.5)   # not due again within the first send
     fcm.set_rule(target="fid-M3", error="UNAVAILABLE", times=1)
     chunks: list[int] = []
     for doc in (world.publish("city"), world.publish("b1")):
@@ -246,7 +247,7 @@ def test_a_chunk_left_to_retry_says_when_it_wants_to_run_again(world, fcm, app):
     retry_at = fanout.next_retry_at(waiting)
     assert retry_at == chunk.not_before and retry_at.utcoffset() == timedelta(0)
     assert fanout.next_retry_at(other) is None            # pending, not waiting to retry
-    for _ in range(20):
+    for _ in range(30):
         time.sleep(0.1)
         if fanout.send_chunk(waiting) is not None and fanout.next_retry_at(waiting) is None:
             break
@@ -638,7 +639,7 @@ def test_a_member_who_acknowledges_after_planning_is_skipped(world, fcm):
     assert "fid-M2" not in targets(fcm) and "fid-M1" in targets(fcm)
 
 
-def test_whoever_settled_since_planning_gets_no_push_of_that_document_only(world, fcm):
+def test_whoever_settled_since_planning_gets_no_push_of_that_document_only(world, fcm, app, monkeypatch):
     """Two documents' reminders planned together; then, for document A only, members settle: before the
     first send (M2 acknowledges, S1 gets an extension) their devices get a `skipped` delivery, counted, and
     no push; after a failed first send (M1 acknowledges, S2 gets an extension) their retries are dropped,
@@ -668,13 +669,14 @@ def test_whoever_settled_since_planning_gets_no_push_of_that_document_only(world
 
     assert world.ack("M2", doc_a).status_code == 200
     extend_a("S1", by="S1")
+    monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 0.5)   # no retry falls due within a first send
     for target, times in (("fid-M1", 1), ("fid-S2", 1), ("fid-M3", 2)):
         fcm.set_rule(target=target, error="UNAVAILABLE", times=times)
     fanout.send_chunk(chunks[doc_a][0])   # fid-M1, fid-S2, fid-M3 fail: retries
     fanout.send_chunk(chunks[doc_b][0])   # fid-M3 fails again
     assert world.ack("M1", doc_a).status_code == 200
     extend_a("S2", by="S2")
-    for _ in range(30):
+    for _ in range(40):
         time.sleep(0.1)
         run_due()
         if {notification("reminder", d).state for d in (doc_a, doc_b)} == {"done"}:
