@@ -1026,6 +1026,19 @@ def test_a_writer_s_locked_read_shares_the_document_with_other_writers_only(pg_o
     _assert_document_lock(doc, goes="SHARE", waits="NO KEY UPDATE")
 
 
+def test_a_secretary_of_two_branches_follows_each_of_them(api, tree):
+    """The progress read (a light principal, its roles read with their units in one statement): a member
+    with two grants over two units, neither of them the member's own, reads either unit's figures, and not
+    a third's (their own included)."""
+    doc = api.publish()
+    member("S12", tree["cbcs"], name="Trịnh Thị Sương", roles=[("secretary", tree["b1"]), ("secretary", tree["b2"])])
+    db.session.commit()
+    assert api.progress("S12", doc, "b1").status_code == 200
+    b2 = api.progress("S12", doc, "b2")
+    assert b2.status_code == 200 and b2.json["org_unit"]["code"] == tree["b2"].code, b2.get_data(as_text=True)
+    assert_problem(api.progress("S12", doc, "cbcs"), 403, "forbidden")
+
+
 def test_a_document_without_an_audience_reaches_nobody(api, tree):
     """audience_members for a document whose audience lists no unit (the API refuses one, but rows can
     be removed under it): no member at all, not every member."""
