@@ -82,7 +82,7 @@ MUTATION_FIRST = {
     "content.progress.": ("tests/test_progress.py",),
     "content.acknowledgements.": ("tests/test_acknowledgements.py", "tests/test_progress.py"),
     "content.access.": ("tests/test_feed.py", "tests/test_acknowledgements.py", "tests/test_progress.py"),
-    "handbook.auth.": ("tests/test_auth.py", "tests/test_refresh_grace.py"),
+    "handbook.auth.": ("tests/test_refresh_grace.py", "tests/test_auth.py"),
     "handbook.permissions.": ("tests/test_authz_matrix.py",),
     "push.schedule.": ("tests/test_push.py", "tests/test_push_adversarial.py"),
     "push.fanout.": ("tests/test_push.py", "tests/test_push_adversarial.py", "tests/test_push_batches.py"),
