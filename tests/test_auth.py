@@ -513,3 +513,22 @@ def test_a_session_keeps_the_device_s_user_agent_cut_to_255_and_its_ip(client, a
         assert r.status_code == 200
         session = _session(_claims(r.json["refresh_token"])["sid"])
         assert (session.user_agent, session.ip, session.member_id) == (kept, "10.9.8.7", an.id)
+
+
+def test_a_retried_refresh_a_second_later_gets_the_very_pair_it_was_issued(client, an, app, monkeypatch):
+    """Within REFRESH_GRACE_SECONDS, a refresh sent again after its answer was lost gets the pair first
+    issued, byte for byte, also a second or more later: the tokens carry the time of the first answer
+    (iat, nbf), not of the retry. (tests/test_refresh_grace.py has the rest of the window's rules.)"""
+    from tests.factories import bearer, login
+
+    monkeypatch.setitem(app.config, "REFRESH_GRACE_SECONDS", 30)
+    first = login(client, "01000001").json
+    lost = client.post("/api/v1/auth/refresh", headers=bearer(first["refresh_token"]))
+    assert lost.status_code == 200
+    time.sleep(1.1)   # the tokens' times are whole seconds
+    retry = client.post("/api/v1/auth/refresh", headers=bearer(first["refresh_token"]))
+    assert retry.status_code == 200, retry.get_data(as_text=True)
+    assert retry.json == lost.json
+    claims = _claims(retry.json["access_token"])
+    assert claims["iat"] == claims["nbf"] and claims["exp"] - claims["iat"] == int(
+        app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds())
