@@ -180,8 +180,8 @@ def main() -> None:
     todo = [n for n in wanted(statuses, entries, judged) if not args.only or any(p in n for p in args.only)]
     # As on SQLite: a survivor explained for exactly its current diff is not run again (MUTATE_RECHECK=1: it is).
     if not os.environ.get("MUTATE_RECHECK"):
-        todo = [n for n in todo if not (judged.get(n) == "survived" and n in entries
-                                        and entries[n][0] == mutation_report.current_pin(n))]
+        todo = [n for n in todo if not (judged.get(n) == "survived"
+                                        and mutation_report.explained_for_its_diff(n, entries))]
     source = (ROOT / mutation_report._source(module)).read_text(encoding="utf-8")
     stats = json.loads((MUTANTS / "mutmut-stats.json").read_text(encoding="utf-8"))
     own = own_test_files(module, MUTATION_FIRST)

@@ -113,10 +113,10 @@ def current_mutants(modules: list[str]) -> dict[str, str]:
     return hashes
 
 
-def current_results(modules: list[str] = MODULES) -> dict[str, str]:
+def current_results(modules: list[str] = MODULES, hashes: dict[str, str] | None = None) -> dict[str, str]:
     """`sqlite_results()`, with the verdicts of the run on PostgreSQL (tests.mutation_postgresql) for the
     mutants SQLite could not judge: killed there is killed, surviving there is a survivor."""
-    hashes = current_mutants(modules)
+    hashes = hashes or current_mutants(modules)
     statuses = sqlite_results(modules, hashes)
     for name, verdict in mutation_postgresql.current(mutation_postgresql.load(), hashes).items():
         if statuses.get(name) in ("no tests", "survived"):
@@ -159,9 +159,13 @@ def pending(module: str) -> list[str]:
     # minutes each. MUTATE_RECHECK=1 runs them anyway (after a test meant to kill one was added).
     if not os.environ.get("MUTATE_RECHECK"):
         entries = equivalents()
-        todo -= {n for n in todo if statuses[n] == "survived" and n in entries
-                 and entries[n][0] is not None and entries[n][0] == current_pin(n)}
+        todo -= {n for n in todo if statuses[n] == "survived" and explained_for_its_diff(n, entries)}
     return sorted(todo)
+
+
+def explained_for_its_diff(name: str, entries: dict[str, tuple[str | None, str]]) -> bool:
+    """The mutant's explanation is pinned to the diff it has now (so running it again only costs time)."""
+    return name in entries and entries[name][0] is not None and entries[name][0] == current_pin(name)
 
 
 def current_pin(name: str) -> str | None:
@@ -187,8 +191,9 @@ def main() -> None:
         pin_entries(args.pin)
         return
     out = Path(args.out)
-    statuses = current_results()
-    on_pg = Counter(mutation_postgresql.current(mutation_postgresql.load(), current_mutants(MODULES)).values())
+    hashes = current_mutants(MODULES)
+    statuses = current_results(MODULES, hashes)
+    on_pg = Counter(mutation_postgresql.current(mutation_postgresql.load(), hashes).values())
     counts: dict[str, Counter] = defaultdict(Counter)
     for name, status in statuses.items():
         counts[module_of(name)][status] += 1
