@@ -1,7 +1,10 @@
 """Builders of real rows for tests (no mocks): units, members, roles, logins."""
 from __future__ import annotations
 
+import os
 import threading
+import time
+from contextlib import contextmanager
 
 from handbook.auth import hash_password
 from handbook.extensions import db
@@ -153,6 +156,23 @@ def executed_with_parameters(run) -> list[tuple[str, object]]:
     finally:
         event.remove(db.engine, "before_cursor_execute", keep)
     return seen
+
+
+@contextmanager
+def in_server_zone(zone: str):
+    """The process's own time zone is `zone` in the block (TZ, time.tzset), as on a server elsewhere than
+    Hà Nội; the previous one is put back after."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
 
 
 def raw_pg_url() -> str:

@@ -24,7 +24,7 @@ from handbook.extensions import db
 from handbook.i18n import FIELD_MESSAGES_VI
 from handbook.members import Member, RoleGrant
 from handbook.orgunits import OrgUnit
-from tests.factories import bearer, login, member
+from tests.factories import bearer, in_server_zone, login, member
 from tests.test_errors import assert_problem
 
 API = "/api/v1"
@@ -758,13 +758,11 @@ def test_briefing_results_receipts_undo_and_audit(api, tree):
     assert first["target_type"] == "document"
 
 
-def test_briefing_dates_are_days_in_hanoi_whatever_the_server_s_zone(api, tree, monkeypatch):
+def test_briefing_dates_are_days_in_hanoi_whatever_the_server_s_zone(api, tree):
     """held_on is a day in Hà Nội, on a server whose own zone is 12 hours behind UTC or 14 ahead: today
     there is never in the future and tomorrow there always is (between the two zones, one of them is on
     another date than Hà Nội at any hour), and the day before the publication's day in Hà Nội is refused
     though in the server's zone (12 hours behind) the document came out on that day."""
-    import time as clock
-
     doc = api.publish()
     m1, m2 = api.id("M1"), api.id("M2")
     published_day = local_today() - timedelta(days=3)
@@ -772,16 +770,11 @@ def test_briefing_dates_are_days_in_hanoi_whatever_the_server_s_zone(api, tree, 
     stored.published_at = datetime.combine(published_day, time(0, 30), tzinfo=ZONE).astimezone(UTC)
     db.session.commit()
     answers = {}
-    try:
-        for zone in ("Etc/GMT+12", "Etc/GMT-14"):   # POSIX signs: UTC-12 and UTC+14
-            monkeypatch.setenv("TZ", zone)
-            clock.tzset()
+    for zone in ("Etc/GMT+12", "Etc/GMT-14"):   # POSIX signs: UTC-12 and UTC+14
+        with in_server_zone(zone):
             answers[zone] = (api.brief("S1", doc, [m1], held_on=local_today()),
                              api.brief("S1", doc, [m2], held_on=local_today() + timedelta(days=1)),
                              api.brief("S1", doc, [m2], held_on=published_day - timedelta(days=1)))
-    finally:
-        monkeypatch.undo()
-        clock.tzset()
     for zone, (today, tomorrow, before) in answers.items():
         assert today.status_code == 200, (zone, today.get_data(as_text=True))
         assert_problem(tomorrow, 422, "validation_error")

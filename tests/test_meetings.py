@@ -21,7 +21,7 @@ from handbook.audit import AuditEntry
 from handbook.extensions import db
 from push.due import run_due
 from push.models import InboxItem, Notification
-from tests.factories import executed_statements, executed_with_parameters, in_parallel, member
+from tests.factories import executed_statements, executed_with_parameters, in_parallel, in_server_zone, member
 from tests.test_acknowledgements import API, ZONE, assert_counters_exact, local_today, receipt
 from tests.test_errors import assert_problem
 from tests.test_progress import write_members
@@ -683,23 +683,16 @@ def test_an_extension_that_ran_out_is_overdue_again_and_bad_ones_are_refused(api
     assert_problem(extend(api, doc, ["M2"], local_today() + timedelta(days=30), by="M1"), 403, "forbidden")
 
 
-def test_the_deadline_day_of_an_extension_is_local_whatever_the_servers_zone(api, tree, monkeypatch):
+def test_the_deadline_day_of_an_extension_is_local_whatever_the_servers_zone(api, tree):
     """A deadline is 23:59:59 local (Hà Nội) time, 16:59:59 UTC; in a process whose own zone is further
     east (Tokyo) that instant is already the next day. The day after the deadline is still a valid
     extension: the deadline's day is taken in the local zone, not the process's."""
-    import time as clock
-
     from content.models import Document
 
     doc = api.publish("b1")
     deadline_day = db.session.get(Document, doc).deadline.astimezone(ZONE).date()
-    monkeypatch.setenv("TZ", "Asia/Tokyo")
-    clock.tzset()
-    try:
+    with in_server_zone("Asia/Tokyo"):
         response = extend(api, doc, ["M1"], deadline_day + timedelta(days=1))
-    finally:
-        monkeypatch.undo()
-        clock.tzset()
     assert response.status_code == 200, response.get_data(as_text=True)
     assert receipt(doc, api.id("M1")).extended_until == deadline_day + timedelta(days=1)
 

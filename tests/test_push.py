@@ -19,6 +19,7 @@ from handbook.extensions import db
 from push.due import run_due
 from push.fakefcm import FakeFcm  # noqa: F401 (type of the `fcm` fixture)
 from push.models import Delivery, Device, InboxItem, Notification
+from tests.factories import in_server_zone
 from tests.test_acknowledgements import API, WORLD_MEMBERS, ZONE, Api, make_world
 from tests.test_errors import assert_problem
 
@@ -535,13 +536,8 @@ def test_quiet_hours_end_on_hanoi_s_clock_whatever_the_server_s_zone(app, monkey
     from push.schedule import quiet_ends
 
     monkeypatch.setitem(app.config, "QUIET_HOURS", window)
-    monkeypatch.setenv("TZ", server_zone)
-    time.tzset()
-    try:
+    with in_server_zone(server_zone):
         got = quiet_ends(datetime(2026, 12, at[0], at[1], at[2], tzinfo=ZONE))
-    finally:
-        monkeypatch.undo()
-        time.tzset()
     assert got == datetime(2026, 12, ends[0], ends[1], ends[2], tzinfo=ZONE)
 
 
@@ -706,12 +702,10 @@ def test_whoever_settled_since_planning_gets_no_push_of_that_document_only(world
         Delivery.notification_id == a.id, Delivery.updated_at.is_(None))) == 0
 
 
-def test_an_extension_runs_through_its_last_day_in_hanoi_whatever_the_server_s_zone(world, monkeypatch):
+def test_an_extension_runs_through_its_last_day_in_hanoi_whatever_the_server_s_zone(world):
     """Whom reminders and escalations are about (fanout.remindable_condition): a member whose extension
     ends today in Hà Nội is not, one whose extension ended yesterday is, on a server whose own zone is 14
     hours ahead of UTC or 12 behind (between the two, one is on another date than Hà Nội at any hour)."""
-    import time as clock
-
     from content.models import Receipt
     from handbook.members import Member
     from push.fanout import remindable_condition
@@ -725,15 +719,10 @@ def test_an_extension_runs_through_its_last_day_in_hanoi_whatever_the_server_s_z
     db.session.commit()
     stored = db.session.get(Document, doc)
     remindable = {}
-    try:
-        for zone in ("Etc/GMT-14", "Etc/GMT+12"):   # POSIX signs: UTC+14 and UTC-12
-            monkeypatch.setenv("TZ", zone)
-            clock.tzset()
+    for zone in ("Etc/GMT-14", "Etc/GMT+12"):   # POSIX signs: UTC+14 and UTC-12
+        with in_server_zone(zone):
             remindable[zone] = set(db.session.scalars(select(Member.id).where(
                 Member.id.in_([ends_today, ended]), remindable_condition(stored))))
-    finally:
-        monkeypatch.undo()
-        clock.tzset()
     assert remindable == {"Etc/GMT-14": {ended}, "Etc/GMT+12": {ended}}
 
 
@@ -844,8 +833,7 @@ def test_a_secretary_reminds_the_pending_members_of_a_unit_once_a_day(world, fcm
     assert len(audit) == 3
 
 
-def test_the_24_hours_of_a_manual_reminder_end_to_the_microsecond_and_each_reminder_is_audited(world, fcm,
-                                                                                                monkeypatch):
+def test_the_24_hours_of_a_manual_reminder_end_to_the_microsecond_and_each_reminder_is_audited(world, fcm):
     """The domain call behind POST /documents/{id}/reminders, at chosen instants: within 24 hours of the
     last reminder of a unit it is 429 with the wait rounded up to a whole second (at least 1) and the
     local (Hà Nội) moment it ends; at exactly 24 hours it is allowed again. Each reminder is audited whole."""
@@ -864,17 +852,12 @@ def test_the_24_hours_of_a_manual_reminder_end_to_the_microsecond_and_each_remin
     first = remind_at(secretary, doc_id, b1, now=t0)
 
     refused = []
-    monkeypatch.setenv("TZ", "Asia/Tokyo")   # the server's own zone is not Hà Nội's
-    time.tzset()
-    try:
+    with in_server_zone("Asia/Tokyo"):   # the server's own zone is not Hà Nội's
         for now in (t0 + day - timedelta(seconds=1.5), t0 + day - timedelta(microseconds=1)):
             with pytest.raises(ProblemError) as caught:
                 remind_at(secretary, doc_id, b1, now=now)
             e = caught.value
             refused.append((e.code, e.status, e.headers, e.extra))
-    finally:
-        monkeypatch.undo()
-        time.tzset()
     at = (t0 + day).astimezone(ZONE).isoformat()   # whole seconds: t0 is
     assert at.endswith("+07:00")
     assert refused == [   # waits of 1.5 s and 1 µs, rounded up to 2 s and 1 s: either way back at t0 + 24 h
