@@ -141,21 +141,7 @@ def cursor_events(run) -> list[tuple[str, str, object, bool, bool]]:
 def executed_with_parameters(run) -> list[tuple[str, object]]:
     """(statement, parameters) of each statement the database engine executed while `run()` ran: the
     parameters as the driver got them, so that a test can EXPLAIN the very statement."""
-    from sqlalchemy import event
-
-    from handbook.extensions import db
-
-    seen: list[tuple[str, object]] = []
-
-    def keep(conn, cursor, statement, parameters, *args):
-        seen.append((statement, parameters))
-
-    event.listen(db.engine, "before_cursor_execute", keep)
-    try:
-        run()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", keep)
-    return seen
+    return [(statement, parameters) for kind, statement, parameters, *_ in cursor_events(run) if kind == "before"]
 
 
 @contextmanager
