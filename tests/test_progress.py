@@ -1283,6 +1283,52 @@ def test_parallel_exemptions_briefings_and_undo(pg_only, app, api, tree):
     assert_counters_exact()
 
 
+@pytest.mark.parametrize("undo", ["acknowledgements", "exemptions"])
+def test_two_undos_of_one_record_racing_move_the_counters_once(pg_only, app, api, tree, undo):
+    """Two secretaries take back the same briefing (or exemption) at once. Each read the receipt before
+    waiting for its lock; the one that gets it second must count from the receipt as the first left it
+    (cleared), not as it read it: counting from its own earlier read moved the member out of
+    "acknowledged" (or "exempt") twice."""
+    import threading
+    import time
+
+    import psycopg
+
+    doc = api.publish()
+    m1 = api.id("M1")
+    secretary = api.auth("S1")
+    record = ({"member_ids": [m1], "method": "briefing", "held_on": local_today().isoformat()}
+              if undo == "acknowledgements" else {"member_ids": [m1], "reason": "Ốm"})
+    assert api.client.post(f"{API}/documents/{doc}/{undo}", json=record, headers=secretary).status_code == 200
+    db.session.commit()
+    answers = []
+
+    def run():
+        with app.app_context():
+            answers.append(app.test_client().delete(f"{API}/documents/{doc}/{undo}/{m1}",
+                                                    headers=secretary).status_code)
+            db.session.remove()
+
+    with psycopg.connect(raw_pg_url()) as holder, psycopg.connect(raw_pg_url(), autocommit=True) as watcher:
+        holder.execute("SELECT 1 FROM receipts WHERE document_id = %s AND member_id = %s FOR UPDATE", (doc, m1))
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        waiting, deadline = 0, time.monotonic() + 20
+        while waiting < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            waiting = watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                      " AND wait_event_type = 'Lock'").fetchone()[0]
+        holder.rollback()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert waiting == 2, "both undos should have waited for the receipt"
+    assert sorted(answers) == [204, 204], answers
+    db.session.expire_all()
+    assert receipt(doc, m1).acknowledged_at is None and receipt(doc, m1).exempted_at is None
+    assert_counters_exact()
+
+
 def test_acknowledgements_racing_a_material_change_keep_counters_exact(pg_only, app, api, tree):
     for i in range(7):
         member(f"X{i}", tree["b1"], name=f"Thành viên {i}")
