@@ -491,6 +491,19 @@ def test_outside_the_audience_is_404(api, tree):
     assert_counters_exact()
 
 
+def test_a_draft_withdrawn_before_it_went_out_does_not_exist_for_briefings(api, tree):
+    """A withdrawn document that was out is 409 `document_withdrawn` for secretaries (above); one withdrawn
+    while still a draft never reached anyone: 404, even for its publisher, who is also an admin (a briefing
+    role) over the whole audience."""
+    draft = api.client.post(ADMIN, headers=api.auth("BT"), json={
+        "kind": "directive", "title": "Bản nháp bỏ", "audience": {"org_units": [tree["city"].id]}}).json["id"]
+    api.withdraw(draft)
+    for card in ("BT", "S1"):
+        assert_problem(api.brief(card, draft, [api.id("M1")]), 404, "not_found")
+        assert_problem(api.exempt(card, draft, [api.id("M1")]), 404, "not_found")
+    assert db.session.scalar(select(func.count()).select_from(Receipt)) == 0
+
+
 def test_anonymous_is_401(api, tree):
     doc = api.publish()
     assert_problem(api.client.post(f"{API}/documents/{doc}/open"), 401, "unauthorized")
