@@ -181,32 +181,59 @@ def test_dead_registrations_are_deleted(world, fcm):
     assert "fid-M3" not in targets(fcm) and len(targets(fcm)) == 10
 
 
-def test_a_registration_refreshed_meanwhile_is_not_deleted(world, fcm):
-    """FCM rejects what was sent while the phone has already registered a fresh token: the device stays."""
+# How a phone renews its registration while a push to it is out: (registered before the send, then the
+# calls meanwhile as (method, body or None), their statuses, the row for the phone afterwards as (fid, token),
+# and whether it is the same row).
+RENEWALS = {
+    # a fresh token for the same installation: the same device, refreshed
+    "fresh token": (None, [("POST", {"fid": "fid-M2", "token": "fresh-M2"})], [200], ("fid-M2", "fresh-M2"), True),
+    # a new installation (reinstalled app) that kept its legacy token: matched by the token, refreshed
+    "new installation": ({"fid": "fid-M2", "token": "tok-M2"}, [("POST", {"fid": "fid-M2b", "token": "tok-M2"})],
+                         [200], ("fid-M2b", "tok-M2"), True),
+    # signed out and in again: the rejected row is gone; the new one names the same installation
+    "signed out and in": (None, [("DELETE", None), ("POST", {"fid": "fid-M2"})], [204, 201], ("fid-M2", None),
+                          False),
+}
+
+
+@pytest.mark.parametrize("renewal", list(RENEWALS))
+def test_a_registration_renewed_meanwhile_is_not_deleted(world, fcm, renewal):
+    """FCM rejects what was sent while the phone has already registered again: only the registration
+    that was sent to (that row, that fid and that token) is deleted, and it is no longer there."""
     import threading
 
-    doc_id = world.publish("b1")
+    before, calls, statuses, after, same_row = RENEWALS[renewal]
     device_id = db.session.scalar(select(Device.id).where(Device.fid == "fid-M2"))
-    fcm.set_rule(target="fid-M2", error="UNREGISTERED", latency=1.0)
+    if before:
+        assert world.client.post(f"{API}/me/devices", json={**before, "platform": "android"},
+                                 headers=world.auth("M2")).json["id"] == device_id
+    doc_id = world.publish("b1")
+    fcm.set_rule(target="fid-M2", error="UNREGISTERED", latency=1.0, times=1)   # (a new row may be sent to)
     answers = []
 
-    def refresh_while_m2_is_in_flight():
+    def renew_while_m2_is_in_flight():
         # The other four devices of b1 are answered at once: by then M2's send is out and waiting.
         assert fcm.wait_for(4, timeout=10)
-        answers.append(world.client.post(
-            f"{API}/me/devices", json={"fid": "fid-M2", "token": "fresh-M2", "platform": "android"},
-            headers=world.auth("M2")))
+        for method, body in calls:
+            if method == "DELETE":
+                answers.append(world.client.delete(f"{API}/me/devices/{device_id}", headers=world.auth("M2")))
+            else:
+                answers.append(world.client.post(f"{API}/me/devices", json={**body, "platform": "android"},
+                                                 headers=world.auth("M2")))
 
-    refresh = threading.Thread(target=refresh_while_m2_is_in_flight)
-    refresh.start()
+    renew = threading.Thread(target=renew_while_m2_is_in_flight)
+    renew.start()
     run_due()
-    refresh.join()
-    assert len(answers) == 1 and answers[0].status_code == 200, answers  # a refresh, not a new device
-    assert answers[0].json["id"] == device_id
+    renew.join()
+    assert [a.status_code for a in answers] == statuses, [a.get_json() for a in answers]
     assert notification("published", doc_id).invalid_tokens == 1
     db.session.expire_all()
-    assert db.session.execute(select(Device.id, Device.token).where(Device.fid == "fid-M2")).all() \
-        == [(device_id, "fresh-M2")]
+    rows = db.session.execute(select(Device.id, Device.fid, Device.token).where(Device.member_id == world.id("M2"))
+                              ).all()
+    assert [(fid, token) for _, fid, token in rows] == [after]
+    assert (rows[0].id == device_id) is same_row
+    if same_row:
+        assert answers[-1].json["id"] == device_id
 
 
 def test_transient_errors_are_retried_until_each_device_has_it_once(world, fcm, app):

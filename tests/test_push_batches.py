@@ -112,6 +112,28 @@ def test_a_recorded_batch_is_never_sent_again_and_only_the_open_one_is_in_doubt(
     assert (n.state, n.devices, n.sent, n.resent) == ("done", 12, 12, 6)
 
 
+def test_a_chunks_tally_adds_up_all_its_batches(world, fcm, app, monkeypatch):
+    """send_chunk's answer (its tally) counts every batch of the chunk, as the notification's counters do:
+    here an invalid, a failed and a retried device in the first of three batches, and the rest sent."""
+    from push.models import Device
+
+    monkeypatch.setattr(fanout, "SEND_BATCH", 4)
+    monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 600)   # the retry is not due within this run
+    devices = db.session.execute(select(Device.id, Device.fid).order_by(Device.id)).all()
+    assert len(devices) == 12
+    invalid, failed, retried = [fid for _, fid in devices[:4] if fid][:3]   # all three in the first batch
+    fcm.set_rule(target=invalid, error="UNREGISTERED")
+    fcm.set_rule(target=failed, error="SENDER_ID_MISMATCH")
+    fcm.set_rule(target=retried, error="UNAVAILABLE")
+    doc_id, chunk_id = _plan(world)
+    tally = fanout.send_chunk(chunk_id)
+    n = notification("published", doc_id)
+    assert tally == {"notification_id": n.id, "sent": 9, "retry": 1, "failed": 1, "invalid": 1, "resent": 0,
+                     "skipped": 0}
+    assert (n.devices, n.sent, n.failed, n.invalid_tokens) == (12, 9, 1, 1)
+    assert len(fcm.attempts()) == 12   # three batches, each device tried once
+
+
 def test_a_batch_in_doubt_is_not_skipped_for_a_member_who_acknowledged_meanwhile(world, fcm, app):
     """A reminder's batch dies in flight; M2 (one of its recipients) acknowledges before the next runner:
     the in-doubt batch is sent again as it was (FCM may never have had it), and M2's device is counted
