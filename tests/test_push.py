@@ -197,7 +197,7 @@ RENEWALS = {
 
 
 @pytest.mark.parametrize("renewal", list(RENEWALS))
-def test_a_registration_renewed_meanwhile_is_not_deleted(world, fcm, renewal):
+def test_a_registration_refreshed_meanwhile_is_not_deleted(world, fcm, renewal):
     """FCM rejects what was sent while the phone has already registered again: only the registration
     that was sent to (that row, that fid and that token) is deleted, and it is no longer there."""
     import threading
