@@ -453,9 +453,12 @@ def test_client_time_is_clamped_and_server_time_kept(api, tree):
     assert datetime.fromisoformat(response.json["acknowledged_at"]) == published_at
 
     inside = published_at + (datetime.now(UTC) - published_at) / 2
-    api.ack("M3", doc, 1, acknowledged_at=inside.isoformat())
+    with in_server_zone("Etc/GMT-14"):   # the phone's own time, kept, is answered in UTC whatever the server's zone
+        answered = api.ack("M3", doc, 1, acknowledged_at=inside.astimezone(ZONE).isoformat()).json["acknowledged_at"]
     stored = receipt(doc, api.id("M3"))
     assert abs(stored.acknowledged_at - inside) < timedelta(milliseconds=1)
+    assert datetime.fromisoformat(answered) == stored.acknowledged_at
+    assert datetime.fromisoformat(answered).utcoffset() == timedelta(0), answered
     assert stored.recorded_at > stored.acknowledged_at
 
 
