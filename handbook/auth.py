@@ -20,6 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, has_request_context, request
 from flask_jwt_extended import create_access_token, create_refresh_token
+from flask_jwt_extended.config import config as jwt_settings
 from sqlalchemy import ForeignKey, String, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Mapped, joinedload, mapped_column
 
@@ -435,19 +436,19 @@ def _remember_verified_tokens(manager) -> None:
     # where the module was imported before the mutant was chosen) starts afresh instead of stacking.
     original = manager.__dict__.setdefault("_handbook_undecorated_decode", manager._decode_jwt_from_config)
     verified: dict = {}
+    manager.handbook_verified_tokens = verified   # (read by tests and operators: how many it holds)
 
     def decode(encoded_token, csrf_value=None, allow_expired=False):
         if csrf_value or allow_expired or not isinstance(encoded_token, str):
             return original(encoded_token, csrf_value, allow_expired)
-        app = current_app._get_current_object()
-        cfg = app.config
-        key = (encoded_token, id(app), cfg.get("JWT_SECRET_KEY"), cfg.get("JWT_DECODE_KEY"),
-               tuple(cfg.get("JWT_DECODE_ALGORITHMS") or ()), cfg.get("JWT_ALGORITHM"),
-               repr(cfg.get("JWT_DECODE_AUDIENCE")), cfg.get("JWT_DECODE_ISSUER"), cfg.get("JWT_IDENTITY_CLAIM"),
-               cfg.get("JWT_VERIFY_SUB"))
+        # What flask-jwt-extended decodes with, read as it reads it (the key: JWT_SECRET_KEY, or
+        # JWT_PUBLIC_KEY for an asymmetric algorithm; the algorithms: JWT_DECODE_ALGORITHMS and JWT_ALGORITHM).
+        key = (encoded_token, id(current_app._get_current_object()), jwt_settings.decode_key,
+               tuple(jwt_settings.decode_algorithms), repr(jwt_settings.decode_audience), jwt_settings.decode_issuer,
+               jwt_settings.identity_claim_key, jwt_settings.verify_sub)
         claims = verified.get(key)
         if claims is not None:
-            leeway = cfg.get("JWT_DECODE_LEEWAY") or 0
+            leeway = jwt_settings.leeway or 0
             leeway = leeway.total_seconds() if hasattr(leeway, "total_seconds") else leeway
             now = time.time()
             if (("exp" not in claims or claims["exp"] > now - leeway)

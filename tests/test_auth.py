@@ -1,6 +1,7 @@
 """Every auth path: login, refresh rotation and reuse, logout, password change, throttling, revocation."""
 from __future__ import annotations
 
+import secrets
 import time
 from datetime import timedelta
 
@@ -136,6 +137,70 @@ def test_a_token_verified_before_is_refused_once_it_expires(client, app, an, mon
     head, signature = short.rsplit(".", 1)
     tampered = f"{head}.{signature[:10]}{'B' if signature[10] != 'B' else 'C'}{signature[11:]}"
     assert client.get("/api/v1/me", headers=bearer(tampered)).json["code"] == "invalid_token"
+
+
+def _signed(app, an, sid: str, **claims) -> str:
+    """An access token as handbook.auth issues it (the app's key and algorithm), with `claims` changed."""
+    now = int(time.time())
+    body = {"sub": str(an.id), "sid": sid, "type": "access", "jti": secrets.token_hex(8), "fresh": False,
+            "iat": now, "nbf": now, "exp": now + 600, **claims}
+    return pyjwt.encode(body, app.config["JWT_SECRET_KEY"], algorithm="HS256")
+
+
+def _session_of(client) -> str:
+    return pyjwt.decode(login(client, "01000001").json["access_token"], options={"verify_signature": False})["sid"]
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+def test_a_remembered_token_not_yet_valid_under_the_current_leeway_is_refused(client, app, an, monkeypatch, claim):
+    """The remembered claims are checked again at every request: not before (nbf) and issued at (iat)
+    too, with the leeway as configured now (seconds, or a timedelta)."""
+    token = _signed(app, an, _session_of(client), **{claim: int(time.time()) + 30})
+    monkeypatch.setitem(app.config, "JWT_DECODE_LEEWAY", timedelta(minutes=1))
+    assert client.get("/api/v1/me", headers=bearer(token)).status_code == 200   # verified
+    assert client.get("/api/v1/me", headers=bearer(token)).status_code == 200   # remembered, within the leeway
+    monkeypatch.setitem(app.config, "JWT_DECODE_LEEWAY", 0)
+    refused = client.get("/api/v1/me", headers=bearer(token))
+    assert refused.status_code == 401 and refused.json["code"] == "invalid_token", refused.json
+
+
+@pytest.mark.parametrize("setting,value", [
+    ("JWT_SECRET_KEY", "another-secret-key-for-a-rotation-0123456789"),
+    ("JWT_ALGORITHM", "HS512"),
+    ("JWT_DECODE_AUDIENCE", "so-tay-khac"),
+    ("JWT_DECODE_ISSUER", "so-tay-khac"),
+    ("JWT_IDENTITY_CLAIM", "identity"),
+])
+def test_a_remembered_token_is_decoded_afresh_once_the_decoding_settings_change(client, app, an, monkeypatch,
+                                                                                 setting, value):
+    """A token is remembered for the settings it was verified under: after a key rotation (or another
+    algorithm, audience, issuer, identity claim) it is refused as flask-jwt-extended refuses it."""
+    token = _signed(app, an, _session_of(client))
+    assert client.get("/api/v1/me", headers=bearer(token)).status_code == 200
+    assert client.get("/api/v1/me", headers=bearer(token)).status_code == 200   # remembered
+    monkeypatch.setitem(app.config, setting, value)
+    refused = client.get("/api/v1/me", headers=bearer(token))
+    assert refused.status_code == 401 and refused.json["code"] == "invalid_token", refused.json
+    monkeypatch.undo()
+    assert client.get("/api/v1/me", headers=bearer(token)).status_code == 200
+
+
+def test_the_remembered_tokens_are_bounded(client, app, an, monkeypatch):
+    """At most `_VERIFIED_MAX` tokens per process (forgotten all at once when full), the newest always kept."""
+    from handbook import auth
+    from handbook.extensions import jwt
+
+    monkeypatch.setattr(auth, "_VERIFIED_MAX", 3)
+    remembered = jwt.handbook_verified_tokens
+    remembered.clear()
+    sid = _session_of(client)
+    sizes = []
+    for _ in range(7):
+        token = _signed(app, an, sid)
+        assert client.get("/api/v1/me", headers=bearer(token)).status_code == 200
+        sizes.append(len(remembered))
+        assert token in {key[0] for key in remembered}
+    assert sizes == [1, 2, 3, 1, 2, 3, 1]
 
 
 def test_token_types_are_not_interchangeable(client, an):
