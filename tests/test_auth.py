@@ -204,6 +204,52 @@ def test_the_remembered_tokens_are_bounded(client, app, an, monkeypatch):
     assert sizes == [1, 2, 3, 1, 2, 3, 1]
 
 
+def test_a_remembered_token_is_not_decoded_again(client, app, an, monkeypatch):
+    """What the remembering saves: a token verified once is not decoded again by flask-jwt-extended while
+    its time-bound claims hold, with the configured leeway (here one expired 3 s ago, within 10 s)."""
+    from flask_jwt_extended import JWTManager
+
+    from handbook import auth
+    from handbook.extensions import jwt
+
+    monkeypatch.setitem(app.config, "JWT_DECODE_LEEWAY", 10)
+    decoded = []
+
+    def flask_jwt_extended_decode(encoded_token, csrf_value=None, allow_expired=False):
+        decoded.append(encoded_token)
+        return JWTManager._decode_jwt_from_config(jwt, encoded_token, csrf_value, allow_expired)
+
+    # The process's manager, installed afresh over flask-jwt-extended's decoding seen through a counter
+    # (monkeypatch puts the installed decoder and its remembered tokens back afterwards).
+    monkeypatch.setattr(jwt, "_decode_jwt_from_config", jwt._decode_jwt_from_config)
+    monkeypatch.setattr(jwt, "handbook_verified_tokens", jwt.handbook_verified_tokens)
+    monkeypatch.setitem(jwt.__dict__, "_handbook_undecorated_decode", flask_jwt_extended_decode)
+    auth._remember_verified_tokens(jwt)
+    sid, now = _session_of(client), int(time.time())
+    recent, late = _signed(app, an, sid), _signed(app, an, sid, iat=now - 600, nbf=now - 600, exp=now - 3)
+    for token in (recent, late):
+        for _ in range(3):
+            assert client.get("/api/v1/me", headers=bearer(token)).status_code == 200
+    assert decoded == [recent, late]
+
+
+def test_remembering_installed_on_a_new_manager_decodes_through_flask_jwt_extended(app, an):
+    """Installed on a manager that never had it (as at import), and again (as tests/conftest.py does
+    under `make mutate`): tokens are decoded by flask-jwt-extended's own decoding, then remembered."""
+    from flask_jwt_extended import JWTManager
+
+    from handbook import auth
+
+    manager = JWTManager()
+    auth._remember_verified_tokens(manager)
+    token = create_access_token(identity=str(an.id), additional_claims={"sid": "s"})
+    assert manager._decode_jwt_from_config(token)["sub"] == str(an.id)
+    auth._remember_verified_tokens(manager)
+    for _ in range(2):
+        assert manager._decode_jwt_from_config(token)["sub"] == str(an.id)
+    assert [key[0] for key in manager.handbook_verified_tokens] == [token]
+
+
 def test_token_types_are_not_interchangeable(client, an):
     tokens = login(client, "01000001").json
     assert client.get("/api/v1/me", headers=bearer(tokens["refresh_token"])).json["code"] == "invalid_token"
