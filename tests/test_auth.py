@@ -418,6 +418,26 @@ def test_unknown_and_known_accounts_cost_the_same_work(client, app, an):
         app.extensions.pop("handbook.hasher", None)
 
 
+def test_a_hash_made_with_other_argon2_costs_is_upgraded_at_the_next_login(client, app, an):
+    """Passwords are hashed with the configured argon2id costs (ARGON2_*); a hash made with other costs
+    (before the operators raised them) still lets its member in, and is replaced by one with the
+    configured costs at that login; a wrong password changes nothing."""
+    from handbook.auth import hash_password
+
+    configured = "m={ARGON2_MEMORY_COST},t={ARGON2_TIME_COST},p={ARGON2_PARALLELISM}".format(**app.config)
+    assert hash_password("mat-khau-bat-ky").split("$")[3] == configured
+    older = PasswordHasher(time_cost=2, memory_cost=2048, parallelism=2).hash(PASSWORD)
+    an.password_hash = older
+    db.session.commit()
+    assert login(client, "01000001", "wrong").status_code == 401
+    db.session.expire_all()
+    assert an.password_hash == older
+    assert login(client, "01000001").status_code == 200
+    db.session.expire_all()
+    assert an.password_hash.split("$")[3] == configured
+    assert login(client, "01000001").status_code == 200
+
+
 def test_parallel_wrong_guesses_cannot_exceed_the_account_budget(client, app, an):
     results = in_parallel(app, 12, lambda c: login(c, "01000001", "guess"))
     assert sorted(set(results)) == [401, 429]
