@@ -64,13 +64,15 @@ JUDGED_HERE = ("PostgreSQL only", "Outside mutmut's selection")
 
 
 def wanted(statuses: dict[str, str], entries: dict[str, tuple[str | None, str]], judged: dict[str, str]) -> list[str]:
-    """The mutants to run here: SQLite's "no tests", and its survivors that no explanation calls equivalent
+    """The mutants to run here: SQLite's "no tests", its survivors that no explanation calls equivalent
     (an unexplained one may be killed by PostgreSQL's tests or a file outside the selection; and those
-    explained as such), less those already killed here (a survivor here is run again: tests may have been
-    added since)."""
+    explained as such), and the mutants not run on SQLite because they are explained as PostgreSQL-only
+    code (mutation_report.not_run_on_sqlite), less those already killed here (a survivor here is run again:
+    tests may have been added since)."""
     todo = [name for name, status in statuses.items()
             if status == "no tests" or (status == "survived" and (name not in entries
-                                                                  or entries[name][1].startswith(JUDGED_HERE)))]
+                                                                  or entries[name][1].startswith(JUDGED_HERE)))
+            or (status == "not checked" and name in entries and entries[name][1].startswith("PostgreSQL only"))]
     return sorted(n for n in todo if judged.get(n) != "killed")
 
 

@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -115,11 +116,12 @@ def current_mutants(modules: list[str]) -> dict[str, str]:
 
 def current_results(modules: list[str] = MODULES, hashes: dict[str, str] | None = None) -> dict[str, str]:
     """`sqlite_results()`, with the verdicts of the run on PostgreSQL (tests.mutation_postgresql) for the
-    mutants SQLite could not judge: killed there is killed, surviving there is a survivor."""
+    mutants SQLite could not judge (or did not run: `not_run_on_sqlite`): killed there is killed, surviving
+    there is a survivor."""
     hashes = hashes or current_mutants(modules)
     statuses = sqlite_results(modules, hashes)
     for name, verdict in mutation_postgresql.current(mutation_postgresql.load(), hashes).items():
-        if statuses.get(name) in ("no tests", "survived"):
+        if statuses.get(name) in ("no tests", "survived", "not checked"):
             statuses[name] = verdict
     return statuses
 
@@ -154,13 +156,24 @@ def pending(module: str) -> list[str]:
     if not statuses:
         return [f"{module}.*"]
     todo = {n for n, s in statuses.items() if s not in ("killed", "caught by type check")}
-    # A survivor explained for exactly its current diff (pinned) cannot be killed by a test on SQLite
-    # (equivalent, PostgreSQL-only or left open, said so): running its tests again only costs time, up to
-    # minutes each. MUTATE_RECHECK=1 runs them anyway (after a test meant to kill one was added).
     if not os.environ.get("MUTATE_RECHECK"):
         entries = equivalents()
-        todo -= {n for n in todo if statuses[n] == "survived" and explained_for_its_diff(n, entries)}
+        todo -= not_run_on_sqlite(statuses, entries, lambda n: explained_for_its_diff(n, entries))
     return sorted(todo)
+
+
+def not_run_on_sqlite(statuses: dict[str, str], entries: dict[str, tuple[str | None, str]],
+                      pinned: Callable[[str], bool]) -> set[str]:
+    """The mutants `make mutate` leaves out of mutmut's run on SQLite (MUTATE_RECHECK=1 leaves out none):
+    - a survivor explained for exactly its current diff (`pinned`): equivalent, PostgreSQL-only or left
+      open, said so; no test on SQLite can kill it, and running its tests again costs up to minutes each;
+    - a mutant not run yet whose pinned explanation says "PostgreSQL only" (code only PostgreSQL runs, e.g.
+      a PostgreSQL branch): SQLite would run every test tied to its function for nothing; it is judged by
+      the run on PostgreSQL (tests.mutation_postgresql) instead."""
+    return {n for n, status in statuses.items()
+            if n in entries and (status == "survived" or (status == "not checked"
+                                                          and entries[n][1].startswith("PostgreSQL only")))
+            and pinned(n)}
 
 
 def explained_for_its_diff(name: str, entries: dict[str, tuple[str | None, str]]) -> bool:

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests import mutation_cache, mutation_postgresql
+from tests import mutation_cache, mutation_postgresql, mutation_report
 
 
 @pytest.fixture()
@@ -106,11 +106,22 @@ def test_what_is_judged_on_postgresql():
     entries = {"m.x_b__mutmut_1": ("pin", "PostgreSQL only: the lock left out"),
                "m.x_b__mutmut_2": ("pin", "equivalent: the same rows"),
                "m.x_b__mutmut_4": ("pin", "Outside mutmut's selection: killed by tests/test_other.py::test_x")}
+    statuses["m.x_c__mutmut_2"] = statuses["m.x_c__mutmut_3"] = "not checked"
+    entries["m.x_c__mutmut_2"] = ("pin", "PostgreSQL only: in the PostgreSQL branch")
+    entries["m.x_c__mutmut_3"] = ("pin", "equivalent: the same rows")
     judged = {"m.x_a__mutmut_2": "killed", "m.x_b__mutmut_1": "survived"}
     # SQLite's "no tests", its unexplained survivors and those explained as PostgreSQL-only or killed outside
-    # mutmut's selection (not those explained as equivalent), unless already killed here.
+    # mutmut's selection (not those explained as equivalent), and the mutants not run yet that are explained
+    # as PostgreSQL-only code, unless already killed here.
     assert mutation_postgresql.wanted(statuses, entries, judged) == ["m.x_a__mutmut_1", "m.x_b__mutmut_1",
-                                                                     "m.x_b__mutmut_4", "m.x_b__mutmut_5"]
+                                                                     "m.x_b__mutmut_4", "m.x_b__mutmut_5",
+                                                                     "m.x_c__mutmut_2"]
+    # ... which is what make mutate leaves out of its run on SQLite: the survivors explained for their diff,
+    # and the PostgreSQL-only code not run yet (only when pinned to its diff).
+    pinned = {"m.x_b__mutmut_1", "m.x_b__mutmut_2", "m.x_b__mutmut_4", "m.x_c__mutmut_2", "m.x_c__mutmut_3"}
+    assert mutation_report.not_run_on_sqlite(statuses, entries, pinned.__contains__) == {
+        "m.x_b__mutmut_1", "m.x_b__mutmut_2", "m.x_b__mutmut_4", "m.x_c__mutmut_2"}
+    assert mutation_report.not_run_on_sqlite(statuses, entries, lambda name: False) == set()
     # A verdict holds while its function's source is the one it was judged on.
     verdicts = {"m.x_a__mutmut_2": {"verdict": "killed", "hash": "h1"}, "m.x_b__mutmut_1": {"verdict": "killed", "hash": "old"}}
     assert mutation_postgresql.current(verdicts, {"m.x_a__mutmut_2": "h1", "m.x_b__mutmut_1": "new"}) == {
