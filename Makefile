@@ -42,7 +42,8 @@ clean:
 # the mutants no test noticed. Each module gets at most MUTATE_SECONDS; results are kept in mutants/, so
 # running it again goes on where it stopped and re-checks the survivors. mutants/ is git-ignored, so its
 # results are also saved to tests/mutation-cache/ and a fresh clone starts from them (MUTATE_FRESH=1: from nothing).
-# Survivors explained for their current diff are not run again (MUTATE_RECHECK=1: they are).
+# Survivors explained for their current diff are not run again, nor mutants explained as PostgreSQL-only
+# code, which the run on PostgreSQL judges (MUTATE_RECHECK=1: they are).
 MUTATE_MODULES ?= handbook.permissions handbook.auth content.access content.progress content.acknowledgements \
 	push.schedule push.fanout
 MUTATE_SECONDS ?= 1200
