@@ -256,6 +256,60 @@ def test_transient_errors_are_retried_until_each_device_has_it_once(world, fcm, 
     assert attempts == {"fid-M3": 3, "fid-M5": 2, "fid-M6": 1}
 
 
+def test_which_chunks_and_plans_run_due_takes_up_again(world, fcm):
+    """fanout.runnable_chunks: the chunks that should be running and are not — pending, or due for a retry,
+    from `not_before` (less `grace`, the time left to chunks already queued in Celery), or running on a
+    lease that ran out; fanout.stalled_plans: the notifications being planned whose planner has no lease
+    or a lapsed one, and has not finished."""
+    from push import fanout
+    from push.models import ChunkState, NotificationState, PushChunk
+
+    docs = [world.publish("b1", title=f"Văn bản {i}") for i in range(5)]
+    notifications = [notification("published", d).id for d in docs]
+    now, grace, second = datetime.now(UTC).replace(microsecond=0), timedelta(minutes=5), timedelta(seconds=1)
+    hour = timedelta(hours=1)
+    chunks = {  # name: (state, not_before, lease_until)
+        "pending, due": (ChunkState.PENDING, now - grace - second, None),
+        "pending, due as its grace ends": (ChunkState.PENDING, now - grace, None),
+        "pending, within its grace": (ChunkState.PENDING, now - grace + second, None),
+        "pending, later": (ChunkState.PENDING, now + hour, None),
+        "retry, due": (ChunkState.RETRY, now - grace, None),
+        "retry, within its grace": (ChunkState.RETRY, now - grace + second, None),
+        "running, lease ran out": (ChunkState.RUNNING, now - hour, now - second),
+        "running, lease ends now": (ChunkState.RUNNING, now - hour, now),
+        "running, leased": (ChunkState.RUNNING, now - hour, now + second),
+        "done": (ChunkState.DONE, now - hour, now - hour),
+    }
+    ids = {}
+    for name, (state, not_before, lease_until) in chunks.items():
+        chunk = PushChunk(notification_id=notifications[0], first_member_id=1, last_member_id=1, state=state.value,
+                          not_before=not_before, lease_until=lease_until)
+        db.session.add(chunk)
+        db.session.flush()
+        ids[name] = chunk.id
+    plans = {  # notification: (state, planned_at, lease_until)
+        "planning, no lease": (NotificationState.SENDING, None, None),
+        "planning, lease ran out": (NotificationState.SENDING, None, now - second),
+        "planning, leased": (NotificationState.SENDING, None, now + hour),
+        "planned": (NotificationState.SENDING, now - hour, now - second),
+        "not due": (NotificationState.PENDING, None, None),
+    }
+    for n, (state, planned_at, lease_until) in zip(notifications, plans.values(), strict=True):
+        db.session.execute(update(Notification).where(Notification.id == n).values(
+            state=state.value, planned_at=planned_at, lease_until=lease_until))
+    db.session.commit()
+
+    def names(found):
+        return {name for name, i in ids.items() if i in found}
+
+    assert names(fanout.runnable_chunks(now, grace=grace)) == {
+        "pending, due", "pending, due as its grace ends", "retry, due", "running, lease ran out"}
+    assert names(fanout.runnable_chunks(now)) == {
+        "pending, due", "pending, due as its grace ends", "pending, within its grace", "retry, due",
+        "retry, within its grace", "running, lease ran out"}
+    assert set(fanout.stalled_plans(now)) == {notifications[0], notifications[1]}
+
+
 def test_a_chunk_left_to_retry_says_when_it_wants_to_run_again(world, fcm, app, monkeypatch):
     """fanout.next_retry_at (the Celery worker's countdown for a chunk it could not finish): the chunk's
     not_before while it waits in `retry`, as an aware UTC time; nothing once it is done, nor for another chunk."""
