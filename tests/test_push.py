@@ -672,6 +672,41 @@ def _published_at(doc_id: int) -> datetime:
     return db.session.get(Document, doc_id).published_at
 
 
+def test_a_chunk_writes_the_deliveries_of_its_own_members_only(world, fcm, monkeypatch):
+    """A reminder planned in chunks of two members: the first chunk to run writes deliveries (sent, or
+    skipped for whoever settled since planning) for its own members only, not for a member of a later
+    chunk who acknowledged meanwhile: that one is the later chunk's to skip."""
+    from push import fanout
+    from push.models import PushChunk
+    from push.schedule import schedule_due
+
+    monkeypatch.setattr(fanout, "CHUNK_MEMBERS", 2)
+    doc_id = world.publish("city")
+    run_due()
+    fcm.reset()
+    schedule_due(_published_at(doc_id) + timedelta(days=7, minutes=1))
+    planned: list[int] = []
+    reminder = notification("reminder", doc_id).id
+    fanout.plan(reminder, planned.append)
+    chunks = {c.id: c for c in db.session.scalars(select(PushChunk).where(PushChunk.id.in_(planned)))}
+    assert len(chunks) >= 3
+    last = chunks[planned[-1]]
+    settling = db.session.scalar(select(Device.member_id).where(
+        Device.member_id.between(last.first_member_id, last.last_member_id)).order_by(Device.member_id).limit(1))
+    card = next(c for c in WORLD_MEMBERS if world.id(c) == settling)
+    assert world.ack(card, doc_id).status_code == 200
+    fanout.send_chunk(planned[0])
+    first = chunks[planned[0]]
+    written = db.session.execute(select(Delivery.member_id, Delivery.chunk_id, Delivery.state)
+                                 .where(Delivery.notification_id == reminder)).all()
+    assert written and {chunk for _, chunk, _ in written} == {first.id}
+    assert all(first.first_member_id <= member <= first.last_member_id for member, _, _ in written), written
+    fanout.send_chunk(planned[-1])
+    assert db.session.execute(select(Delivery.chunk_id, Delivery.state).where(
+        Delivery.notification_id == reminder, Delivery.member_id == settling)).all() == [(last.id, "skipped")] * len(
+        devices_of(card))
+
+
 def test_reminders_go_only_to_members_still_pending(world, fcm):
     doc_id = world.publish("b1", "b2")
     run_due()
