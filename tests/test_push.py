@@ -786,6 +786,7 @@ def test_whoever_settled_since_planning_gets_no_push_of_that_document_only(world
         fcm.set_rule(target=target, error="UNAVAILABLE", times=times)
     fanout.send_chunk(chunks[doc_a][0])   # fid-M1, fid-S2, fid-M3 fail: retries
     fanout.send_chunk(chunks[doc_b][0])   # fid-M3 fails again
+    settling = datetime.now(UTC)
     assert world.ack("M1", doc_a).status_code == 200
     extend_a("S2", by="S2")
     for _ in range(40):
@@ -816,6 +817,10 @@ def test_whoever_settled_since_planning_gets_no_push_of_that_document_only(world
     assert (a.devices, a.sent) == (len(devices_of(*audience)), 4)
     assert db.session.scalar(select(func.count()).select_from(Delivery).where(
         Delivery.notification_id == a.id, Delivery.updated_at.is_(None))) == 0
+    dropped = db.session.scalars(select(Delivery.updated_at).where(   # the retries turned skipped: when they were
+        Delivery.notification_id == a.id, Delivery.device_id.in_(select(Device.id).where(
+            Device.fid.in_(["fid-M1", "fid-S2"]))))).all()
+    assert len(dropped) == 2 and all(at >= settling for at in dropped), (dropped, settling)
 
 
 def test_an_extension_runs_through_its_last_day_in_hanoi_whatever_the_server_s_zone(world):
