@@ -250,6 +250,30 @@ def test_remembering_installed_on_a_new_manager_decodes_through_flask_jwt_extend
     assert [key[0] for key in manager.handbook_verified_tokens] == [token]
 
 
+@pytest.mark.parametrize("claims", ["sub not a number", "no session", "another member's id"])
+def test_a_signed_token_naming_no_open_session_of_its_member_is_refused(client, app, an, tree, claims):
+    """Only the session's own member: a correctly signed token (which only the holder of the key can make)
+    whose subject is not a member id, that names no session, or that puts another member's id beside
+    this session, is refused like a revoked one, and answers no one's data."""
+    other = member("01000002", tree["b1"], name="Trần Thị Bình")
+    sid = _session_of(client)
+    named, changed = {"sub not a number": (sid, {"sub": "ba"}), "no session": (None, {}),
+                      "another member's id": (sid, {"sub": str(other.id)})}[claims]
+    refused = client.get("/api/v1/me", headers=bearer(_signed(app, an, named, **changed)))
+    assert refused.status_code == 401 and refused.json["code"] == "token_revoked", refused.json
+    assert client.get("/api/v1/me", headers=bearer(_signed(app, an, sid))).json["id"] == an.id
+
+
+def test_an_authenticated_request_reads_its_member_and_session_once(client, app, an):
+    """flask-jwt-extended asks twice per request (is the token revoked? whose is it?): one query answers
+    both (the principal is kept on the request)."""
+    from tests.factories import executed_statements
+
+    headers = bearer(login(client, "01000001").json["access_token"])
+    statements = executed_statements(lambda: client.get("/api/v1/me", headers=headers))
+    assert sum("auth_sessions" in sql for sql in statements) == 1, statements
+
+
 def test_token_types_are_not_interchangeable(client, an):
     tokens = login(client, "01000001").json
     assert client.get("/api/v1/me", headers=bearer(tokens["refresh_token"])).json["code"] == "invalid_token"
