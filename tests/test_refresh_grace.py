@@ -104,3 +104,29 @@ def test_parallel_retries_within_the_window_all_get_the_one_pair(client, app, an
     assert statuses == [200] * 4, [a.get_data(as_text=True) for a in answers]
     assert len({a.get_data() for a in answers}) == 1
     assert revoked(first) is None and me(client, answers[0].json) == 200
+
+
+def test_the_window_ends_at_exactly_its_seconds_and_zero_closes_it(app, client, an, grace, monkeypatch):
+    """The window is REFRESH_GRACE_SECONDS from the first use, its end included; 1 still lets a retry in
+    within that second; 0 turns retries off, even one at the very instant of the refresh (as a concurrent
+    request can be, whose time was taken before the first one's claim). Judged by `_retried` itself at
+    those instants, which no request can hit exactly."""
+    from handbook.auth import _retried
+    from handbook.timeutil import as_utc
+
+    first = login(client, "01000001").json
+    lost = refresh(client, first["refresh_token"]).json
+    row = db.session.get(RefreshToken, _claims(first["refresh_token"])["jti"])
+    jti, used_at = row.jti, as_utc(row.used_at)
+
+    def retried(at):
+        again = _retried(jti, an.id, at)
+        return again and (again.access_token, again.refresh_token)
+
+    pair = (lost["access_token"], lost["refresh_token"])
+    assert retried(used_at + timedelta(seconds=grace)) == pair
+    assert retried(used_at + timedelta(seconds=grace, microseconds=1)) is None
+    monkeypatch.setitem(app.config, "REFRESH_GRACE_SECONDS", 1)
+    assert retried(used_at + timedelta(seconds=1)) == pair
+    monkeypatch.setitem(app.config, "REFRESH_GRACE_SECONDS", 0)
+    assert retried(used_at) is None
