@@ -388,8 +388,10 @@ def test_the_fcm_rate_cap_is_built_from_its_settings_once_per_process(app, monke
     """fanout.limiter(): FCM_RATE_PER_MINUTE sets the interval between sends, REDIS_URL the shared cap (with
     REDIS_TIMEOUT_SECONDS on each Redis call), and the same settings give the same limiter every time.
     (Building the Redis client connects to nothing.)"""
+    from push import fanout
     from push.fanout import limiter
 
+    monkeypatch.setattr(fanout, "_limiters", {})   # this process's limiters so far (the test builds its own)
     redis_url = "redis://127.0.0.1:6379/15"
     monkeypatch.setitem(app.config, "FCM_RATE_PER_MINUTE", 1200)
     monkeypatch.setitem(app.config, "REDIS_URL", redis_url)
@@ -412,10 +414,25 @@ def test_a_batch_fcm_answers_without_retry_after_does_not_pause_the_next(world, 
     from push import fanout
 
     monkeypatch.setitem(app.config, "FCM_RATE_PER_MINUTE", 600001)   # a rate cap of this test's own
-    doc = world.publish("b1")
+    monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 600)   # the retry below is not due in this run
+    fcm.set_rule(target="fid-M1", error="UNAVAILABLE", times=1)        # a transient error, no Retry-After
+    world.publish("b1")
     run_due()
-    assert notification("published", doc).state == "done" and fcm.accepted_count() == len(devices_of("M1", "M2", "S1", "CB"))
+    assert fcm.accepted_count() == len(devices_of("M1", "M2", "S1", "CB")) - 1
     assert fanout.limiter().acquire(1) == 0.0
+
+
+def test_a_batch_is_what_the_rate_cap_lets_through_in_a_quarter_of_the_lease(app, monkeypatch):
+    """fanout.batch_size(): at most FCM's 500, at least 1, else FCM_RATE_PER_MINUTE's messages in a
+    quarter of the chunk's lease (PUSH_LEASE_SECONDS, 120 s here), so that waiting for the cap never
+    outlasts the lease."""
+    from push import fanout
+
+    monkeypatch.setitem(app.config, "PUSH_LEASE_SECONDS", 120)
+    monkeypatch.setitem(app.config, "FCM_TIMEOUT_SECONDS", 30)
+    for rate, batch in ((600000, 500), (240, 120), (1, 1)):   # 4 a second for 30 s: 120
+        monkeypatch.setitem(app.config, "FCM_RATE_PER_MINUTE", rate)
+        assert fanout.batch_size() == batch, rate
 
 
 def test_a_backend_that_answers_fewer_outcomes_than_messages_is_an_error(world, fcm, app):
