@@ -422,6 +422,27 @@ def test_a_batch_fcm_answers_without_retry_after_does_not_pause_the_next(world, 
     assert fanout.limiter().acquire(1) == 0.0
 
 
+def test_each_delivery_keeps_what_fcm_answered(world, fcm, app, monkeypatch):
+    """A delivery row per device with FCM's answer: its state, FCM's error code or message name, the
+    attempts so far, the chunk attempt that sent it, when a retry is due, when it was written."""
+    monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 600)   # the retry is not due in this run
+    fcm.set_rule(target="fid-M2", error="UNAVAILABLE")
+    fcm.set_rule(target="fid-S1", error="SENDER_ID_MISMATCH")
+    started = datetime.now(UTC)
+    world.publish("b1")
+    run_due()
+    rows = {target: (state, error, message_id is not None, attempts, claim, not_before is not None, at >= started)
+            for target, state, error, message_id, attempts, claim, not_before, at in db.session.execute(
+                select(func.coalesce(Device.fid, Device.token), Delivery.state, Delivery.error, Delivery.message_id,
+                       Delivery.attempts, Delivery.claim, Delivery.not_before, Delivery.updated_at)
+                .join(Device, Device.id == Delivery.device_id))}
+    assert rows == {"fid-M1": ("sent", None, True, 1, 1, False, True),
+                    "legacy-M1": ("sent", None, True, 1, 1, False, True),
+                    "fid-M2": ("retry", "UNAVAILABLE", False, 1, 1, True, True),
+                    "fid-S1": ("failed", "SENDER_ID_MISMATCH", False, 1, 1, False, True),
+                    "fid-CB": ("sent", None, True, 1, 1, False, True)}
+
+
 def test_a_batch_is_what_the_rate_cap_lets_through_in_a_quarter_of_the_lease(app, monkeypatch):
     """fanout.batch_size(): at most FCM's 500, at least 1, else FCM_RATE_PER_MINUTE's messages in a
     quarter of the chunk's lease (PUSH_LEASE_SECONDS, 120 s here), so that waiting for the cap never
