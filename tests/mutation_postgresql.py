@@ -60,7 +60,8 @@ def current(verdicts: dict[str, dict], hashes: dict[str, str]) -> dict[str, str]
 # Survivors explained as killed only by tests mutmut's run on SQLite does not have: PostgreSQL's, or those of
 # a test file outside setup.cfg's selection (conftest.MUTATION_FIRST lists it; changing the selection
 # would make mutmut drop every verdict).
-JUDGED_HERE = ("PostgreSQL only", "Outside mutmut's selection")
+POSTGRESQL_ONLY = "PostgreSQL only"   # how an explanation says only PostgreSQL can judge the mutant
+JUDGED_HERE = (POSTGRESQL_ONLY, "Outside mutmut's selection")
 
 
 def wanted(statuses: dict[str, str], entries: dict[str, tuple[str | None, str]], judged: dict[str, str]) -> list[str]:
@@ -72,7 +73,7 @@ def wanted(statuses: dict[str, str], entries: dict[str, tuple[str | None, str]],
     todo = [name for name, status in statuses.items()
             if status == "no tests" or (status == "survived" and (name not in entries
                                                                   or entries[name][1].startswith(JUDGED_HERE)))
-            or (status == "not checked" and name in entries and entries[name][1].startswith("PostgreSQL only"))]
+            or (status == "not checked" and name in entries and entries[name][1].startswith(POSTGRESQL_ONLY))]
     return sorted(n for n in todo if judged.get(n) != "killed")
 
 

@@ -172,7 +172,7 @@ def not_run_on_sqlite(statuses: dict[str, str], entries: dict[str, tuple[str | N
       the run on PostgreSQL (tests.mutation_postgresql) instead."""
     return {n for n, status in statuses.items()
             if n in entries and (status == "survived" or (status == "not checked"
-                                                          and entries[n][1].startswith("PostgreSQL only")))
+                                                          and entries[n][1].startswith(mutation_postgresql.POSTGRESQL_ONLY)))
             and pinned(n)}
 
 

@@ -12,7 +12,7 @@ from flask_jwt_extended import create_access_token
 
 from handbook.auth import AuthSession
 from handbook.extensions import db
-from tests.factories import PASSWORD, bearer, in_parallel, login, member
+from tests.factories import PASSWORD, bearer, executed_statements, in_parallel, login, member
 
 
 @pytest.fixture()
@@ -148,7 +148,7 @@ def _signed(app, an, sid: str, **claims) -> str:
 
 
 def _session_of(client) -> str:
-    return pyjwt.decode(login(client, "01000001").json["access_token"], options={"verify_signature": False})["sid"]
+    return _claims(login(client, "01000001").json["access_token"])["sid"]
 
 
 @pytest.mark.parametrize("claim", ["nbf", "iat"])
@@ -199,8 +199,7 @@ def test_the_remembered_tokens_are_bounded(client, app, an, monkeypatch):
         token = _signed(app, an, sid)
         assert client.get("/api/v1/me", headers=bearer(token)).status_code == 200
         sizes.append(len(remembered))
-        jti = pyjwt.decode(token, options={"verify_signature": False})["jti"]
-        assert [claims["jti"] for key, claims in remembered.items() if key[0] == token] == [jti]   # its claims
+        assert [claims["jti"] for key, claims in remembered.items() if key[0] == token] == [_claims(token)["jti"]]
     assert sizes == [1, 2, 3, 1, 2, 3, 1]
 
 
@@ -267,8 +266,6 @@ def test_a_signed_token_naming_no_open_session_of_its_member_is_refused(client, 
 def test_an_authenticated_request_reads_its_member_and_session_once(client, app, an):
     """flask-jwt-extended asks twice per request (is the token revoked? whose is it?): one query answers
     both (the principal is kept on the request)."""
-    from tests.factories import executed_statements
-
     headers = bearer(login(client, "01000001").json["access_token"])
     statements = executed_statements(lambda: client.get("/api/v1/me", headers=headers))
     assert sum("auth_sessions" in sql for sql in statements) == 1, statements
@@ -675,8 +672,6 @@ def test_a_retried_refresh_a_second_later_gets_the_very_pair_it_was_issued(clien
     """Within REFRESH_GRACE_SECONDS, a refresh sent again after its answer was lost gets the pair first
     issued, byte for byte, also a second or more later: the tokens carry the time of the first answer
     (iat, nbf), not of the retry. (tests/test_refresh_grace.py has the rest of the window's rules.)"""
-    from tests.factories import bearer, login
-
     monkeypatch.setitem(app.config, "REFRESH_GRACE_SECONDS", 30)
     first = login(client, "01000001").json
     lost = client.post("/api/v1/auth/refresh", headers=bearer(first["refresh_token"]))
