@@ -264,7 +264,7 @@ def test_which_chunks_and_plans_run_due_takes_up_again(world, fcm):
     from push import fanout
     from push.models import ChunkState, NotificationState, PushChunk
 
-    docs = [world.publish("b1", title=f"Văn bản {i}") for i in range(5)]
+    docs = [world.publish("b1", title=f"Văn bản {i}") for i in range(6)]
     notifications = [notification("published", d).id for d in docs]
     now, grace, second = datetime.now(UTC).replace(microsecond=0), timedelta(minutes=5), timedelta(seconds=1)
     hour = timedelta(hours=1)
@@ -291,6 +291,7 @@ def test_which_chunks_and_plans_run_due_takes_up_again(world, fcm):
         "planning, no lease": (NotificationState.SENDING, None, None),
         "planning, lease ran out": (NotificationState.SENDING, None, now - second),
         "planning, leased": (NotificationState.SENDING, None, now + hour),
+        "planning, lease ends now": (NotificationState.SENDING, None, now),   # held to its end, as a chunk's
         "planned": (NotificationState.SENDING, now - hour, now - second),
         "not due": (NotificationState.PENDING, None, None),
     }
@@ -335,6 +336,34 @@ def test_a_chunk_left_to_retry_says_when_it_wants_to_run_again(world, fcm, app, 
             break
     assert db.session.get(PushChunk, waiting, populate_existing=True).state == "done"
     assert fanout.next_retry_at(waiting) is None
+
+
+def test_a_chunk_waits_for_its_own_retries_only(world, fcm, app, monkeypatch):
+    """fanout._finish_chunk: a chunk whose deliveries are all settled is done even while another chunk of
+    the same notification waits to retry one of its own; only the waiting one is left in `retry`."""
+    from push import fanout
+    from push.models import PushChunk
+
+    monkeypatch.setattr(fanout, "CHUNK_MEMBERS", 2)
+    monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 600)   # not due again within this test
+    doc_id = world.publish("city")
+    planned: list[int] = []
+    fanout.plan(notification("published", doc_id).id, planned.append)
+    chunks = list(db.session.scalars(select(PushChunk).where(PushChunk.id.in_(planned)).order_by(PushChunk.id)))
+    waiting = next(c for c in chunks if db.session.scalar(select(func.count()).select_from(Device).where(
+        Device.member_id.between(c.first_member_id, c.last_member_id))))
+    failing = db.session.scalar(select(Device.fid).where(
+        Device.member_id.between(waiting.first_member_id, waiting.last_member_id)).order_by(Device.id).limit(1))
+    fcm.set_rule(target=failing, error="UNAVAILABLE", times=1)
+    fanout.send_chunk(waiting.id)
+    others = [c.id for c in chunks if c.id != waiting.id]
+    assert others
+    for chunk_id in others:
+        fanout.send_chunk(chunk_id)
+    db.session.expire_all()
+    states = {c.id: c.state for c in db.session.scalars(select(PushChunk).where(PushChunk.id.in_(planned)))}
+    assert states == {waiting.id: "retry", **{c: "done" for c in others}}
+    assert notification("published", doc_id).state == "sending"
 
 
 def test_retries_give_up_after_the_configured_attempts(world, fcm, app):
