@@ -1,6 +1,7 @@
 """Every auth path: login, refresh rotation and reuse, logout, password change, throttling, revocation."""
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from datetime import timedelta
@@ -269,6 +270,21 @@ def test_an_authenticated_request_reads_its_member_and_session_once(client, app,
     headers = bearer(login(client, "01000001").json["access_token"])
     statements = executed_statements(lambda: client.get("/api/v1/me", headers=headers))
     assert sum("auth_sessions" in sql for sql in statements) == 1, statements
+
+
+def test_the_access_log_names_the_member_behind_each_request(client, an, caplog):
+    """The access log (handbook.observability) takes the member id from the principal that load_principal
+    keeps on the request: the ORM member (/me), a light principal (the feed), nobody without a token."""
+    member_id = an.id
+    headers = bearer(login(client, "01000001").json["access_token"])
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="handbook.access"):
+        client.get("/api/v1/me", headers=headers)
+        client.get("/api/v1/documents", headers=headers)
+        client.get("/api/v1/me")
+    logged = [(rec.path, rec.status, rec.member_id) for rec in caplog.records if rec.name == "handbook.access"]
+    assert logged == [("/api/v1/me", 200, member_id), ("/api/v1/documents", 200, member_id),
+                      ("/api/v1/me", 401, None)]
 
 
 def test_token_types_are_not_interchangeable(client, an):
