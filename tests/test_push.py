@@ -55,6 +55,30 @@ def notification(kind: str, doc_id: int) -> Notification:
                               .order_by(Notification.id.desc())).first()
 
 
+class Died(Exception):
+    """The worker died here."""
+
+
+class DiesAfterSending:
+    """The real backend; the process dies once FCM has answered, before anything is recorded."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+
+    def send(self, messages):
+        self.real.send(messages)
+        raise Died
+
+
+def lapse(chunk_id: int) -> None:
+    """The chunk's worker is gone: its lease has run out."""
+    from push.models import PushChunk
+
+    chunk = db.session.get(PushChunk, chunk_id)
+    chunk.lease_until = datetime.now(ZONE) - timedelta(seconds=1)
+    db.session.commit()
+
+
 def stats(api: Api, notification_id: int, by: str = "BT") -> dict:
     response = api.client.get(f"{API}/admin/notifications/{notification_id}", headers=api.auth(by))
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -364,6 +388,76 @@ def test_a_chunk_waits_for_its_own_retries_only(world, fcm, app, monkeypatch):
     states = {c.id: c.state for c in db.session.scalars(select(PushChunk).where(PushChunk.id.in_(planned)))}
     assert states == {waiting.id: "retry", **{c: "done" for c in others}}
     assert notification("published", doc_id).state == "sending"
+
+
+def test_a_withdrawal_skips_what_each_chunk_still_waits_to_send_and_drops_its_batch_in_doubt(world, fcm, app,
+                                                                                              monkeypatch):
+    """send_chunk once the document is withdrawn (fanout._set_chunk_done, cancelled): each chunk, as it
+    runs, turns its own retries to `skipped`, stamped then, and leaves what was sent `sent`; it drops its own
+    batch in doubt (never sent again), not another notification's; another chunk's retry waits for that
+    chunk. Every chunk ends done, and the notification cancelled."""
+    from push import fanout
+    from push.fcm import get_backend
+    from push.models import PushBatch, PushChunk
+
+    monkeypatch.setattr(fanout, "CHUNK_MEMBERS", 2)
+    monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 600)   # no retry falls due by itself here
+    real = get_backend(app.config)
+
+    def planned_chunks(doc_id: int) -> list[int]:
+        planned: list[int] = []
+        fanout.plan(notification("published", doc_id).id, planned.append)
+        return [c for c in planned if db.session.scalar(select(func.count()).select_from(PushChunk).join(
+            Device, Device.member_id.between(PushChunk.first_member_id, PushChunk.last_member_id))
+            .where(PushChunk.id == c, Device.fid.is_not(None)))]
+
+    withdrawn, other = world.publish("city"), world.publish("b1", title="Kế hoạch thực hiện")
+    doubtful, retrying, *later = planned_chunks(withdrawn)
+    assert later
+    [other_doubtful, *_] = planned_chunks(other)
+    for chunk_id in (doubtful, other_doubtful):   # each worker dies once FCM has its batch
+        with pytest.raises(Died):
+            fanout.send_chunk(chunk_id, backend=DiesAfterSending(real))
+        db.session.rollback()
+    chunk = db.session.get(PushChunk, retrying)
+    failing = db.session.scalar(select(Device.fid).where(
+        Device.member_id.between(chunk.first_member_id, chunk.last_member_id), Device.fid.is_not(None)))
+    fcm.set_rule(target=failing, error="UNAVAILABLE", times=1)
+    fanout.send_chunk(retrying)
+    kept = dict(db.session.execute(select(Delivery.device_id, Delivery.state).where(Delivery.chunk_id == retrying))
+                .all())
+    assert sorted(kept.values()).count("retry") == 1 and "sent" in kept.values(), kept
+    world.withdraw(withdrawn)
+    accepted = fcm.accepted_count()
+
+    def batches() -> list[int]:
+        return sorted(db.session.scalars(select(PushBatch.chunk_id)))
+
+    assert batches() == sorted([doubtful, other_doubtful])
+    lapse(doubtful)
+    assert fanout.send_chunk(doubtful) is not None
+    assert batches() == [other_doubtful]
+    assert dict(db.session.execute(select(Delivery.device_id, Delivery.state).where(
+        Delivery.chunk_id == retrying)).all()) == kept   # not this chunk's to skip
+    db.session.execute(update(PushChunk).where(PushChunk.id == retrying).values(
+        not_before=datetime.now(UTC) - timedelta(seconds=1)))
+    db.session.commit()
+    running = datetime.now(UTC)
+    assert fanout.send_chunk(retrying) is not None
+    db.session.expire_all()
+    skipped = {device: (state, at) for device, state, at in db.session.execute(
+        select(Delivery.device_id, Delivery.state, Delivery.updated_at).where(Delivery.chunk_id == retrying))}
+    assert {d: state for d, (state, _) in skipped.items()} == {
+        d: "skipped" if state == "retry" else state for d, state in kept.items()}
+    assert all(at >= running for state, at in skipped.values() if state == "skipped"), (skipped, running)
+    for chunk_id in later:
+        fanout.send_chunk(chunk_id)
+    assert fcm.accepted_count() == accepted   # nothing sent once withdrawn, the batch in doubt neither
+    db.session.expire_all()
+    assert set(db.session.scalars(select(PushChunk.state).where(
+        PushChunk.notification_id == notification("published", withdrawn).id))) == {"done"}
+    assert notification("published", withdrawn).state == "cancelled"
+    assert batches() == [other_doubtful]
 
 
 def test_retries_give_up_after_the_configured_attempts(world, fcm, app):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from firebase_admin import messaging
@@ -19,24 +19,9 @@ from sqlalchemy import func, select
 from handbook.extensions import db
 from push import fanout
 from push.fcm import FAILED, INVALID, RETRY, SENT, FcmBackend, get_backend
-from push.models import Delivery, PushBatch, PushChunk
-from tests.test_acknowledgements import WORLD_MEMBERS, ZONE
-from tests.test_push import devices_of, notification, targets
-
-
-class Died(Exception):
-    """The worker died here."""
-
-
-class DiesAfterSending:
-    """The real backend; the process dies once FCM has answered, before anything is recorded."""
-
-    def __init__(self, real) -> None:
-        self.real = real
-
-    def send(self, messages):
-        self.real.send(messages)
-        raise Died
+from push.models import Delivery, PushBatch
+from tests.test_acknowledgements import WORLD_MEMBERS
+from tests.test_push import Died, DiesAfterSending, devices_of, lapse, notification, targets
 
 
 def _plan(world, where: str = "city") -> tuple[int, int]:
@@ -45,12 +30,6 @@ def _plan(world, where: str = "city") -> tuple[int, int]:
     fanout.plan(notification("published", doc_id).id, planned.append)
     [chunk_id] = planned
     return doc_id, chunk_id
-
-
-def _lapse(chunk_id: int) -> None:
-    chunk = db.session.get(PushChunk, chunk_id)
-    chunk.lease_until = datetime.now(ZONE) - timedelta(seconds=1)
-    db.session.commit()
 
 
 def test_a_worker_dying_between_send_and_record_leaves_its_batch_in_doubt_and_it_is_sent_once_more(world, fcm, app):
@@ -64,7 +43,7 @@ def test_a_worker_dying_between_send_and_record_leaves_its_batch_in_doubt_and_it
     assert (batch.size, batch.tries, batch.retry) == (12, 1, False)
     assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
     assert fanout.send_chunk(chunk_id) is None  # its lease is still running: nobody takes it
-    _lapse(chunk_id)
+    lapse(chunk_id)
     tally = fanout.send_chunk(chunk_id)
     assert tally["resent"] == 12 and tally["sent"] == 12
     per_target = fcm.stats()["accepted_by_target"]
@@ -102,7 +81,7 @@ def test_a_recorded_batch_is_never_sent_again_and_only_the_open_one_is_in_doubt(
         [batch] = db.session.scalars(select(PushBatch)).all()
         second = {device_id for device_id, _ in batch.devices}
         assert db.session.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "sent")) == 6
-        _lapse(chunk_id)
+        lapse(chunk_id)
         assert fanout.send_chunk(chunk_id)["resent"] == 6
     per_target = fcm.stats()["accepted_by_target"]
     assert sorted(per_target) == devices_of(*WORLD_MEMBERS)
@@ -153,7 +132,7 @@ def test_a_batch_in_doubt_is_not_skipped_for_a_member_who_acknowledged_meanwhile
     first = fcm.accepted_count()
     assert "fid-M2" in targets(fcm)
     assert world.ack("M2", doc_id).status_code == 200
-    _lapse(planned[0])
+    lapse(planned[0])
     fanout.send_chunk(planned[0])
     n = notification("reminder", doc_id)
     assert n.state == "done" and n.resent == first and fcm.accepted_count() == 2 * first
