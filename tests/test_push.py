@@ -362,32 +362,108 @@ def test_a_chunk_left_to_retry_says_when_it_wants_to_run_again(world, fcm, app, 
     assert fanout.next_retry_at(waiting) is None
 
 
-def test_a_chunk_waits_for_its_own_retries_only(world, fcm, app, monkeypatch):
-    """fanout._finish_chunk: a chunk whose deliveries are all settled is done even while another chunk of
-    the same notification waits to retry one of its own; only the waiting one is left in `retry`."""
+def test_a_chunk_waits_for_and_sends_its_own_retries_only(world, fcm, app, monkeypatch):
+    """fanout._finish_chunk and _due, with two chunks of one notification each waiting to retry a device: a
+    chunk with nothing left is done meanwhile (not left to retry on another chunk's account), and a chunk
+    whose retries fall due sends its own, not the other's, which waits for its own chunk."""
     from push import fanout
     from push.models import PushChunk
 
     monkeypatch.setattr(fanout, "CHUNK_MEMBERS", 2)
-    monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 600)   # not due again within this test
+    monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 600)   # not due again by itself
     doc_id = world.publish("city")
     planned: list[int] = []
     fanout.plan(notification("published", doc_id).id, planned.append)
     chunks = list(db.session.scalars(select(PushChunk).where(PushChunk.id.in_(planned)).order_by(PushChunk.id)))
-    waiting = next(c for c in chunks if db.session.scalar(select(func.count()).select_from(Device).where(
-        Device.member_id.between(c.first_member_id, c.last_member_id))))
-    failing = db.session.scalar(select(Device.fid).where(
-        Device.member_id.between(waiting.first_member_id, waiting.last_member_id)).order_by(Device.id).limit(1))
-    fcm.set_rule(target=failing, error="UNAVAILABLE", times=1)
+
+    def first_device(chunk: PushChunk) -> str | None:
+        return db.session.scalar(select(Device.fid).where(
+            Device.member_id.between(chunk.first_member_id, chunk.last_member_id), Device.fid.is_not(None))
+            .order_by(Device.id).limit(1))
+
+    waiting, also_waiting = [c for c in chunks if first_device(c)][:2]
+    failing = {c.id: first_device(c) for c in (waiting, also_waiting)}
+    for fid in failing.values():
+        fcm.set_rule(target=fid, error="UNAVAILABLE", times=1)
     fanout.send_chunk(waiting.id)
-    others = [c.id for c in chunks if c.id != waiting.id]
+    others = [c.id for c in chunks if c.id not in failing]
     assert others
-    for chunk_id in others:
+    for chunk_id in [also_waiting.id, *others]:
         fanout.send_chunk(chunk_id)
-    db.session.expire_all()
-    states = {c.id: c.state for c in db.session.scalars(select(PushChunk).where(PushChunk.id.in_(planned)))}
-    assert states == {waiting.id: "retry", **{c: "done" for c in others}}
+
+    def states() -> dict[int, str]:
+        db.session.expire_all()
+        return {c.id: c.state for c in db.session.scalars(select(PushChunk).where(PushChunk.id.in_(planned)))}
+
+    assert states() == {waiting.id: "retry", also_waiting.id: "retry", **{c: "done" for c in others}}
     assert notification("published", doc_id).state == "sending"
+    past = datetime.now(UTC) - timedelta(seconds=1)   # both retries due now
+    db.session.execute(update(Delivery).where(Delivery.state == "retry").values(not_before=past))
+    db.session.execute(update(PushChunk).where(PushChunk.state == "retry").values(not_before=past))
+    db.session.commit()
+    fanout.send_chunk(waiting.id)
+    assert [s for _, s in fcm.attempts(failing[waiting.id])] == [503, 200]
+    assert [s for _, s in fcm.attempts(failing[also_waiting.id])] == [503]   # its own chunk's to send
+    assert states()[also_waiting.id] == "retry"
+    fanout.send_chunk(also_waiting.id)
+    assert [s for _, s in fcm.attempts(failing[also_waiting.id])] == [503, 200]
+    assert set(states().values()) == {"done"} and notification("published", doc_id).state == "done"
+
+
+def test_due_retries_go_in_batches_as_first_sends_do(world, fcm, app, monkeypatch):
+    """fanout._due: the retries due are sent a batch at a time (batch_size), as first sends are."""
+    from push import fanout
+    from push.fcm import get_backend
+    from push.models import PushChunk
+
+    monkeypatch.setattr(fanout, "SEND_BATCH", 4)
+    monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 600)
+    assert fanout.batch_size() == 4
+    every = devices_of(*WORLD_MEMBERS)
+    for target in every:
+        fcm.set_rule(target=target, error="UNAVAILABLE", times=1)
+    real, sizes = get_backend(app.config), []
+
+    class CountsBatches:
+        def send(self, messages):
+            sizes.append(len(messages))
+            return real.send(messages)
+
+    doc_id = world.publish("city")
+    planned: list[int] = []
+    fanout.plan(notification("published", doc_id).id, planned.append)
+    [chunk_id] = planned
+    fanout.send_chunk(chunk_id, backend=CountsBatches())
+    assert sizes == [4, 4, 4] and len(every) == 12
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    db.session.execute(update(Delivery).values(not_before=past))
+    db.session.execute(update(PushChunk).values(not_before=past))
+    db.session.commit()
+    sizes.clear()
+    fanout.send_chunk(chunk_id, backend=CountsBatches())
+    assert sizes == [4, 4, 4]
+    assert sorted(fcm.stats()["accepted_by_target"]) == every
+    assert notification("published", doc_id).state == "done"
+
+
+def test_deliveries_left_queued_by_an_older_release_are_sent_once(world, fcm):
+    """Before 0012_push_batches the planner created each delivery `queued` before the send: a chunk that
+    still has such rows sends them (fanout._due), and the chunk's other devices as first sends, each once."""
+    from push import fanout
+
+    doc_id = world.publish("city")
+    planned: list[int] = []
+    n = notification("published", doc_id)
+    fanout.plan(n.id, planned.append)
+    [chunk_id] = planned
+    queued = db.session.execute(select(Device.id, Device.member_id).order_by(Device.id).limit(3)).all()
+    db.session.add_all(Delivery(notification_id=n.id, device_id=d, member_id=m, chunk_id=chunk_id,
+                                state="queued") for d, m in queued)
+    db.session.commit()
+    fanout.send_chunk(chunk_id)
+    assert sorted(fcm.stats()["accepted_by_target"].items()) == [(t, 1) for t in devices_of(*WORLD_MEMBERS)]
+    assert set(db.session.scalars(select(Delivery.state).where(Delivery.notification_id == n.id))) == {"sent"}
+    assert notification("published", doc_id).state == "done"
 
 
 def test_a_withdrawal_skips_what_each_chunk_still_waits_to_send_and_drops_its_batch_in_doubt(world, fcm, app,
