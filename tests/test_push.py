@@ -410,6 +410,44 @@ def test_a_chunk_waits_for_and_sends_its_own_retries_only(world, fcm, app, monke
     assert set(states().values()) == {"done"} and notification("published", doc_id).state == "done"
 
 
+def test_which_deliveries_a_chunk_sends_again(world, fcm):
+    """fanout._due, at the instant `now` of a chunk's run under its claim (attempt) 2: its own retries due by
+    then (to the microsecond), rows left `queued`, and rows left `sending` under an earlier claim (in doubt);
+    not a retry due later, another chunk's retry, one turned skipped or failed (their retry time kept), a
+    sent one, nor a row `sending` under this very claim."""
+    from push import fanout
+
+    doc_id = world.publish("city")
+    planned: list[int] = []
+    n = notification("published", doc_id)
+    fanout.plan(n.id, planned.append)
+    [chunk_id] = planned
+    now, tick = datetime.now(UTC).replace(microsecond=500), timedelta(microseconds=1)
+    rows = {  # name: (state, not_before, claim, chunk)
+        "retry, due before": ("retry", now - timedelta(minutes=1), 1, chunk_id),
+        "retry, due now": ("retry", now, 1, chunk_id),
+        "retry, due just after": ("retry", now + tick, 1, chunk_id),
+        "another chunk's retry": ("retry", now - timedelta(minutes=1), 1, chunk_id + 1),
+        "skipped, was a retry": ("skipped", now - timedelta(minutes=1), 1, chunk_id),
+        "failed, was a retry": ("failed", now - timedelta(minutes=1), 1, chunk_id),
+        "sent": ("sent", None, 1, chunk_id),
+        "queued (older release)": ("queued", None, 0, chunk_id),
+        "sending, an earlier claim": ("sending", None, 1, chunk_id),
+        "sending, this claim": ("sending", None, 2, chunk_id),
+    }
+    devices = db.session.execute(select(Device.id, Device.member_id).order_by(Device.id)).all()
+    assert len(devices) >= len(rows)
+    named = {}
+    for (name, (state, not_before, claim, chunk)), (device_id, member_id) in zip(rows.items(), devices):
+        db.session.add(Delivery(notification_id=n.id, device_id=device_id, member_id=member_id, chunk_id=chunk,
+                                state=state, not_before=not_before, claim=claim, attempts=1))
+        named[device_id] = name
+    db.session.commit()
+    due = fanout._due(n.id, chunk_id, 2, now, 100)
+    assert [named[r.device_id] for r in due] == [
+        "retry, due before", "retry, due now", "queued (older release)", "sending, an earlier claim"]
+
+
 def test_due_retries_go_in_batches_as_first_sends_do(world, fcm, app, monkeypatch):
     """fanout._due: the retries due are sent a batch at a time (batch_size), as first sends are."""
     from push import fanout
