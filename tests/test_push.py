@@ -448,6 +448,50 @@ def test_which_deliveries_a_chunk_sends_again(world, fcm):
         "retry, due before", "retry, due now", "queued (older release)", "sending, an earlier claim"]
 
 
+def test_which_batch_a_chunk_takes_up_as_in_doubt(world, fcm):
+    """fanout._in_doubt, for a chunk's run under its claim (attempt) 2: the oldest batch that a worker
+    of an earlier claim left open, not one of this claim nor another chunk's; its devices still there
+    (state `sending`, the attempts made so far, their targets), and apart those gone since (deleted, or
+    moved to another member)."""
+    from push import fanout
+    from push.models import PushBatch
+
+    n, other = (notification("published", world.publish(where)) for where in ("city", "b1"))
+    chunks = {}
+    for x in (n, other):
+        planned: list[int] = []
+        fanout.plan(x.id, planned.append)
+        [chunks[x.id]] = planned
+    devices = db.session.execute(select(Device.id, Device.member_id, Device.fid).where(Device.fid.is_not(None))
+                                 .order_by(Device.id)).all()
+    (d1, m1, fid1), (d2, m2, fid2), (moved, owner, _), (d4, m4, _) = devices[:4]
+    gone = max(d for d, _, _ in devices) + 1   # a device deleted since
+    db.session.add(Delivery(notification_id=n.id, device_id=d1, member_id=m1, chunk_id=chunks[n.id],
+                            state="sending", claim=1, attempts=3))
+    whole = [[d1, m1], [d2, m2], [moved, owner], [gone, m4]]
+    batches = {  # name: (chunk, claim, devices), in the order they were written
+        "another chunk's, older": (chunks[other.id], 0, [[d4, m4]]),
+        "this claim's own": (chunks[n.id], 2, [[d4, m4]]),
+        "oldest left open": (chunks[n.id], 1, whole),
+        "younger left open": (chunks[n.id], 1, [[d4, m4]]),
+    }
+    ids = {}
+    for name, (chunk, claim, members) in batches.items():
+        batch = PushBatch(notification_id=n.id if chunk == chunks[n.id] else other.id, chunk_id=chunk,
+                          claim=claim, size=len(members), devices=members)
+        db.session.add(batch)
+        db.session.flush()
+        ids[batch.id] = name
+    db.session.execute(update(Device).where(Device.id == moved).values(member_id=m4))
+    db.session.commit()
+    batch, rows, left = fanout._in_doubt(n.id, chunks[n.id], 2)
+    assert ids[batch.id] == "oldest left open"
+    assert [(r.device_id, r.member_id, r.state, r.attempts, r.fid) for r in rows] == [
+        (d1, m1, "sending", 3, fid1), (d2, m2, "sending", 0, fid2)]
+    assert sorted((g.device_id, g.member_id) for g in left) == sorted([(moved, owner), (gone, m4)])
+    assert fanout._in_doubt(other.id, chunks[other.id], 0)[0] is None   # its batch is of claim 0 itself
+
+
 def test_due_retries_go_in_batches_as_first_sends_do(world, fcm, app, monkeypatch):
     """fanout._due: the retries due are sent a batch at a time (batch_size), as first sends are."""
     from push import fanout
