@@ -468,6 +468,10 @@ def test_which_batch_a_chunk_takes_up_as_in_doubt(world, fcm):
     gone = max(d for d, _, _ in devices) + 1   # a device deleted since
     db.session.add(Delivery(notification_id=n.id, device_id=d1, member_id=m1, chunk_id=chunks[n.id],
                             state="sending", claim=1, attempts=3))
+    db.session.add(Delivery(notification_id=other.id, device_id=d2, member_id=m2, chunk_id=chunks[other.id],
+                            state="retry", claim=1, attempts=5))   # another notification's: not this one's count
+    for item in db.session.scalars(select(InboxItem).where(InboxItem.notification_id.in_([n.id, other.id]))):
+        item.data = {"for": item.member_id if item.notification_id == n.id else -item.member_id}   # as escalations'
     whole = [[d1, m1], [d2, m2], [moved, owner], [gone, m4]]
     batches = {  # name: (chunk, claim, devices), in the order they were written
         "another chunk's, older": (chunks[other.id], 0, [[d4, m4]]),
@@ -486,8 +490,8 @@ def test_which_batch_a_chunk_takes_up_as_in_doubt(world, fcm):
     db.session.commit()
     batch, rows, left = fanout._in_doubt(n.id, chunks[n.id], 2)
     assert ids[batch.id] == "oldest left open"
-    assert [(r.device_id, r.member_id, r.state, r.attempts, r.fid) for r in rows] == [
-        (d1, m1, "sending", 3, fid1), (d2, m2, "sending", 0, fid2)]
+    assert [(r.device_id, r.member_id, r.state, r.attempts, r.fid, r.data) for r in rows] == [
+        (d1, m1, "sending", 3, fid1, {"for": m1}), (d2, m2, "sending", 0, fid2, {"for": m2})]
     assert sorted((g.device_id, g.member_id) for g in left) == sorted([(moved, owner), (gone, m4)])
     assert fanout._in_doubt(other.id, chunks[other.id], 0)[0] is None   # its batch is of claim 0 itself
 
