@@ -284,7 +284,11 @@ def test_which_chunks_and_plans_run_due_takes_up_again(world, fcm):
     """fanout.runnable_chunks: the chunks that should be running and are not — pending, or due for a retry,
     from `not_before` (less `grace`, the time left to chunks already queued in Celery), or running on a
     lease that ran out; fanout.stalled_plans: the notifications being planned whose planner has no lease
-    or a lapsed one, and has not finished."""
+    or a lapsed one, and has not finished. Then the claims: fanout._claim_chunk takes a chunk that is
+    pending (whenever it was due), due for a retry by now, or running on a lapsed lease, for a new attempt
+    leased from now; fanout.claim_for_planning takes a pending notification, or one whose planner's lease
+    is gone, leased from now, keeping when it was first started."""
+    from handbook.timeutil import as_utc
     from push import fanout
     from push.models import ChunkState, NotificationState, PushChunk
 
@@ -299,6 +303,8 @@ def test_which_chunks_and_plans_run_due_takes_up_again(world, fcm):
         "pending, later": (ChunkState.PENDING, now + hour, None),
         "retry, due": (ChunkState.RETRY, now - grace, None),
         "retry, within its grace": (ChunkState.RETRY, now - grace + second, None),
+        "retry, due now": (ChunkState.RETRY, now, None),
+        "retry, later": (ChunkState.RETRY, now + second, None),
         "running, lease ran out": (ChunkState.RUNNING, now - hour, now - second),
         "running, lease ends now": (ChunkState.RUNNING, now - hour, now),
         "running, leased": (ChunkState.RUNNING, now - hour, now + second),
@@ -307,7 +313,7 @@ def test_which_chunks_and_plans_run_due_takes_up_again(world, fcm):
     ids = {}
     for name, (state, not_before, lease_until) in chunks.items():
         chunk = PushChunk(notification_id=notifications[0], first_member_id=1, last_member_id=1, state=state.value,
-                          not_before=not_before, lease_until=lease_until)
+                          not_before=not_before, lease_until=lease_until, attempts=3)
         db.session.add(chunk)
         db.session.flush()
         ids[name] = chunk.id
@@ -321,7 +327,8 @@ def test_which_chunks_and_plans_run_due_takes_up_again(world, fcm):
     }
     for n, (state, planned_at, lease_until) in zip(notifications, plans.values(), strict=True):
         db.session.execute(update(Notification).where(Notification.id == n).values(
-            state=state.value, planned_at=planned_at, lease_until=lease_until))
+            state=state.value, planned_at=planned_at, lease_until=lease_until,
+            started_at=now - hour if state == NotificationState.SENDING else None))
     db.session.commit()
 
     def names(found):
@@ -331,8 +338,36 @@ def test_which_chunks_and_plans_run_due_takes_up_again(world, fcm):
         "pending, due", "pending, due as its grace ends", "retry, due", "running, lease ran out"}
     assert names(fanout.runnable_chunks(now)) == {
         "pending, due", "pending, due as its grace ends", "pending, within its grace", "retry, due",
-        "retry, within its grace", "running, lease ran out"}
+        "retry, within its grace", "retry, due now", "running, lease ran out"}
     assert set(fanout.stalled_plans(now)) == {notifications[0], notifications[1]}
+
+    lease = fanout.lease_duration()
+    claimed = {name: fanout._claim_chunk(i, now) for name, i in ids.items()}
+    assert {name for name, attempt in claimed.items() if attempt is not None} == {
+        "pending, due", "pending, due as its grace ends", "pending, within its grace", "pending, later",
+        "retry, due", "retry, within its grace", "retry, due now", "running, lease ran out"}
+    db.session.expire_all()
+    for name, attempt in claimed.items():
+        chunk = db.session.get(PushChunk, ids[name])
+        taken = (ChunkState.RUNNING.value, 4, now + lease)
+        kept = (chunks[name][0].value, 3, chunks[name][2] and as_utc(chunks[name][2]))
+        assert (chunk.state, chunk.attempts, chunk.lease_until and as_utc(chunk.lease_until)) == (
+            taken if attempt is not None else kept), name
+        assert attempt in (None, 4), name
+
+    planners = {name: fanout.claim_for_planning(n, now) for name, n in zip(plans, notifications, strict=True)}
+    assert {name for name, claim in planners.items() if claim is not None} == {
+        "planning, no lease", "planning, lease ran out", "not due"}
+    db.session.expire_all()
+    for name, n in zip(plans, notifications, strict=True):
+        row = db.session.get(Notification, n)
+        if planners[name] is None:
+            assert (row.state, as_utc(row.lease_until) if row.lease_until else None) == (
+                plans[name][0].value, plans[name][2]), name
+        else:
+            assert planners[name].id == n
+            assert (row.state, as_utc(row.lease_until), as_utc(row.started_at)) == (
+                "sending", now + lease, now if name == "not due" else now - hour), name
 
 
 def test_a_chunk_left_to_retry_says_when_it_wants_to_run_again(world, fcm, app, monkeypatch):
