@@ -292,7 +292,7 @@ def test_which_chunks_and_plans_run_due_takes_up_again(world, fcm):
     from push import fanout
     from push.models import ChunkState, NotificationState, PushChunk
 
-    docs = [world.publish("b1", title=f"Văn bản {i}") for i in range(6)]
+    docs = [world.publish("b1", title=f"Văn bản {i}") for i in range(7)]
     notifications = [notification("published", d).id for d in docs]
     now, grace, second = datetime.now(UTC).replace(microsecond=0), timedelta(minutes=5), timedelta(seconds=1)
     hour = timedelta(hours=1)
@@ -324,6 +324,7 @@ def test_which_chunks_and_plans_run_due_takes_up_again(world, fcm):
         "planning, lease ends now": (NotificationState.SENDING, None, now),   # held to its end, as a chunk's
         "planned": (NotificationState.SENDING, now - hour, now - second),
         "not due": (NotificationState.PENDING, None, None),
+        "cancelled before it was planned": (NotificationState.CANCELLED, None, None),
     }
     for n, (state, planned_at, lease_until) in zip(notifications, plans.values(), strict=True):
         db.session.execute(update(Notification).where(Notification.id == n).values(
@@ -355,9 +356,12 @@ def test_which_chunks_and_plans_run_due_takes_up_again(world, fcm):
             taken if attempt is not None else kept), name
         assert attempt in (None, 4), name
 
+    loaded = [db.session.get(Notification, n) for n in notifications]   # in the session before the claims
     planners = {name: fanout.claim_for_planning(n, now) for name, n in zip(plans, notifications, strict=True)}
-    assert {name for name, claim in planners.items() if claim is not None} == {
-        "planning, no lease", "planning, lease ran out", "not due"}
+    taken = {name: (claim.state, as_utc(claim.lease_until)) for name, claim in planners.items() if claim}
+    assert taken == dict.fromkeys(("planning, no lease", "planning, lease ran out", "not due"),
+                                  ("sending", now + lease))   # the notification as it is now, not as loaded
+    assert len(loaded) == len(plans)
     db.session.expire_all()
     for name, n in zip(plans, notifications, strict=True):
         row = db.session.get(Notification, n)
