@@ -778,6 +778,17 @@ def test_a_batch_is_what_the_rate_cap_lets_through_in_a_quarter_of_the_lease(app
         assert fanout.batch_size() == batch, rate
 
 
+def test_a_lease_is_its_setting_but_outlasts_one_fcm_request(app, monkeypatch):
+    """fanout.lease_duration(): PUSH_LEASE_SECONDS, but at least the FCM request timeout and 5 s more (a
+    worker renews its lease between batches, and one batch may wait that long for FCM)."""
+    from push import fanout
+
+    for lease, timeout, seconds in ((120, 30, 120), (300, 30, 300), (120, 200, 205), (10, 5, 10), (10, 6, 11)):
+        monkeypatch.setitem(app.config, "PUSH_LEASE_SECONDS", lease)
+        monkeypatch.setitem(app.config, "FCM_TIMEOUT_SECONDS", timeout)
+        assert fanout.lease_duration() == timedelta(seconds=seconds), (lease, timeout)
+
+
 def test_a_backend_that_answers_fewer_outcomes_than_messages_is_an_error(world, fcm, app):
     """Each message's outcome is matched to its device by position: a backend that answers fewer than it
     was given fails the batch loudly (it stays in doubt, to be sent again) instead of leaving devices
