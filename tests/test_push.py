@@ -372,6 +372,49 @@ def test_which_chunks_and_plans_run_due_takes_up_again(world, fcm):
                 "sending", now + lease, now if name == "not due" else now - hour), name
 
 
+def test_a_notification_is_done_once_planned_and_every_chunk_of_its_own_is_done(world, fcm):
+    """fanout.finish_if_complete: a notification being sent is done (its finish time stamped, its lease
+    dropped) once its planner has finished and every chunk of its own is done — not while one still runs
+    or waits to retry, nor while the planner may add chunks, nor once cancelled; another notification's
+    chunks do not hold it back. It answers whether this call finished it."""
+    from handbook.timeutil import as_utc, utcnow
+    from push import fanout
+    from push.models import ChunkState, NotificationState, PushChunk
+
+    ids = {}
+    for name in ("sending", "still planning", "cancelled", "another"):
+        ids[name] = notification("published", world.publish("b1", title=name)).id
+    now = utcnow()
+    states = {"sending": (NotificationState.SENDING, now), "still planning": (NotificationState.SENDING, None),
+              "cancelled": (NotificationState.CANCELLED, now), "another": (NotificationState.SENDING, now)}
+    for name, (state, planned_at) in states.items():
+        db.session.execute(update(Notification).where(Notification.id == ids[name]).values(
+            state=state.value, planned_at=planned_at, lease_until=now + timedelta(minutes=1)))
+        for chunk_state in (ChunkState.DONE, ChunkState.RETRY if name == "sending" else ChunkState.DONE):
+            db.session.add(PushChunk(notification_id=ids[name], first_member_id=1, last_member_id=1,
+                                     state=chunk_state.value, not_before=now))
+    db.session.add(PushChunk(notification_id=ids["another"], first_member_id=1, last_member_id=1,
+                             state=ChunkState.RUNNING.value, not_before=now))
+    db.session.commit()
+
+    def row(name: str) -> tuple:
+        db.session.expire_all()
+        n = db.session.get(Notification, ids[name])
+        return n.state, n.finished_at and as_utc(n.finished_at), n.lease_until is None
+
+    assert [fanout.finish_if_complete(ids[name]) for name in states] == [False, False, False, False]
+    assert row("sending") == ("sending", None, False)
+    db.session.execute(update(PushChunk).where(PushChunk.notification_id == ids["sending"])
+                       .values(state=ChunkState.DONE.value))
+    db.session.commit()
+    before = utcnow()
+    assert fanout.finish_if_complete(ids["sending"]) is True
+    state, finished_at, no_lease = row("sending")
+    assert (state, no_lease) == ("done", True) and before <= finished_at <= utcnow()
+    assert fanout.finish_if_complete(ids["sending"]) is False   # already done
+    assert [row(name)[0] for name in ("still planning", "cancelled", "another")] == ["sending", "cancelled", "sending"]
+
+
 def test_a_chunk_left_to_retry_says_when_it_wants_to_run_again(world, fcm, app, monkeypatch):
     """fanout.next_retry_at (the Celery worker's countdown for a chunk it could not finish): the chunk's
     not_before while it waits in `retry`, as an aware UTC time; nothing once it is done, nor for another chunk."""
