@@ -415,6 +415,14 @@ def test_a_notification_is_done_once_planned_and_every_chunk_of_its_own_is_done(
     assert [row(name)[0] for name in ("still planning", "cancelled", "another")] == ["sending", "cancelled", "sending"]
 
 
+def test_a_notification_of_a_kind_without_a_recipient_rule_is_refused(app):
+    """fanout.recipients_condition names the kind it has no rule for, rather than sending to nobody."""
+    from push import fanout
+
+    with pytest.raises(ValueError, match="^no recipient rule for bogus$"):
+        fanout.recipients_condition(Notification(kind="bogus"), None)
+
+
 def test_a_chunk_left_to_retry_says_when_it_wants_to_run_again(world, fcm, app, monkeypatch):
     """fanout.next_retry_at (the Celery worker's countdown for a chunk it could not finish): the chunk's
     not_before while it waits in `retry`, as an aware UTC time; nothing once it is done, nor for another chunk."""
