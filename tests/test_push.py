@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select, update
@@ -129,6 +130,21 @@ def test_a_publication_reaches_every_device_once_with_a_complete_message(world, 
                        "meeting_id": None, "org_unit_id": world.tree["city"].id, "urgent": False, "recipients": 12, "devices": 12,
                        "sent": 12, "failed": 0, "invalid_tokens": 0, "resent": 0, "skipped": 0, "in_progress": 0}
     assert times["finished_at"] >= times["started_at"] >= times["created_at"]
+
+
+def test_a_message_dates_the_deadline_on_hanoi_s_calendar_whatever_the_server_s_zone(world, fcm, app, monkeypatch):
+    """send_chunk builds its messages in Hà Nội's zone (not the server's: here UTC+14, a day ahead of
+    Hà Nội in the evening), on the Android channel configured (PUSH_ANDROID_CHANNEL)."""
+    monkeypatch.setitem(app.config, "PUSH_ANDROID_CHANNEL", "chi-thi")
+    with in_server_zone("Pacific/Kiritimati"):
+        doc_id = world.publish("b1")
+        run_due()
+    deadline = db.session.get(Document, doc_id).deadline
+    hanoi, server = (deadline.astimezone(z).strftime("%d/%m/%Y") for z in (ZONE, ZoneInfo("Pacific/Kiritimati")))
+    assert hanoi != server   # (the deadline ends Hà Nội's day: already the next day at UTC+14)
+    message = next(m["message"] for m in fcm.messages() if m["target"] == "fid-M1")
+    assert message["notification"]["body"].endswith(f"{hanoi}."), message["notification"]["body"]
+    assert message["android"]["notification"]["channel_id"] == "chi-thi"
 
 
 def test_run_due_twice_sends_nothing_twice(world, fcm):
@@ -673,10 +689,13 @@ def test_a_withdrawal_skips_what_each_chunk_still_waits_to_send_and_drops_its_ba
     failing = db.session.scalar(select(Device.fid).where(
         Device.member_id.between(chunk.first_member_id, chunk.last_member_id), Device.fid.is_not(None)))
     fcm.set_rule(target=failing, error="UNAVAILABLE", times=1)
-    fanout.send_chunk(retrying)
+    tally = fanout.send_chunk(retrying)
     kept = dict(db.session.execute(select(Delivery.device_id, Delivery.state).where(Delivery.chunk_id == retrying))
                 .all())
     assert sorted(kept.values()).count("retry") == 1 and "sent" in kept.values(), kept
+    nothing = dict.fromkeys(("sent", "retry", "failed", "invalid", "resent", "skipped"), 0)
+    withdrawn_id = notification("published", withdrawn).id
+    assert tally == {**nothing, "notification_id": withdrawn_id, "sent": len(kept) - 1, "retry": 1}
     world.withdraw(withdrawn)
     accepted = fcm.accepted_count()
 
@@ -685,7 +704,7 @@ def test_a_withdrawal_skips_what_each_chunk_still_waits_to_send_and_drops_its_ba
 
     assert batches() == sorted([doubtful, other_doubtful])
     lapse(doubtful)
-    assert fanout.send_chunk(doubtful) is not None
+    assert fanout.send_chunk(doubtful) == {**nothing, "notification_id": withdrawn_id}
     assert batches() == [other_doubtful]
     assert dict(db.session.execute(select(Delivery.device_id, Delivery.state).where(
         Delivery.chunk_id == retrying)).all()) == kept   # not this chunk's to skip
@@ -708,6 +727,10 @@ def test_a_withdrawal_skips_what_each_chunk_still_waits_to_send_and_drops_its_ba
         PushChunk.notification_id == notification("published", withdrawn).id))) == {"done"}
     assert notification("published", withdrawn).state == "cancelled"
     assert batches() == [other_doubtful]
+    in_doubt = db.session.scalar(select(PushBatch.size).where(PushBatch.chunk_id == other_doubtful))
+    lapse(other_doubtful)   # the other notification's batch in doubt is sent again, as it was
+    assert fanout.send_chunk(other_doubtful)["resent"] == in_doubt > 0
+    assert batches() == []
 
 
 def test_retries_give_up_after_the_configured_attempts(world, fcm, app):
