@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from content.models import Document
 from handbook.extensions import db
@@ -731,6 +731,39 @@ def test_a_withdrawal_skips_what_each_chunk_still_waits_to_send_and_drops_its_ba
     lapse(other_doubtful)   # the other notification's batch in doubt is sent again, as it was
     assert fanout.send_chunk(other_doubtful)["resent"] == in_doubt > 0
     assert batches() == []
+
+
+def test_a_batch_in_doubt_whose_devices_are_all_gone_is_skipped_not_sent(world, fcm, app):
+    """A worker dies with a batch in flight; before the next one takes the chunk over, every device of the
+    batch is gone (signed out). Nothing is sent again: each gets a `skipped` delivery under the new claim,
+    stamped then, counted in the tally; the batch is closed and the notification done."""
+    from handbook.timeutil import utcnow
+    from push import fanout
+    from push.fcm import get_backend
+    from push.models import PushBatch
+
+    doc_id = world.publish("b1")
+    planned: list[int] = []
+    fanout.plan(notification("published", doc_id).id, planned.append)
+    [chunk_id] = planned
+    with pytest.raises(Died):
+        fanout.send_chunk(chunk_id, backend=DiesAfterSending(get_backend(app.config)))
+    db.session.rollback()
+    [devices] = db.session.scalars(select(PushBatch.devices)).all()
+    db.session.execute(delete(Device).where(Device.id.in_([d for d, _ in devices])))
+    db.session.commit()
+    accepted = fcm.accepted_count()
+    lapse(chunk_id)
+    before = utcnow()
+    tally = fanout.send_chunk(chunk_id)
+    assert (tally["skipped"], tally["sent"], tally["resent"]) == (len(devices), 0, 0)
+    assert fcm.accepted_count() == accepted
+    written = db.session.execute(select(Delivery.device_id, Delivery.state, Delivery.claim, Delivery.updated_at)
+                                 .where(Delivery.notification_id == tally["notification_id"])).all()
+    assert sorted((d, state, claim) for d, state, claim, _ in written) == [(d, "skipped", 2) for d, _ in sorted(devices)]
+    assert all(at >= before for *_, at in written), (written, before)
+    assert db.session.scalar(select(func.count()).select_from(PushBatch)) == 0
+    assert notification("published", doc_id).state == "done"
 
 
 def test_retries_give_up_after_the_configured_attempts(world, fcm, app):
