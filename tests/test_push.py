@@ -61,14 +61,18 @@ class Died(Exception):
 
 
 class DiesAfterSending:
-    """The real backend; the process dies once FCM has answered, before anything is recorded."""
+    """The real backend; the process dies once FCM has answered its `at`-th batch, before that batch is
+    recorded (the batches before it are recorded as usual)."""
 
-    def __init__(self, real) -> None:
-        self.real = real
+    def __init__(self, real, at: int = 1) -> None:
+        self.real, self.at, self.calls = real, at, 0
 
     def send(self, messages):
-        self.real.send(messages)
-        raise Died
+        self.calls += 1
+        outcomes = self.real.send(messages)
+        if self.calls == self.at:
+            raise Died
+        return outcomes
 
 
 def lapse(chunk_id: int) -> None:
@@ -763,6 +767,39 @@ def test_a_batch_in_doubt_whose_devices_are_all_gone_is_skipped_not_sent(world, 
     assert sorted((d, state, claim) for d, state, claim, _ in written) == [(d, "skipped", 2) for d, _ in sorted(devices)]
     assert all(at >= before for *_, at in written), (written, before)
     assert db.session.scalar(select(func.count()).select_from(PushBatch)) == 0
+    assert notification("published", doc_id).state == "done"
+
+
+def test_after_skipping_what_is_gone_a_chunk_goes_on_with_the_rest(world, fcm, app, monkeypatch):
+    """A worker records a batch (one device left to retry) and dies in the next; then the in-doubt batch's
+    devices and the retrying one sign out. The next worker skips them all — the batch in doubt, then the
+    due retry — and goes on to send the chunk's other devices; its tally counts every skip."""
+    from push import fanout
+    from push.fcm import get_backend
+    from push.models import PushBatch, PushChunk
+
+    monkeypatch.setattr(fanout, "SEND_BATCH", 3)
+    monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 600)
+    doc_id = world.publish("city")
+    planned: list[int] = []
+    fanout.plan(notification("published", doc_id).id, planned.append)
+    [chunk_id] = planned
+    first = db.session.scalars(select(Device.fid).where(Device.fid.is_not(None)).order_by(Device.id).limit(1)).one()
+    fcm.set_rule(target=first, error="UNAVAILABLE", times=1)
+    with pytest.raises(Died):
+        fanout.send_chunk(chunk_id, backend=DiesAfterSending(get_backend(app.config), at=2))
+    db.session.rollback()
+    [in_doubt] = db.session.scalars(select(PushBatch.devices)).all()
+    retrying = db.session.scalar(select(Delivery.device_id).where(Delivery.state == "retry"))
+    gone = [d for d, _ in in_doubt] + [retrying]
+    db.session.execute(delete(Device).where(Device.id.in_(gone)))
+    db.session.execute(update(Delivery).values(not_before=datetime.now(UTC) - timedelta(seconds=1)))
+    db.session.execute(update(PushChunk).values(not_before=datetime.now(UTC) - timedelta(seconds=1)))
+    db.session.commit()
+    lapse(chunk_id)
+    tally = fanout.send_chunk(chunk_id)
+    assert (tally["skipped"], tally["sent"]) == (len(gone), 12 - 6), tally   # 3 recorded, 3 in doubt, 6 left
+    assert db.session.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "sent")) == 2 + 6
     assert notification("published", doc_id).state == "done"
 
 
