@@ -803,6 +803,39 @@ def test_after_skipping_what_is_gone_a_chunk_goes_on_with_the_rest(world, fcm, a
     assert notification("published", doc_id).state == "done"
 
 
+def test_a_worker_whose_chunk_was_taken_over_stops_and_says_so(world, fcm, app, monkeypatch, caplog):
+    """While a worker waits on FCM for its first batch, its lease lapses and another worker claims the
+    chunk. It records the batch it sent, then sends nothing more (the chunk is the new worker's) and logs
+    which chunk it left."""
+    import logging
+
+    from push import fanout
+    from push.fcm import get_backend
+    from push.models import PushChunk
+
+    monkeypatch.setattr(fanout, "SEND_BATCH", 3)
+    doc_id = world.publish("city")
+    planned: list[int] = []
+    fanout.plan(notification("published", doc_id).id, planned.append)
+    [chunk_id] = planned
+    real = get_backend(app.config)
+
+    class SlowFcm:
+        def send(self, messages):
+            outcomes = real.send(messages)
+            lapse(chunk_id)   # too slow: another worker takes the chunk meanwhile
+            assert fanout._claim_chunk(chunk_id, datetime.now(UTC)) == 2
+            return outcomes
+
+    with caplog.at_level(logging.WARNING, logger="handbook.push"):
+        tally = fanout.send_chunk(chunk_id, backend=SlowFcm())
+    assert tally["sent"] == 3 and fcm.accepted_count() == 3
+    assert [r.getMessage() for r in caplog.records if r.name == "handbook.push"] == [
+        f"push: chunk {chunk_id} was taken over (lease lapsed); leaving it to its new worker"]
+    db.session.expire_all()
+    assert (db.session.get(PushChunk, chunk_id).state, db.session.get(PushChunk, chunk_id).attempts) == ("running", 2)
+
+
 def test_retries_give_up_after_the_configured_attempts(world, fcm, app):
     app.config["PUSH_MAX_ATTEMPTS"] = 2
     try:
