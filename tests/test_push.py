@@ -764,7 +764,8 @@ def test_a_batch_in_doubt_whose_devices_are_all_gone_is_skipped_not_sent(world, 
     assert fcm.accepted_count() == accepted
     written = db.session.execute(select(Delivery.device_id, Delivery.state, Delivery.claim, Delivery.updated_at)
                                  .where(Delivery.notification_id == tally["notification_id"])).all()
-    assert sorted((d, state, claim) for d, state, claim, _ in written) == [(d, "skipped", 2) for d, _ in sorted(devices)]
+    assert sorted((d, state, claim) for d, state, claim, _ in written) == [
+        (d, "skipped", 2) for d, _ in sorted(devices)]
     assert all(at >= before for *_, at in written), (written, before)
     assert db.session.scalar(select(func.count()).select_from(PushBatch)) == 0
     assert notification("published", doc_id).state == "done"
