@@ -1056,12 +1056,15 @@ def test_configuration_errors_fail_without_deleting_devices(world, fcm):
 
 # --- idempotency and concurrency -------------------------------------------------------------------
 
-def test_a_delivery_left_sending_by_a_dead_worker_is_sent_again_once(world, fcm, app):
+def test_a_delivery_left_sending_by_a_dead_worker_is_sent_again_once(world, fcm, app, monkeypatch):
     """Simulate the crash window: a chunk whose worker died after marking a batch `sending` (FCM may have
     it). The next runner takes the chunk once its lease has run out and sends those rows again, once,
-    counting them as resent; rows already `sent` are never sent again."""
+    counting them as resent (here one batch each: the tally adds them up); rows already `sent` are never
+    sent again."""
     from push import fanout
     from push.models import PushChunk
+
+    monkeypatch.setattr(fanout, "SEND_BATCH", 1)
 
     doc_id = world.publish("city")
     planned: list[int] = []
