@@ -75,6 +75,35 @@ class DiesAfterSending:
         return outcomes
 
 
+def plan_chunks(notification_id: int) -> list[int]:
+    """Plan the notification: its chunks' ids, as the planner hands them to the queue."""
+    from push import fanout
+
+    planned: list[int] = []
+    fanout.plan(notification_id, planned.append)
+    return planned
+
+
+def first_fid(chunk_id: int) -> str | None:
+    """The FCM installation id of the chunk's first device that has one (by device id), or None."""
+    from push.models import PushChunk
+
+    chunk = db.session.get(PushChunk, chunk_id)
+    return db.session.scalar(select(Device.fid).where(
+        Device.member_id.between(chunk.first_member_id, chunk.last_member_id), Device.fid.is_not(None))
+        .order_by(Device.id).limit(1))
+
+
+def retries_due_now() -> None:
+    """Every delivery waiting to retry, and every chunk left to retry, falls due now."""
+    from push.models import PushChunk
+
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    db.session.execute(update(Delivery).where(Delivery.state == "retry").values(not_before=past))
+    db.session.execute(update(PushChunk).where(PushChunk.state == "retry").values(not_before=past))
+    db.session.commit()
+
+
 def lapse(chunk_id: int) -> None:
     """The chunk's worker is gone: its lease has run out."""
     from push.models import PushChunk
@@ -480,41 +509,30 @@ def test_a_chunk_waits_for_and_sends_its_own_retries_only(world, fcm, app, monke
     monkeypatch.setattr(fanout, "CHUNK_MEMBERS", 2)
     monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 600)   # not due again by itself
     doc_id = world.publish("city")
-    planned: list[int] = []
-    fanout.plan(notification("published", doc_id).id, planned.append)
-    chunks = list(db.session.scalars(select(PushChunk).where(PushChunk.id.in_(planned)).order_by(PushChunk.id)))
-
-    def first_device(chunk: PushChunk) -> str | None:
-        return db.session.scalar(select(Device.fid).where(
-            Device.member_id.between(chunk.first_member_id, chunk.last_member_id), Device.fid.is_not(None))
-            .order_by(Device.id).limit(1))
-
-    waiting, also_waiting = [c for c in chunks if first_device(c)][:2]
-    failing = {c.id: first_device(c) for c in (waiting, also_waiting)}
+    planned = plan_chunks(notification("published", doc_id).id)
+    waiting, also_waiting = [c for c in planned if first_fid(c)][:2]
+    failing = {c: first_fid(c) for c in (waiting, also_waiting)}
     for fid in failing.values():
         fcm.set_rule(target=fid, error="UNAVAILABLE", times=1)
-    fanout.send_chunk(waiting.id)
-    others = [c.id for c in chunks if c.id not in failing]
+    fanout.send_chunk(waiting)
+    others = [c for c in planned if c not in failing]
     assert others
-    for chunk_id in [also_waiting.id, *others]:
+    for chunk_id in [also_waiting, *others]:
         fanout.send_chunk(chunk_id)
 
     def states() -> dict[int, str]:
         db.session.expire_all()
         return {c.id: c.state for c in db.session.scalars(select(PushChunk).where(PushChunk.id.in_(planned)))}
 
-    assert states() == {waiting.id: "retry", also_waiting.id: "retry", **{c: "done" for c in others}}
+    assert states() == {waiting: "retry", also_waiting: "retry", **{c: "done" for c in others}}
     assert notification("published", doc_id).state == "sending"
-    past = datetime.now(UTC) - timedelta(seconds=1)   # both retries due now
-    db.session.execute(update(Delivery).where(Delivery.state == "retry").values(not_before=past))
-    db.session.execute(update(PushChunk).where(PushChunk.state == "retry").values(not_before=past))
-    db.session.commit()
-    fanout.send_chunk(waiting.id)
-    assert [s for _, s in fcm.attempts(failing[waiting.id])] == [503, 200]
-    assert [s for _, s in fcm.attempts(failing[also_waiting.id])] == [503]   # its own chunk's to send
-    assert states()[also_waiting.id] == "retry"
-    fanout.send_chunk(also_waiting.id)
-    assert [s for _, s in fcm.attempts(failing[also_waiting.id])] == [503, 200]
+    retries_due_now()   # both
+    fanout.send_chunk(waiting)
+    assert [s for _, s in fcm.attempts(failing[waiting])] == [503, 200]
+    assert [s for _, s in fcm.attempts(failing[also_waiting])] == [503]   # its own chunk's to send
+    assert states()[also_waiting] == "retry"
+    fanout.send_chunk(also_waiting)
+    assert [s for _, s in fcm.attempts(failing[also_waiting])] == [503, 200]
     assert set(states().values()) == {"done"} and notification("published", doc_id).state == "done"
 
 
@@ -525,11 +543,8 @@ def test_which_deliveries_a_chunk_sends_again(world, fcm):
     sent one, nor a row `sending` under this very claim."""
     from push import fanout
 
-    doc_id = world.publish("city")
-    planned: list[int] = []
-    n = notification("published", doc_id)
-    fanout.plan(n.id, planned.append)
-    [chunk_id] = planned
+    n = notification("published", world.publish("city"))
+    [chunk_id] = plan_chunks(n.id)
     now, tick = datetime.now(UTC).replace(microsecond=500), timedelta(microseconds=1)
     rows = {  # name: (state, not_before, claim, chunk)
         "retry, due before": ("retry", now - timedelta(minutes=1), 1, chunk_id),
@@ -567,9 +582,7 @@ def test_which_batch_a_chunk_takes_up_as_in_doubt(world, fcm):
     n, other = (notification("published", world.publish(where)) for where in ("city", "b1"))
     chunks = {}
     for x in (n, other):
-        planned: list[int] = []
-        fanout.plan(x.id, planned.append)
-        [chunks[x.id]] = planned
+        [chunks[x.id]] = plan_chunks(x.id)
     devices = db.session.execute(select(Device.id, Device.member_id, Device.fid).where(Device.fid.is_not(None))
                                  .order_by(Device.id)).all()
     (d1, m1, fid1), (d2, m2, fid2), (moved, owner, _), (d4, m4, _) = devices[:4]
@@ -608,7 +621,6 @@ def test_due_retries_go_in_batches_as_first_sends_do(world, fcm, app, monkeypatc
     """fanout._due: the retries due are sent a batch at a time (batch_size), as first sends are."""
     from push import fanout
     from push.fcm import get_backend
-    from push.models import PushChunk
 
     monkeypatch.setattr(fanout, "SEND_BATCH", 4)
     monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 600)
@@ -624,15 +636,10 @@ def test_due_retries_go_in_batches_as_first_sends_do(world, fcm, app, monkeypatc
             return real.send(messages)
 
     doc_id = world.publish("city")
-    planned: list[int] = []
-    fanout.plan(notification("published", doc_id).id, planned.append)
-    [chunk_id] = planned
+    [chunk_id] = plan_chunks(notification("published", doc_id).id)
     fanout.send_chunk(chunk_id, backend=CountsBatches())
     assert sizes == [4, 4, 4] and len(every) == 12
-    past = datetime.now(UTC) - timedelta(seconds=1)
-    db.session.execute(update(Delivery).values(not_before=past))
-    db.session.execute(update(PushChunk).values(not_before=past))
-    db.session.commit()
+    retries_due_now()
     sizes.clear()
     fanout.send_chunk(chunk_id, backend=CountsBatches())
     assert sizes == [4, 4, 4]
@@ -646,10 +653,8 @@ def test_deliveries_left_queued_by_an_older_release_are_sent_once(world, fcm):
     from push import fanout
 
     doc_id = world.publish("city")
-    planned: list[int] = []
     n = notification("published", doc_id)
-    fanout.plan(n.id, planned.append)
-    [chunk_id] = planned
+    [chunk_id] = plan_chunks(n.id)
     queued = db.session.execute(select(Device.id, Device.member_id).order_by(Device.id).limit(3)).all()
     db.session.add_all(Delivery(notification_id=n.id, device_id=d, member_id=m, chunk_id=chunk_id,
                                 state="queued") for d, m in queued)
@@ -674,12 +679,8 @@ def test_a_withdrawal_skips_what_each_chunk_still_waits_to_send_and_drops_its_ba
     monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 600)   # no retry falls due by itself here
     real = get_backend(app.config)
 
-    def planned_chunks(doc_id: int) -> list[int]:
-        planned: list[int] = []
-        fanout.plan(notification("published", doc_id).id, planned.append)
-        return [c for c in planned if db.session.scalar(select(func.count()).select_from(PushChunk).join(
-            Device, Device.member_id.between(PushChunk.first_member_id, PushChunk.last_member_id))
-            .where(PushChunk.id == c, Device.fid.is_not(None)))]
+    def planned_chunks(doc_id: int) -> list[int]:   # those with a device to push to
+        return [c for c in plan_chunks(notification("published", doc_id).id) if first_fid(c)]
 
     withdrawn, other = world.publish("city"), world.publish("b1", title="Kế hoạch thực hiện")
     doubtful, retrying, *later = planned_chunks(withdrawn)
@@ -689,10 +690,7 @@ def test_a_withdrawal_skips_what_each_chunk_still_waits_to_send_and_drops_its_ba
         with pytest.raises(Died):
             fanout.send_chunk(chunk_id, backend=DiesAfterSending(real))
         db.session.rollback()
-    chunk = db.session.get(PushChunk, retrying)
-    failing = db.session.scalar(select(Device.fid).where(
-        Device.member_id.between(chunk.first_member_id, chunk.last_member_id), Device.fid.is_not(None)))
-    fcm.set_rule(target=failing, error="UNAVAILABLE", times=1)
+    fcm.set_rule(target=first_fid(retrying), error="UNAVAILABLE", times=1)
     tally = fanout.send_chunk(retrying)
     kept = dict(db.session.execute(select(Delivery.device_id, Delivery.state).where(Delivery.chunk_id == retrying))
                 .all())
@@ -712,9 +710,7 @@ def test_a_withdrawal_skips_what_each_chunk_still_waits_to_send_and_drops_its_ba
     assert batches() == [other_doubtful]
     assert dict(db.session.execute(select(Delivery.device_id, Delivery.state).where(
         Delivery.chunk_id == retrying)).all()) == kept   # not this chunk's to skip
-    db.session.execute(update(PushChunk).where(PushChunk.id == retrying).values(
-        not_before=datetime.now(UTC) - timedelta(seconds=1)))
-    db.session.commit()
+    retries_due_now()   # the retrying chunk's (its retry waits in its chunk, cancelled)
     running = datetime.now(UTC)
     assert fanout.send_chunk(retrying) is not None
     db.session.expire_all()
@@ -747,9 +743,7 @@ def test_a_batch_in_doubt_whose_devices_are_all_gone_is_skipped_not_sent(world, 
     from push.models import PushBatch
 
     doc_id = world.publish("b1")
-    planned: list[int] = []
-    fanout.plan(notification("published", doc_id).id, planned.append)
-    [chunk_id] = planned
+    [chunk_id] = plan_chunks(notification("published", doc_id).id)
     with pytest.raises(Died):
         fanout.send_chunk(chunk_id, backend=DiesAfterSending(get_backend(app.config)))
     db.session.rollback()
@@ -777,14 +771,12 @@ def test_after_skipping_what_is_gone_a_chunk_goes_on_with_the_rest(world, fcm, a
     due retry — and goes on to send the chunk's other devices; its tally counts every skip."""
     from push import fanout
     from push.fcm import get_backend
-    from push.models import PushBatch, PushChunk
+    from push.models import PushBatch
 
     monkeypatch.setattr(fanout, "SEND_BATCH", 3)
     monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 600)
     doc_id = world.publish("city")
-    planned: list[int] = []
-    fanout.plan(notification("published", doc_id).id, planned.append)
-    [chunk_id] = planned
+    [chunk_id] = plan_chunks(notification("published", doc_id).id)
     first = db.session.scalars(select(Device.fid).where(Device.fid.is_not(None)).order_by(Device.id).limit(1)).one()
     fcm.set_rule(target=first, error="UNAVAILABLE", times=1)
     with pytest.raises(Died):
@@ -794,9 +786,8 @@ def test_after_skipping_what_is_gone_a_chunk_goes_on_with_the_rest(world, fcm, a
     retrying = db.session.scalar(select(Delivery.device_id).where(Delivery.state == "retry"))
     gone = [d for d, _ in in_doubt] + [retrying]
     db.session.execute(delete(Device).where(Device.id.in_(gone)))
-    db.session.execute(update(Delivery).values(not_before=datetime.now(UTC) - timedelta(seconds=1)))
-    db.session.execute(update(PushChunk).values(not_before=datetime.now(UTC) - timedelta(seconds=1)))
     db.session.commit()
+    retries_due_now()
     lapse(chunk_id)
     tally = fanout.send_chunk(chunk_id)
     assert (tally["skipped"], tally["sent"]) == (len(gone), 12 - 6), tally   # 3 recorded, 3 in doubt, 6 left
@@ -816,9 +807,7 @@ def test_a_worker_whose_chunk_was_taken_over_stops_and_says_so(world, fcm, app, 
 
     monkeypatch.setattr(fanout, "SEND_BATCH", 3)
     doc_id = world.publish("city")
-    planned: list[int] = []
-    fanout.plan(notification("published", doc_id).id, planned.append)
-    [chunk_id] = planned
+    [chunk_id] = plan_chunks(notification("published", doc_id).id)
     real = get_backend(app.config)
 
     class SlowFcm:
@@ -833,8 +822,8 @@ def test_a_worker_whose_chunk_was_taken_over_stops_and_says_so(world, fcm, app, 
     assert tally["sent"] == 3 and fcm.accepted_count() == 3
     assert [r.getMessage() for r in caplog.records if r.name == "handbook.push"] == [
         f"push: chunk {chunk_id} was taken over (lease lapsed); leaving it to its new worker"]
-    db.session.expire_all()
-    assert (db.session.get(PushChunk, chunk_id).state, db.session.get(PushChunk, chunk_id).attempts) == ("running", 2)
+    chunk = db.session.get(PushChunk, chunk_id, populate_existing=True)
+    assert (chunk.state, chunk.attempts) == ("running", 2)
 
 
 def test_retries_give_up_after_the_configured_attempts(world, fcm, app):

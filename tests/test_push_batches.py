@@ -21,14 +21,12 @@ from push import fanout
 from push.fcm import FAILED, INVALID, RETRY, SENT, FcmBackend, get_backend
 from push.models import Delivery, PushBatch
 from tests.test_acknowledgements import WORLD_MEMBERS
-from tests.test_push import Died, DiesAfterSending, devices_of, lapse, notification, targets
+from tests.test_push import Died, DiesAfterSending, devices_of, lapse, notification, plan_chunks, targets
 
 
 def _plan(world, where: str = "city") -> tuple[int, int]:
     doc_id = world.publish(where)
-    planned: list[int] = []
-    fanout.plan(notification("published", doc_id).id, planned.append)
-    [chunk_id] = planned
+    [chunk_id] = plan_chunks(notification("published", doc_id).id)
     return doc_id, chunk_id
 
 
