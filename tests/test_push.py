@@ -536,6 +536,41 @@ def test_a_chunk_waits_for_and_sends_its_own_retries_only(world, fcm, app, monke
     assert set(states().values()) == {"done"} and notification("published", doc_id).state == "done"
 
 
+def test_a_batch_left_in_doubt_says_whether_it_held_first_sends_or_retries(world, fcm, app, monkeypatch):
+    """PushBatch.retry, what an operator reads of a batch a dead worker left open: False while its devices
+    had no delivery yet (first sends), True when it held retries; its tries and size as written."""
+    from push import fanout
+    from push.fcm import get_backend
+    from push.models import PushBatch
+
+    monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 600)   # not due again by itself
+    fcm.set_rule(target="fid-M3", error="UNAVAILABLE", times=2)
+    doc_id = world.publish("city")
+    [chunk_id] = plan_chunks(notification("published", doc_id).id)
+
+    def dies_with_its_batch_open() -> PushBatch:
+        with pytest.raises(Died):
+            fanout.send_chunk(chunk_id, backend=DiesAfterSending(get_backend(app.config)))
+        db.session.rollback()
+        [batch] = db.session.scalars(select(PushBatch)).all()
+        return batch
+
+    first = dies_with_its_batch_open()
+    assert (first.retry, first.tries, first.size) == (False, 1, 12)
+    lapse(chunk_id)
+    fanout.send_chunk(chunk_id)     # the batch sent once more: fid-M3 fails again, left to retry
+    assert db.session.scalar(select(func.count()).select_from(PushBatch)) == 0
+    assert [s for _, s in fcm.attempts("fid-M3")] == [503, 503]
+    retries_due_now()
+    retrying = dies_with_its_batch_open()
+    assert (retrying.retry, retrying.tries, retrying.size) == (True, 1, 1)
+    assert retrying.devices == [[db.session.scalar(select(Device.id).where(Device.fid == "fid-M3")), world.id("M3")]]
+    lapse(chunk_id)
+    fanout.send_chunk(chunk_id)
+    assert [s for _, s in fcm.attempts("fid-M3")] == [503, 503, 200, 200]   # in doubt: sent once more
+    assert notification("published", doc_id).state == "done"
+
+
 def test_which_deliveries_a_chunk_sends_again(world, fcm):
     """fanout._due, at the instant `now` of a chunk's run under its claim (attempt) 2: its own retries due by
     then (to the microsecond), rows left `queued`, and rows left `sending` under an earlier claim (in doubt);
@@ -762,6 +797,35 @@ def test_a_batch_in_doubt_whose_devices_are_all_gone_is_skipped_not_sent(world, 
         (d, "skipped", 2) for d, _ in sorted(devices)]
     assert all(at >= before for *_, at in written), (written, before)
     assert db.session.scalar(select(func.count()).select_from(PushBatch)) == 0
+    assert notification("published", doc_id).state == "done"
+
+
+def test_a_batch_in_doubt_partly_gone_sends_the_rest_once_more_and_skips_the_others(world, fcm, app):
+    """A worker dies with a batch of 12 in flight; meanwhile two of its devices sign out and one passes to
+    another member. The next worker sends the 9 still there once more and skips the 3 (not sent to again,
+    even the one whose new owner is in the audience too); its tally counts both."""
+    from push import fanout
+    from push.fcm import get_backend
+    from push.models import PushBatch
+
+    doc_id = world.publish("city")
+    [chunk_id] = plan_chunks(notification("published", doc_id).id)
+    with pytest.raises(Died):
+        fanout.send_chunk(chunk_id, backend=DiesAfterSending(get_backend(app.config)))
+    db.session.rollback()
+    [devices] = db.session.scalars(select(PushBatch.devices)).all()
+    signed_out, moved = [d for d, _ in devices[:2]], devices[2][0]
+    moved_fid = db.session.get(Device, moved).fid or db.session.get(Device, moved).token
+    db.session.execute(delete(Device).where(Device.id.in_(signed_out)))
+    db.session.execute(update(Device).where(Device.id == moved).values(member_id=world.id("M1")))
+    db.session.commit()
+    lapse(chunk_id)
+    tally = fanout.send_chunk(chunk_id)
+    assert (tally["skipped"], tally["sent"], tally["resent"]) == (3, 9, 9), tally
+    assert fcm.stats()["accepted_by_target"][moved_fid] == 1    # before the crash only
+    states = dict(db.session.execute(select(Delivery.device_id, Delivery.state)).all())
+    assert {d: states[d] for d in [*signed_out, moved]} == dict.fromkeys([*signed_out, moved], "skipped")
+    assert sorted(s for d, s in states.items() if d not in [*signed_out, moved]) == ["sent"] * 9
     assert notification("published", doc_id).state == "done"
 
 
@@ -1415,6 +1479,11 @@ def test_a_material_change_asks_again_and_restarts_the_reminders(world, fcm):
     run_due()
     # Everyone in b1 except the exempt M2 must acknowledge version 2.
     assert targets(fcm) == devices_of("M1", "S1", "CB")
+    # Only they get it in their inbox, counted as its recipients (not planned for M2, then skipped).
+    reack = notification("reack", doc_id)
+    assert reack.recipients == 3
+    assert sorted(db.session.scalars(select(InboxItem.member_id).where(InboxItem.notification_id == reack.id))) \
+        == sorted(world.id(c) for c in ("M1", "S1", "CB"))
     message = fcm.messages("fid-M1")[0]["message"]
     assert message["data"]["kind"] == "reack" and message["data"]["version"] == "2"
     assert message["notification"]["title"].startswith("Chỉ thị 24-CT/TU đã được sửa đổi")
