@@ -42,6 +42,7 @@ clean:
 # the mutants no test noticed. Each module gets at most MUTATE_SECONDS; results are kept in mutants/, so
 # running it again goes on where it stopped and re-checks the survivors. mutants/ is git-ignored, so its
 # results are also saved to tests/mutation-cache/ and a fresh clone starts from them (MUTATE_FRESH=1: from nothing).
+# Tests changed since mutmut traced them are traced again (tests.mutation_cache retrace).
 # Survivors explained for their current diff are not run again, nor mutants explained as PostgreSQL-only
 # code, which the run on PostgreSQL judges (MUTATE_RECHECK=1: they are).
 MUTATE_MODULES ?= handbook.permissions handbook.auth content.access content.progress content.acknowledgements \
@@ -55,6 +56,7 @@ MUTATE_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/handbook_mutate
 mutate: install
 	@if [ -n "$(MUTATE_FRESH)" ]; then rm -rf mutants; else $(BIN)/python -m tests.mutation_cache restore; fi
 	@mkdir -p mutants
+	@$(BIN)/python -m tests.mutation_cache retrace
 	@for module in $(MUTATE_MODULES); do \
 		todo=$$(MUTATE_RECHECK=$(MUTATE_RECHECK) $(BIN)/python -m tests.mutation_report --pending $$module) || exit 1; \
 		if [ -z "$$todo" ]; then echo "mutmut: $$module: nothing to run on SQLite (every mutant killed or explained)"; else \

@@ -126,3 +126,85 @@ def test_what_is_judged_on_postgresql():
     verdicts = {"m.x_a__mutmut_2": {"verdict": "killed", "hash": "h1"}, "m.x_b__mutmut_1": {"verdict": "killed", "hash": "old"}}
     assert mutation_postgresql.current(verdicts, {"m.x_a__mutmut_2": "h1", "m.x_b__mutmut_1": "new"}) == {
         "m.x_a__mutmut_2": "killed"}
+
+
+def _project(tmp_path, monkeypatch, files: dict[str, str]):
+    root = tmp_path / "project"
+    for name, text in files.items():
+        (root / "tests").mkdir(parents=True, exist_ok=True)
+        (root / "tests" / name).write_text(text, encoding="utf-8")
+    monkeypatch.setattr(mutation_cache, "ROOT", root)
+    monkeypatch.setattr(mutation_cache, "MUTANTS", root / "mutants")
+    return root
+
+
+TESTS_A = '''
+import pytest
+
+def helper():
+    return 1
+
+def test_same():
+    assert helper() == 1
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_changed(n):
+    assert n
+
+class TestGroup:
+    def test_method(self):
+        assert True
+'''
+
+
+def _stats(*tests: str) -> dict:
+    return {"duration_by_test": dict.fromkeys(tests, 0.1), "git_commit": "",
+            "tests_by_mangled_function_name": {"m.x_f": list(tests), "m.x_g": [tests[0]]}}
+
+
+def test_retrace_forgets_what_the_tests_changed_since_their_trace_called(tmp_path, monkeypatch):
+    """mutmut keeps a test's trace while its name stays; retrace drops the traces of tests whose source (with
+    decorators) changed since, so that mutmut traces them again as new tests; an unchanged test keeps its."""
+    root = _project(tmp_path, monkeypatch, {"test_a.py": TESTS_A})
+    traced = ["tests/test_a.py::test_same[sqlite]", "tests/test_a.py::test_changed[sqlite-1]",
+              "tests/test_a.py::test_changed[sqlite-2]", "tests/test_a.py::TestGroup::test_method[sqlite]"]
+    _write(root / "mutants" / "mutmut-stats.json", _stats(*traced))
+    _write(root / "mutants" / "test-sources.json", mutation_cache.test_sources())
+    assert mutation_cache.retrace() == "mutation cache: no traced test changed since the last trace"
+    # A decorator's parameters and a method's body change; a helper's body is not a test's source.
+    (root / "tests" / "test_a.py").write_text(TESTS_A.replace("[1, 2]", "[1, 3]").replace(
+        "assert True", "assert not False").replace("return 1", "return 2"), encoding="utf-8")
+    assert mutation_cache.retrace() == "mutation cache: 3 traced tests changed since the last trace, mutmut traces them again"
+    stats = json.loads((root / "mutants" / "mutmut-stats.json").read_text(encoding="utf-8"))
+    assert list(stats["duration_by_test"]) == ["tests/test_a.py::test_same[sqlite]"]
+    assert stats["tests_by_mangled_function_name"] == {"m.x_f": ["tests/test_a.py::test_same[sqlite]"],
+                                                      "m.x_g": ["tests/test_a.py::test_same[sqlite]"]}
+    assert mutation_cache.retrace() == "mutation cache: no traced test changed since the last trace"
+
+
+def test_without_a_record_retrace_compares_with_the_commit_of_mutmuts_last_full_trace(tmp_path, monkeypatch):
+    import subprocess
+
+    root = _project(tmp_path, monkeypatch, {"test_a.py": TESTS_A})
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run([*git, "add", "tests"], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-qm", "tests"], cwd=root, check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    (root / "tests" / "test_a.py").write_text(TESTS_A.replace("helper() == 1", "helper() != 0") + (
+        "\n\ndef test_added_since():\n    assert 1\n"), encoding="utf-8")
+    (root / "tests" / "test_b.py").write_text("def test_b():\n    assert 2\n", encoding="utf-8")
+    traced = ["tests/test_a.py::test_same[sqlite]", "tests/test_a.py::test_changed[sqlite-1]",
+              "tests/test_a.py::test_added_since[sqlite]", "tests/test_b.py::test_b[sqlite]"]
+    unknown = _stats(*traced)
+    _write(root / "mutants" / "mutmut-stats.json", unknown)
+    assert "cannot tell which tests changed" in mutation_cache.retrace()   # no commit to compare with
+    assert json.loads((root / "mutants" / "mutmut-stats.json").read_text(encoding="utf-8")) == unknown
+    _write(root / "mutants" / "mutmut-stats.json", {**unknown, "git_commit": commit})
+    # test_same changed; the two added since the commit were traced with a source nobody recorded: again.
+    assert mutation_cache.retrace() == (f"mutation cache: 3 traced tests changed since commit {commit[:10]}, "
+                                        "mutmut traces them again")
+    stats = json.loads((root / "mutants" / "mutmut-stats.json").read_text(encoding="utf-8"))
+    assert list(stats["duration_by_test"]) == ["tests/test_a.py::test_changed[sqlite-1]"]
+    assert json.loads((root / "mutants" / "test-sources.json").read_text(encoding="utf-8")) == \
+        mutation_cache.test_sources()
