@@ -70,6 +70,30 @@ def test_a_question_reaches_the_publishers_and_the_answer_reaches_the_asker(worl
     assert [q["id"] for q in answered_filter] == [question]
 
 
+
+def test_an_answer_to_an_asker_deactivated_meanwhile_reaches_nobody(world, fcm):
+    """The asker left (deactivated) before the answer: it is recorded and public, but no push and no inbox
+    item go to an inactive member's devices, which are still registered."""
+    from push.models import InboxItem, Notification
+
+    doc = world.publish("ba_dinh")
+    assert ask(world, "M3", doc).status_code == 201
+    question = db.session.scalar(select(Question.id))
+    run_due()   # the document's own push
+    assert "fid-M3" in [m["target"] for m in fcm.messages()]
+    db.session.execute(update(Member).where(Member.card_number == "M3").values(active=False))
+    db.session.commit()
+    fcm.reset()
+    answered = world.client.post(f"{API}/admin/questions/{question}/answer", headers=world.auth("BT"),
+                                 json={"text": "Đã trả lời tại hội nghị.", "public": True})
+    assert answered.status_code == 200 and answered.json["status"] == "answered"
+    run_due()
+    [notification] = db.session.scalars(select(Notification).where(Notification.kind == "answer")).all()
+    assert (notification.state, notification.recipients) == ("done", 0)
+    assert db.session.scalars(select(InboxItem).where(InboxItem.notification_id == notification.id)).all() == []
+    assert fcm.messages() == []
+    assert db.session.scalar(select(Device.id).where(Device.fid == "fid-M3")) is not None
+
 def test_questions_are_scoped(api, tree):
     doc = api.publish("ba_dinh")
     assert_problem(ask(api, "M5", doc), 404, "not_found")               # Đống Đa: not in the audience
