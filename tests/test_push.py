@@ -464,6 +464,85 @@ def test_a_notification_is_done_once_planned_and_every_chunk_of_its_own_is_done(
     assert [row(name)[0] for name in ("still planning", "cancelled", "another")] == ["sending", "cancelled", "sending"]
 
 
+
+def _planned(notification_id: int) -> list[tuple[int, int]]:
+    """The notification's chunks, as (first member id, last member id), in the order they were cut."""
+    from push.models import PushChunk
+
+    return [tuple(r) for r in db.session.execute(
+        select(PushChunk.first_member_id, PushChunk.last_member_id)
+        .where(PushChunk.notification_id == notification_id).order_by(PushChunk.id))]
+
+
+def test_a_plan_walks_the_recipients_in_member_id_batches_renewing_its_lease(world, fcm, app, monkeypatch):
+    """fanout.plan, with batches of two members (PLAN_BATCH): every recipient once, in member-id order
+    from where the last batch stopped, each batch cut into its chunks, and the planner's lease renewed
+    (one lease from now) before each batch's chunks are handed to the queue. A member whose row was
+    rewritten lately (PostgreSQL keeps it at the end of the table) is not skipped: only the id orders."""
+    from handbook.timeutil import as_utc, utcnow
+    from handbook.members import Member
+    from push import fanout
+
+    monkeypatch.setattr(fanout, "PLAN_BATCH", 2)
+    monkeypatch.setattr(fanout, "CHUNK_MEMBERS", 1)   # each batch of two is two chunks
+    first = min(world.id(c) for c in WORLD_MEMBERS)
+    db.session.execute(update(Member).where(Member.id == first).values(full_name="Nguyễn Văn An (đã sửa)"))
+    db.session.commit()
+    n = notification("published", world.publish("city"))
+    leases: list = []
+
+    def enqueue(chunk_id: int) -> None:
+        leases.append(as_utc(db.session.execute(select(Notification.lease_until)
+                                                .where(Notification.id == n.id)).scalar_one()))
+
+    before = utcnow()
+    assert fanout.plan(n.id, enqueue) is not None
+    recipients = sorted(world.id(c) for c in WORLD_MEMBERS)
+    assert _planned(n.id) == [(m, m) for m in recipients]
+    assert sorted(db.session.scalars(select(InboxItem.member_id).where(InboxItem.notification_id == n.id))) \
+        == recipients
+    db.session.expire_all()
+    assert db.session.get(Notification, n.id).recipients == len(recipients)
+    lease = fanout.lease_duration()
+    assert len(leases) == len(recipients)
+    assert all(before + lease <= at <= utcnow() + lease for at in leases), (before, leases)
+
+
+def test_an_escalation_is_planned_in_batches_of_its_own_inbox(world, fcm, monkeypatch):
+    """An escalation's recipients are the secretaries its inbox names (written first); the planner walks
+    that inbox, not another notification's, in member-id batches (PLAN_BATCH of one: a chunk each)."""
+    from push import fanout
+    from push.schedule import schedule_due
+
+    doc_id = world.publish("b1", "b2")
+    run_due()   # the publication's own inbox: every member of b1 and b2
+    at = _published_at(doc_id) + timedelta(days=12, minutes=1)
+    assert ("escalation", "escalation:v1:d12", doc_id) in schedule_due(at)
+    monkeypatch.setattr(fanout, "PLAN_BATCH", 1)
+    escalation = notification("escalation", doc_id)
+    assert fanout.plan(escalation.id, lambda chunk_id: None) is not None
+    secretaries = sorted([world.id("S1"), world.id("S2")])
+    assert _planned(escalation.id) == [(m, m) for m in secretaries]
+    assert sorted(db.session.scalars(select(InboxItem.member_id).where(
+        InboxItem.notification_id == escalation.id))) == secretaries
+
+
+def test_a_plan_with_no_recipient_is_done_at_once(world, fcm):
+    """A re-acknowledgement nobody owes (everyone exempt) has nothing to send: planning it finishes it."""
+    from push import fanout
+
+    doc_id = world.publish("b1")
+    run_due()
+    everyone = [world.id(c) for c in ("M1", "M2", "S1", "CB")]
+    assert world.exempt("S1", doc_id, everyone).status_code == 200
+    world.patch(doc_id, reack=True)
+    reack = notification("reack", doc_id)
+    assert fanout.plan(reack.id, lambda chunk_id: pytest.fail("nothing to enqueue")) is not None
+    db.session.expire_all()
+    reack = db.session.get(Notification, reack.id)
+    assert (reack.state, reack.recipients, reack.lease_until) == ("done", 0, None)
+    assert reack.finished_at is not None and _planned(reack.id) == []
+
 def test_a_notification_of_a_kind_without_a_recipient_rule_is_refused(app):
     """fanout.recipients_condition names the kind it has no rule for, rather than sending to nobody."""
     from push import fanout
