@@ -484,9 +484,10 @@ def test_a_plan_walks_the_recipients_in_member_id_batches_renewing_its_lease(wor
     from push import fanout
 
     monkeypatch.setattr(fanout, "PLAN_BATCH", 2)
-    monkeypatch.setattr(fanout, "CHUNK_MEMBERS", 1)   # each batch of two is two chunks
+    monkeypatch.setattr(fanout, "CHUNK_MEMBERS", 2)   # each batch of two members is a chunk
     first = min(world.id(c) for c in WORLD_MEMBERS)
-    db.session.execute(update(Member).where(Member.id == first).values(full_name="Nguyễn Văn An (đã sửa)"))
+    db.session.execute(update(Member).where(Member.id == first).values(full_name="Nguyễn Văn An (đã sửa)",
+                                                                       org_unit_id=world.tree["cbcs"].id))
     db.session.commit()
     n = notification("published", world.publish("city"))
     leases: list = []
@@ -498,13 +499,13 @@ def test_a_plan_walks_the_recipients_in_member_id_batches_renewing_its_lease(wor
     before = utcnow()
     assert fanout.plan(n.id, enqueue) is not None
     recipients = sorted(world.id(c) for c in WORLD_MEMBERS)
-    assert _planned(n.id) == [(m, m) for m in recipients]
+    assert _planned(n.id) == list(zip(recipients[::2], recipients[1::2], strict=True))
     assert sorted(db.session.scalars(select(InboxItem.member_id).where(InboxItem.notification_id == n.id))) \
         == recipients
     db.session.expire_all()
     assert db.session.get(Notification, n.id).recipients == len(recipients)
     lease = fanout.lease_duration()
-    assert len(leases) == len(recipients)
+    assert len(leases) == len(recipients) // 2
     assert all(before + lease <= at <= utcnow() + lease for at in leases), (before, leases)
 
 
@@ -526,6 +527,43 @@ def test_an_escalation_is_planned_in_batches_of_its_own_inbox(world, fcm, monkey
     assert sorted(db.session.scalars(select(InboxItem.member_id).where(
         InboxItem.notification_id == escalation.id))) == secretaries
 
+
+
+def test_an_escalation_planner_taken_over_goes_on_after_its_cursor_in_member_id_order(world, fcm, tree,
+                                                                                       monkeypatch):
+    """The planner of an escalation to three secretaries dies once its first chunk is committed; meanwhile
+    the second secretary's inbox item is rewritten (PostgreSQL then keeps that row at the end of the
+    table). The next planner goes on after the cursor in member-id order: nobody skipped, nobody twice."""
+    from handbook.timeutil import utcnow
+    from push import fanout
+    from push.schedule import schedule_due
+    from tests.factories import member, unit
+
+    b3 = unit("HN.BD.DB.3", "branch", tree["phuong"], "Chi bộ Tổ dân phố số 3")   # its secretary: SP's phường
+    member("M7", b3, name="Trịnh Văn Phúc")
+    member("SP", tree["b2"], name="Mai Thị Quế", roles=[("secretary", tree["phuong"])])
+    doc_id = world.publish("phuong")
+    run_due()
+    assert ("escalation", "escalation:v1:d12", doc_id) in schedule_due(
+        _published_at(doc_id) + timedelta(days=12, minutes=1))
+    monkeypatch.setattr(fanout, "PLAN_BATCH", 1)
+    escalation = notification("escalation", doc_id).id
+    first, second, third = sorted(world.id(c) for c in ("S1", "S2", "SP"))
+
+    def dies(chunk_id: int) -> None:
+        raise Died
+
+    with pytest.raises(Died):
+        fanout.plan(escalation, dies)
+    db.session.rollback()
+    assert _planned(escalation) == [(first, first)]
+    db.session.execute(update(InboxItem).where(InboxItem.notification_id == escalation,
+                                               InboxItem.member_id == second).values(read_at=utcnow()))
+    db.session.execute(update(Notification).where(Notification.id == escalation)
+                       .values(lease_until=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    assert fanout.plan(escalation, lambda chunk_id: None) is not None
+    assert _planned(escalation) == [(first, first), (second, second), (third, third)]
 
 def test_a_plan_with_no_recipient_is_done_at_once(world, fcm):
     """A re-acknowledgement nobody owes (everyone exempt) has nothing to send: planning it finishes it."""
