@@ -76,6 +76,20 @@ class DiesAfterSending:
         return outcomes
 
 
+
+def left_in_doubt(app, chunk_id: int, at: int = 1):
+    """Run the chunk on the real backend with a worker that dies once FCM has answered its `at`-th batch:
+    the one batch it leaves open (in doubt)."""
+    from push import fanout
+    from push.fcm import get_backend
+    from push.models import PushBatch
+
+    with pytest.raises(Died):
+        fanout.send_chunk(chunk_id, backend=DiesAfterSending(get_backend(app.config), at=at))
+    db.session.rollback()
+    [batch] = db.session.scalars(select(PushBatch)).all()
+    return batch
+
 def plan_chunks(notification_id: int) -> list[int]:
     """Plan the notification: its chunks' ids, as the planner hands them to the queue."""
     from push import fanout
@@ -686,7 +700,6 @@ def test_a_batch_left_in_doubt_says_whether_it_held_first_sends_or_retries(world
     """PushBatch.retry, what an operator reads of a batch a dead worker left open: False while its devices
     had no delivery yet (first sends), True when it held retries; its tries and size as written."""
     from push import fanout
-    from push.fcm import get_backend
     from push.models import PushBatch
 
     monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 600)   # not due again by itself
@@ -694,21 +707,14 @@ def test_a_batch_left_in_doubt_says_whether_it_held_first_sends_or_retries(world
     doc_id = world.publish("city")
     [chunk_id] = plan_chunks(notification("published", doc_id).id)
 
-    def dies_with_its_batch_open() -> PushBatch:
-        with pytest.raises(Died):
-            fanout.send_chunk(chunk_id, backend=DiesAfterSending(get_backend(app.config)))
-        db.session.rollback()
-        [batch] = db.session.scalars(select(PushBatch)).all()
-        return batch
-
-    first = dies_with_its_batch_open()
+    first = left_in_doubt(app, chunk_id)
     assert (first.retry, first.tries, first.size) == (False, 1, 12)
     lapse(chunk_id)
     fanout.send_chunk(chunk_id)     # the batch sent once more: fid-M3 fails again, left to retry
     assert db.session.scalar(select(func.count()).select_from(PushBatch)) == 0
     assert [s for _, s in fcm.attempts("fid-M3")] == [503, 503]
     retries_due_now()
-    retrying = dies_with_its_batch_open()
+    retrying = left_in_doubt(app, chunk_id)
     assert (retrying.retry, retrying.tries, retrying.size) == (True, 1, 1)
     assert retrying.devices == [[db.session.scalar(select(Device.id).where(Device.fid == "fid-M3")), world.id("M3")]]
     lapse(chunk_id)
@@ -920,15 +926,11 @@ def test_a_batch_in_doubt_whose_devices_are_all_gone_is_skipped_not_sent(world, 
     stamped then, counted in the tally; the batch is closed and the notification done."""
     from handbook.timeutil import utcnow
     from push import fanout
-    from push.fcm import get_backend
     from push.models import PushBatch
 
     doc_id = world.publish("b1")
     [chunk_id] = plan_chunks(notification("published", doc_id).id)
-    with pytest.raises(Died):
-        fanout.send_chunk(chunk_id, backend=DiesAfterSending(get_backend(app.config)))
-    db.session.rollback()
-    [devices] = db.session.scalars(select(PushBatch.devices)).all()
+    devices = left_in_doubt(app, chunk_id).devices
     db.session.execute(delete(Device).where(Device.id.in_([d for d, _ in devices])))
     db.session.commit()
     accepted = fcm.accepted_count()
@@ -951,15 +953,10 @@ def test_a_batch_in_doubt_partly_gone_sends_the_rest_once_more_and_skips_the_oth
     another member. The next worker sends the 9 still there once more and skips the 3 (not sent to again,
     even the one whose new owner is in the audience too); its tally counts both."""
     from push import fanout
-    from push.fcm import get_backend
-    from push.models import PushBatch
 
     doc_id = world.publish("city")
     [chunk_id] = plan_chunks(notification("published", doc_id).id)
-    with pytest.raises(Died):
-        fanout.send_chunk(chunk_id, backend=DiesAfterSending(get_backend(app.config)))
-    db.session.rollback()
-    [devices] = db.session.scalars(select(PushBatch.devices)).all()
+    devices = left_in_doubt(app, chunk_id).devices
     signed_out, moved = [d for d, _ in devices[:2]], devices[2][0]
     moved_fid = db.session.get(Device, moved).fid or db.session.get(Device, moved).token
     db.session.execute(delete(Device).where(Device.id.in_(signed_out)))
@@ -980,8 +977,6 @@ def test_after_skipping_what_is_gone_a_chunk_goes_on_with_the_rest(world, fcm, a
     devices and the retrying one sign out. The next worker skips them all — the batch in doubt, then the
     due retry — and goes on to send the chunk's other devices; its tally counts every skip."""
     from push import fanout
-    from push.fcm import get_backend
-    from push.models import PushBatch
 
     monkeypatch.setattr(fanout, "SEND_BATCH", 3)
     monkeypatch.setitem(app.config, "PUSH_RETRY_BASE_SECONDS", 600)
@@ -989,10 +984,7 @@ def test_after_skipping_what_is_gone_a_chunk_goes_on_with_the_rest(world, fcm, a
     [chunk_id] = plan_chunks(notification("published", doc_id).id)
     first = db.session.scalars(select(Device.fid).where(Device.fid.is_not(None)).order_by(Device.id).limit(1)).one()
     fcm.set_rule(target=first, error="UNAVAILABLE", times=1)
-    with pytest.raises(Died):
-        fanout.send_chunk(chunk_id, backend=DiesAfterSending(get_backend(app.config), at=2))
-    db.session.rollback()
-    [in_doubt] = db.session.scalars(select(PushBatch.devices)).all()
+    in_doubt = left_in_doubt(app, chunk_id, at=2).devices
     retrying = db.session.scalar(select(Delivery.device_id).where(Delivery.state == "retry"))
     gone = [d for d, _ in in_doubt] + [retrying]
     db.session.execute(delete(Device).where(Device.id.in_(gone)))
