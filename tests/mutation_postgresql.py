@@ -64,6 +64,13 @@ POSTGRESQL_ONLY = "PostgreSQL only"   # how an explanation says only PostgreSQL 
 JUDGED_HERE = (POSTGRESQL_ONLY, "Outside mutmut's selection")
 
 
+def claims_a_kill(why: str) -> bool:
+    """The explanation says the mutant is killed here (on PostgreSQL, or by a file outside the selection),
+    not that it is equivalent: while it survives here it is not explained (the report counts it among the
+    unexplained survivors, and this run judges it again)."""
+    return why.startswith(JUDGED_HERE) and not re.search(r"(?<!not )equivalent", why)
+
+
 def wanted(statuses: dict[str, str], entries: dict[str, tuple[str | None, str]], judged: dict[str, str]) -> list[str]:
     """The mutants to run here: SQLite's "no tests", its survivors that no explanation calls equivalent
     (an unexplained one may be killed by PostgreSQL's tests or a file outside the selection; and those
@@ -181,9 +188,10 @@ def main() -> None:
     statuses = mutation_report.sqlite_results([module], hashes)
     entries, judged = mutation_report.equivalents(), current(load(), hashes)
     todo = [n for n in wanted(statuses, entries, judged) if not args.only or any(p in n for p in args.only)]
-    # As on SQLite: a survivor explained for exactly its current diff is not run again (MUTATE_RECHECK=1: it is).
+    # As on SQLite: a survivor explained for exactly its current diff is not run again (MUTATE_RECHECK=1: it is),
+    # unless the explanation says it is killed here.
     if not os.environ.get("MUTATE_RECHECK"):
-        todo = [n for n in todo if not (judged.get(n) == "survived"
+        todo = [n for n in todo if not (judged.get(n) == "survived" and not claims_a_kill(entries[n][1])
                                         and mutation_report.explained_for_its_diff(n, entries))]
     source = (ROOT / mutation_report._source(module)).read_text(encoding="utf-8")
     stats = json.loads((MUTANTS / "mutmut-stats.json").read_text(encoding="utf-8"))

@@ -215,7 +215,10 @@ def main() -> None:
     entries = equivalents()
     # An explanation pinned to another diff explains nothing now (the function changed, the name moved).
     moved = {n for n in survivors if n in entries and entries[n][0] not in (None, pin(diffs[n]))}
-    known = {n: why for n, (_, why) in entries.items() if n not in moved}
+    # An explanation saying PostgreSQL kills it explains nothing while it survives there (or was not run there).
+    refuted = {n for n in survivors if n in entries and n not in moved
+               and mutation_postgresql.claims_a_kill(entries[n][1])}
+    known = {n: why for n, (_, why) in entries.items() if n not in moved and n not in refuted}
     unpinned = {n for n in survivors if n in known and entries[n][0] is None}
     real = [n for n in survivors if n not in known]
     lines = ["# Mutation testing report (`make mutate`)", "",
@@ -255,6 +258,9 @@ def main() -> None:
                                                         "mutant the why describes)" if name in unpinned else "")]
             elif name in moved:
                 lines += ["", f"Explained for another diff (the function changed since): {entries[name][1]}"]
+            elif name in refuted:
+                lines += ["", "Explained as killed on PostgreSQL (or outside mutmut's selection), but it was not "
+                              f"killed there: {entries[name][1]}"]
             lines += ["", "```diff", diffs[name], "```", ""]
     # Not run yet and no tests are counted in the table; anything else (timeouts, crashes) is named.
     others = sorted(n for n, s in statuses.items() if s not in ("killed", "survived", "not checked", "no tests"))

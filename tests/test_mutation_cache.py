@@ -208,3 +208,13 @@ def test_without_a_record_retrace_compares_with_the_commit_of_mutmuts_last_full_
     assert list(stats["duration_by_test"]) == ["tests/test_a.py::test_changed[sqlite-1]"]
     assert json.loads((root / "mutants" / "test-sources.json").read_text(encoding="utf-8")) == \
         mutation_cache.test_sources()
+
+
+def test_an_explanation_that_promises_a_kill_on_postgresql_explains_nothing_while_the_mutant_survives_there():
+    claims = mutation_postgresql.claims_a_kill
+    assert claims("PostgreSQL only: the lock left out; killed by tests/test_x.py::test_y")
+    assert claims("Outside mutmut's selection: killed by tests/test_push_batches.py::test_z")
+    assert claims("PostgreSQL only, not equivalent: a real change only PostgreSQL's tests see")
+    assert not claims("PostgreSQL only, equivalent: the same rows, one statement each")
+    assert not claims("Outside mutmut's selection, equivalent: NOT IN an empty list is always true")
+    assert not claims("`synchronize_session=None`: equivalent, nothing synchronised")   # not judged there
