@@ -146,8 +146,10 @@ def sqlite_results(modules: list[str], hashes: dict[str, str] | None = None) -> 
 
 
 def pending(module: str) -> list[str]:
-    """What `mutmut run` should be given for `module`: its mutants not killed yet (not checked, survived,
-    timed out: tests may have been added since), or the module's pattern when nothing was generated yet.
+    """What `mutmut run` should be given for `module`: its mutants not killed yet (not checked, survived:
+    tests may have been added since), or the module's pattern when nothing was generated yet. A timeout is
+    a detected change (the tests hung: an endless loop) and is not run again until its function changes
+    (mutmut then drops the verdict); each would cost mutmut's whole per-mutant limit for nothing.
     (mutmut re-runs every mutant it is given by name or pattern, and only unchecked ones when given none.)"""
     try:
         statuses = current_results([module])
@@ -155,11 +157,19 @@ def pending(module: str) -> list[str]:
         statuses = {}
     if not statuses:
         return [f"{module}.*"]
-    todo = {n for n, s in statuses.items() if s not in ("killed", "caught by type check")}
+    todo = undetected(statuses)
     if not os.environ.get("MUTATE_RECHECK"):
         entries = equivalents()
         todo -= not_run_on_sqlite(statuses, entries, lambda n: explained_for_its_diff(n, entries))
     return sorted(todo)
+
+
+DETECTED = ("killed", "caught by type check", "timeout")
+
+
+def undetected(statuses: dict[str, str]) -> set[str]:
+    """The mutants no run has detected yet: not checked, no tests, survived (a timeout is detected)."""
+    return {n for n, s in statuses.items() if s not in DETECTED}
 
 
 def not_run_on_sqlite(statuses: dict[str, str], entries: dict[str, tuple[str | None, str]],

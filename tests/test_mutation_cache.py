@@ -122,6 +122,8 @@ def test_what_is_judged_on_postgresql():
     assert mutation_report.not_run_on_sqlite(statuses, entries, pinned.__contains__) == {
         "m.x_b__mutmut_1", "m.x_b__mutmut_2", "m.x_b__mutmut_4", "m.x_c__mutmut_2"}
     assert mutation_report.not_run_on_sqlite(statuses, entries, lambda name: False) == set()
+    # What mutmut is given again: all but the detected (a timeout is a hang the tests caught).
+    assert mutation_report.undetected({**statuses, "m.x_d__mutmut_1": "timeout"}) == set(statuses) - {"m.x_b__mutmut_3"}
     # A verdict holds while its function's source is the one it was judged on.
     verdicts = {"m.x_a__mutmut_2": {"verdict": "killed", "hash": "h1"}, "m.x_b__mutmut_1": {"verdict": "killed", "hash": "old"}}
     assert mutation_postgresql.current(verdicts, {"m.x_a__mutmut_2": "h1", "m.x_b__mutmut_1": "new"}) == {
