@@ -132,6 +132,9 @@ def _test_modules(read) -> list[str]:
 
 
 def _sources_at(commit: str) -> dict[str, str] | None:
+    if not commit:
+        return None
+
     def read(path: str) -> str:
         return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout

@@ -201,6 +201,8 @@ def test_without_a_record_retrace_compares_with_the_commit_of_mutmuts_last_full_
     unknown = _stats(*traced)
     _write(root / "mutants" / "mutmut-stats.json", unknown)
     assert "cannot tell which tests changed" in mutation_cache.retrace()   # no commit to compare with
+    subprocess.run([*git, "add", "tests"], cwd=root, check=True)   # (not the index's sources either)
+    assert "cannot tell which tests changed" in mutation_cache.retrace()
     assert json.loads((root / "mutants" / "mutmut-stats.json").read_text(encoding="utf-8")) == unknown
     _write(root / "mutants" / "mutmut-stats.json", {**unknown, "git_commit": commit})
     # test_same changed; the two added since the commit were traced with a source nobody recorded: again.
