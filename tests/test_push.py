@@ -76,7 +76,6 @@ class DiesAfterSending:
         return outcomes
 
 
-
 def left_in_doubt(app, chunk_id: int, at: int = 1):
     """Run the chunk on the real backend with a worker that dies once FCM has answered its `at`-th batch:
     the one batch it leaves open (in doubt)."""
@@ -89,6 +88,7 @@ def left_in_doubt(app, chunk_id: int, at: int = 1):
     db.session.rollback()
     [batch] = db.session.scalars(select(PushBatch)).all()
     return batch
+
 
 def plan_chunks(notification_id: int) -> list[int]:
     """Plan the notification: its chunks' ids, as the planner hands them to the queue."""
@@ -141,6 +141,7 @@ def local(day_offset: int, hour: int, minute: int = 0, base: datetime | None = N
 
 
 # --- publication -----------------------------------------------------------------------------------
+
 
 def test_a_publication_reaches_every_device_once_with_a_complete_message(world, fcm):
     doc_id = world.publish("city")
@@ -253,6 +254,7 @@ def test_notification_stats_are_for_those_who_manage_the_document(world, fcm):
 
 
 # --- FCM errors ------------------------------------------------------------------------------------
+
 
 def test_dead_registrations_are_deleted(world, fcm):
     fcm.set_rule(target="fid-M3", error="UNREGISTERED")
@@ -479,7 +481,6 @@ def test_a_notification_is_done_once_planned_and_every_chunk_of_its_own_is_done(
     assert [row(name)[0] for name in ("still planning", "cancelled", "another")] == ["sending", "cancelled", "sending"]
 
 
-
 def _planned(notification_id: int) -> list[tuple[int, int]]:
     """The notification's chunks, as (first member id, last member id), in the order they were cut."""
     from push.models import PushChunk
@@ -543,8 +544,6 @@ def test_an_escalation_is_planned_in_batches_of_its_own_inbox(world, fcm, monkey
         InboxItem.notification_id == escalation.id))) == secretaries
 
 
-
-
 @contextmanager
 def sequential_scans():
     """On PostgreSQL, the statements inside read tables by sequential scans (rows in the order they lie in
@@ -570,6 +569,7 @@ def sequential_scans():
         event.remove(db.engine, "checkout", no_index_scans)
         db.session.close()
         db.engine.dispose()   # (the pooled connections keep the settings: closed)
+
 
 def test_an_escalation_planner_taken_over_goes_on_after_its_cursor_in_member_id_order(world, fcm, tree,
                                                                                        monkeypatch):
@@ -608,6 +608,7 @@ def test_an_escalation_planner_taken_over_goes_on_after_its_cursor_in_member_id_
         assert fanout.plan(escalation, lambda chunk_id: None) is not None
     assert _planned(escalation) == [(first, first), (second, second), (third, third)]
 
+
 def test_a_plan_with_no_recipient_is_done_at_once(world, fcm):
     """A re-acknowledgement nobody owes (everyone exempt) has nothing to send: planning it finishes it."""
     from push import fanout
@@ -623,6 +624,7 @@ def test_a_plan_with_no_recipient_is_done_at_once(world, fcm):
     reack = db.session.get(Notification, reack.id)
     assert (reack.state, reack.recipients, reack.lease_until) == ("done", 0, None)
     assert reack.finished_at is not None and _planned(reack.id) == []
+
 
 def test_a_notification_of_a_kind_without_a_recipient_rule_is_refused(app):
     """fanout.recipients_condition names the kind it has no rule for, rather than sending to nobody."""
@@ -958,7 +960,8 @@ def test_a_batch_in_doubt_partly_gone_sends_the_rest_once_more_and_skips_the_oth
     [chunk_id] = plan_chunks(notification("published", doc_id).id)
     devices = left_in_doubt(app, chunk_id).devices
     signed_out, moved = [d for d, _ in devices[:2]], devices[2][0]
-    moved_fid = db.session.get(Device, moved).fid or db.session.get(Device, moved).token
+    moved_device = db.session.get(Device, moved)
+    moved_fid = moved_device.fid or moved_device.token
     db.session.execute(delete(Device).where(Device.id.in_(signed_out)))
     db.session.execute(update(Device).where(Device.id == moved).values(member_id=world.id("M1")))
     db.session.commit()
@@ -1247,6 +1250,7 @@ def test_configuration_errors_fail_without_deleting_devices(world, fcm):
 
 # --- idempotency and concurrency -------------------------------------------------------------------
 
+
 def test_a_delivery_left_sending_by_a_dead_worker_is_sent_again_once(world, fcm, app, monkeypatch):
     """Simulate the crash window: a chunk whose worker died after marking a batch `sending` (FCM may have
     it). The next runner takes the chunk once its lease has run out and sends those rows again, once,
@@ -1258,9 +1262,7 @@ def test_a_delivery_left_sending_by_a_dead_worker_is_sent_again_once(world, fcm,
     monkeypatch.setattr(fanout, "SEND_BATCH", 1)
 
     doc_id = world.publish("city")
-    planned: list[int] = []
-    fanout.plan(notification("published", doc_id).id, planned.append)
-    [chunk_id] = planned
+    [chunk_id] = plan_chunks(notification("published", doc_id).id)
     fanout.send_chunk(chunk_id)
     assert fcm.accepted_count() == 12
     # Rewind two deliveries to `sending` under an older claim, and the chunk to a lapsed lease.
@@ -1280,10 +1282,8 @@ def test_a_chunk_with_a_live_lease_is_not_taken_twice(world, fcm):
     from push import fanout
 
     doc_id = world.publish("city")
-    planned: list[int] = []
-    fanout.plan(notification("published", doc_id).id, planned.append)
-    assert fanout.plan(notification("published", doc_id).id, planned.append) is None  # already planned
-    [chunk_id] = planned
+    [chunk_id] = plan_chunks(notification("published", doc_id).id)
+    assert fanout.plan(notification("published", doc_id).id, pytest.fail) is None  # already planned
     from push.models import PushChunk
 
     chunk = db.session.get(PushChunk, chunk_id)
@@ -1328,8 +1328,7 @@ def test_withdrawing_cancels_what_has_not_gone_out(world, fcm):
     from push import fanout
 
     doc_id = world.publish("city")
-    planned: list[int] = []
-    fanout.plan(notification("published", doc_id).id, planned.append)
+    planned = plan_chunks(notification("published", doc_id).id)
     world.withdraw(doc_id)
     assert fanout.send_chunk(planned[0]) is not None
     assert fcm.accepted_count() == 0
@@ -1410,6 +1409,7 @@ def test_quiet_window_arithmetic(app, window, hour, minute, quiet_now):
 
 # --- reminders and escalations ---------------------------------------------------------------------
 
+
 def _published_at(doc_id: int) -> datetime:
     db.session.expire_all()
     return db.session.get(Document, doc_id).published_at
@@ -1429,9 +1429,8 @@ def test_a_chunk_writes_the_deliveries_of_its_own_members_only(world, fcm, monke
     run_due()
     fcm.reset()
     schedule_due(_published_at(doc_id) + timedelta(days=7, minutes=1))
-    planned: list[int] = []
     reminder = notification("reminder", doc_id).id
-    fanout.plan(reminder, planned.append)
+    planned = plan_chunks(reminder)
     chunks = {c.id: c for c in db.session.scalars(select(PushChunk).where(PushChunk.id.in_(planned)))}
     assert len(chunks) >= 3
     last = chunks[planned[-1]]
@@ -1488,8 +1487,7 @@ def test_a_member_who_acknowledges_after_planning_is_skipped(world, fcm):
     from push.schedule import schedule_due
 
     schedule_due(start + timedelta(days=7, minutes=1))
-    planned: list[int] = []
-    fanout.plan(notification("reminder", doc_id).id, planned.append)
+    planned = plan_chunks(notification("reminder", doc_id).id)
     world.ack("M2", doc_id)
     fanout.send_chunk(planned[0])
     assert "fid-M2" not in targets(fcm) and "fid-M1" in targets(fcm)
@@ -1511,9 +1509,7 @@ def test_whoever_settled_since_planning_gets_no_push_of_that_document_only(world
     schedule_due(_published_at(doc_b) + timedelta(days=7, minutes=1))
     chunks = {}
     for doc in (doc_a, doc_b):
-        planned: list[int] = []
-        fanout.plan(notification("reminder", doc).id, planned.append)
-        chunks[doc] = planned
+        chunks[doc] = plan_chunks(notification("reminder", doc).id)
     assert [len(c) for c in chunks.values()] == [1, 1]
 
     def extend_a(card: str, by: str):
@@ -1673,6 +1669,7 @@ def test_escalations_tell_each_secretary_who_is_pending(world, fcm, tree):
 
 
 # --- manual reminders ------------------------------------------------------------------------------
+
 
 def remind(api: Api, card: str, doc_id: int, unit: str | int):
     unit_id = unit if isinstance(unit, int) else api.tree[unit].id
@@ -1834,6 +1831,7 @@ def test_quiet_ends_is_the_next_end_of_the_window_in_local_time(app, quiet):
 
 # --- devices ---------------------------------------------------------------------------------------
 
+
 def test_devices_not_seen_for_270_days_are_forgotten(world, fcm):
     old = db.session.scalar(select(Device).where(Device.fid == "fid-M3"))
     old.last_seen_at = datetime.now(ZONE) - timedelta(days=271)
@@ -1856,6 +1854,7 @@ def test_the_log_backend_sends_nothing_over_the_network(world, fcm, app, caplog)
 
 
 # --- the ways it runs ------------------------------------------------------------------------------
+
 
 def test_the_cli_sends_what_is_due_and_is_safe_to_run_twice(world, fcm, app):
     doc_id = world.publish("city")

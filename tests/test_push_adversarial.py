@@ -34,7 +34,7 @@ from tests.conftest import make_app
 from tests.factories import member
 from tests.test_acknowledgements import ADMIN, API, ZONE, Api
 from tests.test_errors import assert_problem
-from tests.test_push import devices_of, local, notification, remind, stats
+from tests.test_push import devices_of, local, notification, plan_chunks, remind, stats
 
 
 def _register(client, api: Api, card: str, phone: str, **extra):
@@ -190,8 +190,7 @@ def test_a_phone_that_changed_hands_between_planning_and_sending_follows_its_new
     """Pinned: deliveries are created when the chunk runs, from the devices' owners at that moment: M2's
     phone, now M5's (outside the audience), gets nothing; M3's phone, now M1's, is pushed once as M1's."""
     doc_id = world.publish("b1")
-    planned: list[int] = []
-    fanout.plan(notification("published", doc_id).id, planned.append)
+    planned = plan_chunks(notification("published", doc_id).id)
     assert _register(world.client, world, "M5", "fid-M2").status_code == 200
     assert _register(world.client, world, "M1", "fid-M3").status_code == 200
     for chunk_id in planned:

@@ -18,10 +18,10 @@ from sqlalchemy import func, select
 
 from handbook.extensions import db
 from push import fanout
-from push.fcm import FAILED, INVALID, RETRY, SENT, FcmBackend, get_backend
+from push.fcm import FAILED, INVALID, RETRY, SENT, FcmBackend
 from push.models import Delivery, PushBatch
 from tests.test_acknowledgements import WORLD_MEMBERS
-from tests.test_push import Died, DiesAfterSending, devices_of, lapse, notification, plan_chunks, targets
+from tests.test_push import devices_of, lapse, left_in_doubt, notification, plan_chunks, targets
 
 
 def _plan(world, where: str = "city") -> tuple[int, int]:
@@ -32,12 +32,9 @@ def _plan(world, where: str = "city") -> tuple[int, int]:
 
 def test_a_worker_dying_between_send_and_record_leaves_its_batch_in_doubt_and_it_is_sent_once_more(world, fcm, app):
     doc_id, chunk_id = _plan(world)
-    with pytest.raises(Died):
-        fanout.send_chunk(chunk_id, backend=DiesAfterSending(get_backend(app.config)))
-    db.session.rollback()
+    batch = left_in_doubt(app, chunk_id)
     assert fcm.accepted_count() == 12
     # What survives the crash: the write-ahead batch naming every device, no delivery.
-    [batch] = db.session.scalars(select(PushBatch)).all()
     assert (batch.size, batch.tries, batch.retry) == (12, 1, False)
     assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
     assert fanout.send_chunk(chunk_id) is None  # its lease is still running: nobody takes it
@@ -57,30 +54,14 @@ def test_a_worker_dying_between_send_and_record_leaves_its_batch_in_doubt_and_it
 def test_a_recorded_batch_is_never_sent_again_and_only_the_open_one_is_in_doubt(world, fcm, app, monkeypatch):
     """Two batches: the first recorded, the worker dies in the second. Only the second is sent again."""
     monkeypatch.setattr(fanout, "SEND_BATCH", 6)   # batches of 6 instead of FCM's 500
-    if True:
-        assert fanout.batch_size() == 6
-        doc_id, chunk_id = _plan(world)
-        real = get_backend(app.config)
-
-        class DiesInTheSecondBatch:
-            calls = 0
-
-            def send(self, messages):
-                self.calls += 1
-                outcomes = real.send(messages)
-                if self.calls == 2:
-                    raise Died
-                return outcomes
-
-        with pytest.raises(Died):
-            fanout.send_chunk(chunk_id, backend=DiesInTheSecondBatch())
-        db.session.rollback()
-        assert fcm.accepted_count() == 12
-        [batch] = db.session.scalars(select(PushBatch)).all()
-        second = {device_id for device_id, _ in batch.devices}
-        assert db.session.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "sent")) == 6
-        lapse(chunk_id)
-        assert fanout.send_chunk(chunk_id)["resent"] == 6
+    assert fanout.batch_size() == 6
+    doc_id, chunk_id = _plan(world)
+    batch = left_in_doubt(app, chunk_id, at=2)   # the first batch recorded, the worker dead in the second
+    assert fcm.accepted_count() == 12
+    second = {device_id for device_id, _ in batch.devices}
+    assert db.session.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "sent")) == 6
+    lapse(chunk_id)
+    assert fanout.send_chunk(chunk_id)["resent"] == 6
     per_target = fcm.stats()["accepted_by_target"]
     assert sorted(per_target) == devices_of(*WORLD_MEMBERS)
     twice = {d for d, in db.session.execute(select(Delivery.device_id).where(Delivery.attempts == 2))}
@@ -122,11 +103,8 @@ def test_a_batch_in_doubt_is_not_skipped_for_a_member_who_acknowledged_meanwhile
     fanout_all()
     fcm.reset()
     schedule_due(_published_at(doc_id) + timedelta(days=7, minutes=1))
-    planned: list[int] = []
-    fanout.plan(notification("reminder", doc_id).id, planned.append)
-    with pytest.raises(Died):
-        fanout.send_chunk(planned[0], backend=DiesAfterSending(get_backend(app.config)))
-    db.session.rollback()
+    planned = plan_chunks(notification("reminder", doc_id).id)
+    left_in_doubt(app, planned[0])
     first = fcm.accepted_count()
     assert "fid-M2" in targets(fcm)
     assert world.ack("M2", doc_id).status_code == 200

@@ -28,6 +28,7 @@ def ask(api, card: str, doc: int, text: str = "Chỉ thị áp dụng cho đản
 
 # --- questions ---------------------------------------------------------------------------------------------
 
+
 def test_a_question_reaches_the_publishers_and_the_answer_reaches_the_asker(world, fcm):
     api = world
     doc = api.publish("ba_dinh")
@@ -70,7 +71,6 @@ def test_a_question_reaches_the_publishers_and_the_answer_reaches_the_asker(worl
     assert [q["id"] for q in answered_filter] == [question]
 
 
-
 def test_an_answer_to_an_asker_deactivated_meanwhile_reaches_nobody(world, fcm):
     """The asker left (deactivated) before the answer: it is recorded and public, but no push and no inbox
     item go to an inactive member's devices, which are still registered."""
@@ -93,6 +93,7 @@ def test_an_answer_to_an_asker_deactivated_meanwhile_reaches_nobody(world, fcm):
     assert db.session.scalars(select(InboxItem).where(InboxItem.notification_id == notification.id)).all() == []
     assert fcm.messages() == []
     assert db.session.scalar(select(Device.id).where(Device.fid == "fid-M3")) is not None
+
 
 def test_questions_are_scoped(api, tree):
     doc = api.publish("ba_dinh")
@@ -134,6 +135,7 @@ def test_at_most_ten_questions_a_day_and_bad_text_refused(api, tree):
 
 
 # --- adoption -----------------------------------------------------------------------------------------------
+
 
 def recount() -> dict[int, tuple[int, int, int, int]]:
     """{unit id: (members, signed in, with a device, active in 30 days)} from the raw rows, in Python."""
