@@ -99,14 +99,12 @@ def restore() -> str:
     return f"mutation cache: restored into mutants/ ({origin()})"
 
 
-def test_sources(read=None) -> dict[str, str]:
+def test_sources(commit: str | None = None) -> dict[str, str]:
     """`tests/<file>.py::<test>` (`::<Class>::<test>` for a method) -> a hash of the test function's source
-    with its decorators (its parameters included), for every test module; `read(path)` gives a module's
-    text (by default the working tree's)."""
-    read = read or (lambda path: (ROOT / path).read_text(encoding="utf-8"))
+    with its decorators (its parameters included), for every test module of the working tree, or of
+    `commit`."""
     sources: dict[str, str] = {}
-    for path in _test_modules(read):
-        text = read(path)
+    for path, text in _test_modules(commit):
         lines = text.splitlines()
 
         def digest(node) -> str:
@@ -123,25 +121,26 @@ def test_sources(read=None) -> dict[str, str]:
     return sources
 
 
-def _test_modules(read) -> list[str]:
-    if getattr(read, "commit", None):
-        names = subprocess.run(["git", "ls-tree", "--name-only", f"{read.commit}:tests"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.split()
-        return [f"tests/{n}" for n in sorted(names) if n.startswith("test_") and n.endswith(".py")]
-    return [f"tests/{p.name}" for p in sorted((ROOT / "tests").glob("test_*.py"))]
+def _test_modules(commit: str | None):
+    """(path, text) of each test module, in the working tree or at `commit`."""
+    if commit is None:
+        for module in sorted((ROOT / "tests").glob("test_*.py")):
+            yield f"tests/{module.name}", module.read_text(encoding="utf-8")
+        return
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+    for name in sorted(git("ls-tree", "--name-only", f"{commit}:tests").split()):
+        if name.startswith("test_") and name.endswith(".py"):
+            yield f"tests/{name}", git("show", f"{commit}:tests/{name}")
 
 
 def _sources_at(commit: str) -> dict[str, str] | None:
     if not commit:
         return None
-
-    def read(path: str) -> str:
-        return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout
-
-    read.commit = commit
     try:
-        return test_sources(read)
+        return test_sources(commit)
     except subprocess.CalledProcessError:   # not a commit of this clone
         return None
 
